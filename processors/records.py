@@ -1,0 +1,218 @@
+"""Domain records: the frozen dataclasses and enums behind every topic's contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+
+
+class Ground(StrEnum):
+    """Grounds for deletion, reg 9(1) of the 2024 pupil registration regulations."""
+
+    A_REGISTERED_ELSEWHERE = "A_REGISTERED_ELSEWHERE"
+    B_NURSERY_ENDED = "B_NURSERY_ENDED"
+    C_DUAL_REGISTRATION_ENDED = "C_DUAL_REGISTRATION_ENDED"
+    D_SAO_AMENDED = "D_SAO_AMENDED"
+    E_SAO_REVOKED = "E_SAO_REVOKED"
+    F_HOME_EDUCATION = "F_HOME_EDUCATION"
+    G_MOVED_AWAY = "G_MOVED_AWAY"
+    H_NOT_RETURNED_FROM_LEAVE = "H_NOT_RETURNED_FROM_LEAVE"
+    I_CONTINUOUS_ABSENCE = "I_CONTINUOUS_ABSENCE"
+    J_DETAINED = "J_DETAINED"
+    K_DIED = "K_DIED"
+    L_CEASED_COMPULSORY_AGE = "L_CEASED_COMPULSORY_AGE"
+    M_BOARDING_FEES_UNPAID = "M_BOARDING_FEES_UNPAID"
+    N_LEFT_INDEPENDENT_SCHOOL = "N_LEFT_INDEPENDENT_SCHOOL"
+    O_PERMANENTLY_EXCLUDED = "O_PERMANENTLY_EXCLUDED"
+
+
+class DestinationKind(StrEnum):
+    SCHOOL = "SCHOOL"
+    OTHER_LA = "OTHER_LA"
+    ABROAD = "ABROAD"
+    UNKNOWN = "UNKNOWN"
+
+
+class EHEMethod(StrEnum):
+    WRITTEN = "WRITTEN"
+    ORAL = "ORAL"
+
+
+class Recipient(StrEnum):
+    CME_OFFICER = "CME_OFFICER"
+    SOCIAL_CARE = "SOCIAL_CARE"
+    EHE_SERVICE = "EHE_SERVICE"
+
+    @property
+    def topic_suffix(self) -> str:
+        """The recipient part of an `la.<LA>.alerts.<recipient>` topic name."""
+        return self.value.lower().replace("_", "-")
+
+
+class Severity(StrEnum):
+    IMMEDIATE = "IMMEDIATE"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    INFO = "INFO"
+
+
+class Rule(StrEnum):
+    MISSING_NO_DESTINATION = "MISSING_NO_DESTINATION"
+    TRANSITION_NOT_COMPLETED = "TRANSITION_NOT_COMPLETED"
+    TRANSFER_NOT_STARTED = "TRANSFER_NOT_STARTED"
+    MOVED_OUT_OF_AREA = "MOVED_OUT_OF_AREA"
+    EHE_NOTIFIED = "EHE_NOTIFIED"
+    EHE_NOT_CONFIRMED = "EHE_NOT_CONFIRMED"
+    EHE_CONSENT_REQUIRED = "EHE_CONSENT_REQUIRED"
+    EHE_PROTECTED_CHILD = "EHE_PROTECTED_CHILD"
+    ORAL_EHE_INDICATION = "ORAL_EHE_INDICATION"
+    EXCLUDED_NO_PROVISION = "EXCLUDED_NO_PROVISION"
+    CHILD_LOCATED = "CHILD_LOCATED"
+    OPEN_CASE_PROTECTED = "OPEN_CASE_PROTECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    forename: str
+    surname: str
+    date_of_birth: date
+    postcode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class School:
+    urn: str
+    laestab: str
+    name: str
+    special: bool = False
+
+    @property
+    def la_code(self) -> str:
+        return self.laestab[:3]
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    kind: DestinationKind
+    school_urn: str | None = None
+    school_laestab: str | None = None
+    la_code: str | None = None
+
+    @property
+    def destination_la(self) -> str | None:
+        """The destination LA: the given LA code, else the LA digits of the school's LAESTAB."""
+        if self.la_code:
+            return self.la_code
+        if self.school_laestab:
+            return self.school_laestab[:3]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RollEvent:
+    event_id: str
+    event_type: EventType
+    upn: str
+    child: Child
+    school: School
+    effective_date: date
+    recorded_at: datetime
+    source_system: str
+    ground: Ground | None = None
+    destination: Destination | None = None
+    standard_transition: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EHENotification:
+    notification_id: str
+    upn: str
+    la_code: str
+    method: EHEMethod
+    received_on: date
+    school_urn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SocialWorker:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class SafeguardingStatus:
+    upn: str
+    la_code: str
+    child_protection_plan: bool
+    looked_after: bool
+    school_attendance_order: bool
+    updated_at: datetime
+    social_worker: SocialWorker | None = None
+
+    @property
+    def protected(self) -> bool:
+        return self.child_protection_plan or self.looked_after
+
+
+@dataclass(frozen=True, slots=True)
+class ClockTick:
+    today: date
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChild:
+    """What an officer needs to identify the child: no address, no postcode."""
+
+    forename: str
+    surname: str
+    date_of_birth: date
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    alert_id: str
+    rule: Rule
+    recipient: Recipient
+    la_code: str
+    severity: Severity
+    upn: str
+    child: AlertChild
+    school_urn: str
+    raised_on: date
+    reason: str
+    trigger_event_ids: tuple[str, ...] = field(default_factory=tuple)
+    case_id: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return f"la.{self.la_code}.alerts.{self.recipient.topic_suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    raw: bytes
+    source_topic: str
+    partition: int
+    offset: int
+    error_code: str
+    message: str
+
+
+InputRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick
+
+#: Input topic names, the public contract of design.md.
+ROLL_EVENTS = "roll.events"
+EHE_NOTIFICATIONS = "ehe.notifications"
+SAFEGUARDING_STATUS = "safeguarding.status"
+CLOCK_TICKS = "clock.ticks"
+INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS)
+
+
+def dead_letter_topic(source_topic: str) -> str:
+    return f"{source_topic}.dlq"

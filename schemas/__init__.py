@@ -1,0 +1,1 @@
+"""Avro schemas of every record and the codecs that map them to domain objects."""

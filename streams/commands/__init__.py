@@ -1,0 +1,1 @@
+"""Subcommands of the `rollwatch` command line, one module each."""

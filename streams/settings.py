@@ -1,0 +1,88 @@
+"""The one typed settings object, read from ROLLWATCH_* environment variables at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob Rollwatch reads. Built once in the CLI and passed down; nothing reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ROLLWATCH_", env_nested_delimiter="__", extra="ignore")
+
+    # Kafka
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to Kafka."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol uses SASL."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
+
+    # Local broker launcher
+    broker_data_dir: Path = Field(
+        Path(".rollwatch/kafka"), description="Where `rollwatch broker` keeps node data, configs and logs."
+    )
+    broker_cache_dir: Path = Field(
+        Path.home() / ".cache" / "rollwatch" / "kafka-libs",
+        description="Where the Kafka jars fetched by Maven are cached between starts.",
+    )
+    broker_port: int = Field(9092, description="First client port of the local broker (node i uses +10*(i-1)).")
+    broker_heap: str = Field("512m", description="Java heap for each local broker node.")
+    broker_start_timeout: float = Field(90.0, description="Seconds to wait for the local broker to be ready.")
+
+    # Faust worker
+    app_id: str = Field("rollwatch", description="Faust application id: consumer group and changelog prefix.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of every input topic (co-partitioned).")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication factor of topics Rollwatch creates.")
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
+    data_dir: Path = Field(Path(".rollwatch/worker"), description="Worker data (RocksDB tables).")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "exactly_once", description="Faust processing guarantee."
+    )
+    broker_session_timeout: float = Field(30.0, description="Consumer group session timeout, seconds.")
+    broker_heartbeat_interval: float = Field(3.0, description="Consumer heartbeat interval, seconds.")
+    broker_rebalance_timeout: float = Field(30.0, description="Rebalance timeout, seconds.")
+    broker_request_timeout: float = Field(60.0, description="Kafka request timeout, seconds.")
+    broker_commit_interval: float = Field(1.0, description="How often consumed offsets are committed, seconds.")
+    web_enabled: bool = Field(True, description="Serve metrics, health and the dashboard.")
+    web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    web_port: int = Field(6066, description="Port of the worker's web server.")
+    live_clock: bool = Field(
+        False, description="Advance the business date from the wall clock (Europe/London) as well as ticks."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    # Register
+    database_url: str = Field(
+        "sqlite:///.rollwatch/register.db", description="SQLAlchemy URL of the CME register."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_not_empty(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("give at least one host:port, e.g. 127.0.0.1:9092")
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return self.bootstrap_servers.split(",")
+
+    @property
+    def faust_broker_url(self) -> str:
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_list)
