@@ -1,0 +1,284 @@
+"""Record validation: every rule an input record must pass before it is applied, each with a stable code."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from processors.identifiers import (
+    Problem,
+    ProblemCode,
+    is_current_la,
+    is_la_code_format,
+    is_laestab,
+    is_urn,
+    upn_problems,
+)
+from processors.records import (
+    ClockTick,
+    Destination,
+    DestinationKind,
+    EHENotification,
+    EventType,
+    InputRecord,
+    RollEvent,
+    SafeguardingStatus,
+)
+
+__all__ = ["Problem", "ProblemCode", "is_valid", "validate"]
+
+#: Records dated before this are taken to be mis-keyed: Rollwatch has no business before it.
+EARLIEST_PLAUSIBLE = date(2000, 1, 1)
+#: A year this far ahead is a typing slip; a tick that far ahead would also jam the business date.
+LATEST_PLAUSIBLE = date(2099, 12, 31)
+#: A roll change may be recorded ahead of its date (a September start entered in July), but not by years.
+MAX_EFFECTIVE_AHEAD = timedelta(days=366)
+#: Late recording of an old change happens (backlogs, corrections), within limits.
+MAX_EFFECTIVE_BEHIND = timedelta(days=731)
+#: Youngest and oldest plausible ages, in whole years on the effective date (nursery to age-25 EHCP).
+MIN_AGE = 2
+MAX_AGE = 25
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def validate(record: InputRecord) -> list[Problem]:
+    """Every problem with an input record (empty when it is valid); judged on its own dates, never today's."""
+    if isinstance(record, RollEvent):
+        return _roll_event_problems(record)
+    if isinstance(record, EHENotification):
+        return _ehe_notification_problems(record)
+    if isinstance(record, SafeguardingStatus):
+        return _status_problems(record)
+    if isinstance(record, ClockTick):
+        return _date_range_problems(record.today, "today")
+    raise TypeError(f"not an input record: {type(record).__name__}")
+
+
+def is_valid(record: InputRecord) -> bool:
+    return not validate(record)
+
+
+def _uuid_problems(value: str, field: str) -> list[Problem]:
+    if _UUID.fullmatch(value):
+        return []
+    return [
+        Problem(
+            ProblemCode.EVENT_ID_FORMAT,
+            f"{field} must be a UUID written as 8-4-4-4-12 hexadecimal digits; generate one per change and "
+            "reuse it when resending the same change",
+            field,
+        )
+    ]
+
+
+def _urn_problems(value: str, field: str) -> list[Problem]:
+    if is_urn(value):
+        return []
+    return [
+        Problem(
+            ProblemCode.URN_FORMAT,
+            f"{field} must be the school's 6-digit URN from Get Information About Schools",
+            field,
+        )
+    ]
+
+
+def _laestab_problems(value: str, field: str) -> list[Problem]:
+    if not is_laestab(value):
+        return [
+            Problem(
+                ProblemCode.LAESTAB_FORMAT,
+                f"{field} must be 7 digits: the 3-digit LA code then the 4-digit establishment number",
+                field,
+            )
+        ]
+    if not is_current_la(value[:3]):
+        return [
+            Problem(
+                ProblemCode.SCHOOL_LA_UNKNOWN,
+                f"{field} starts with {value[:3]}, which is not a current English LA code; use the school's "
+                "current LAESTAB from Get Information About Schools",
+                field,
+            )
+        ]
+    return []
+
+
+def _la_code_problems(value: str, field: str) -> list[Problem]:
+    if is_la_code_format(value) and is_current_la(value):
+        return []
+    return [
+        Problem(
+            ProblemCode.LA_CODE_UNKNOWN,
+            f"{field} must be the 3-digit code of a current English LA (for example 330 for Birmingham)",
+            field,
+        )
+    ]
+
+
+def _date_range_problems(day: date, field: str) -> list[Problem]:
+    if EARLIEST_PLAUSIBLE <= day <= LATEST_PLAUSIBLE:
+        return []
+    return [
+        Problem(
+            ProblemCode.DATE_IMPLAUSIBLE,
+            f"{field} {day.isoformat()} is outside {EARLIEST_PLAUSIBLE.year}-{LATEST_PLAUSIBLE.year}; "
+            "check the date and resend",
+            field,
+        )
+    ]
+
+
+def _age_on(born: date, day: date) -> int:
+    had_birthday = (day.month, day.day) >= (born.month, born.day)
+    return day.year - born.year - (0 if had_birthday else 1)
+
+
+def _roll_event_problems(event: RollEvent) -> list[Problem]:
+    problems = _uuid_problems(event.event_id, "event_id")
+    problems += upn_problems(event.upn, "upn")
+    problems += _urn_problems(event.school.urn, "school.urn")
+    problems += _laestab_problems(event.school.laestab, "school.laestab")
+    problems += _roll_dates_problems(event)
+    if event.event_type is EventType.ADDED:
+        if event.ground is not None:
+            problems.append(
+                Problem(
+                    ProblemCode.GROUND_ON_ADDED,
+                    "an ADDED event has no ground for deletion; drop the ground, or send REMOVED if the "
+                    "pupil left",
+                    "ground",
+                )
+            )
+        if event.destination is not None:
+            problems.append(
+                Problem(
+                    ProblemCode.DESTINATION_ON_ADDED,
+                    "an ADDED event has no destination; drop it, or send REMOVED if the pupil left",
+                    "destination",
+                )
+            )
+    else:
+        if event.ground is None:
+            problems.append(
+                Problem(
+                    ProblemCode.GROUND_MISSING,
+                    "a REMOVED event needs the ground for deletion under reg 9(1) of the 2024 regulations "
+                    "(A_REGISTERED_ELSEWHERE ... O_PERMANENTLY_EXCLUDED); add it and resend",
+                    "ground",
+                )
+            )
+        if event.destination is not None:
+            problems += _destination_problems(event.destination, event.school.laestab[:3])
+    return problems
+
+
+def _roll_dates_problems(event: RollEvent) -> list[Problem]:
+    problems = _date_range_problems(event.effective_date, "effective_date")
+    recorded_on = event.recorded_at.date()
+    problems += _date_range_problems(recorded_on, "recorded_at")
+    if event.effective_date > recorded_on + MAX_EFFECTIVE_AHEAD:
+        problems.append(
+            Problem(
+                ProblemCode.DATE_IMPLAUSIBLE,
+                f"effective_date {event.effective_date.isoformat()} is more than a year after recorded_at "
+                f"{recorded_on.isoformat()}; send the change nearer its date",
+                "effective_date",
+            )
+        )
+    elif event.effective_date < recorded_on - MAX_EFFECTIVE_BEHIND:
+        problems.append(
+            Problem(
+                ProblemCode.DATE_IMPLAUSIBLE,
+                f"effective_date {event.effective_date.isoformat()} is more than two years before "
+                f"recorded_at {recorded_on.isoformat()}; check the date, and report changes that old to "
+                "the LA directly",
+                "effective_date",
+            )
+        )
+    if not MIN_AGE <= _age_on(event.child.date_of_birth, event.effective_date) <= MAX_AGE:
+        # The message must not echo the date of birth: it is personal data and ends up in logs.
+        problems.append(
+            Problem(
+                ProblemCode.DATE_IMPLAUSIBLE,
+                f"child.date_of_birth gives an age outside {MIN_AGE}-{MAX_AGE} on the effective date; "
+                "check the date of birth in the MIS and resend",
+                "child.date_of_birth",
+            )
+        )
+    return problems
+
+
+def _destination_problems(destination: Destination, school_la: str) -> list[Problem]:
+    problems: list[Problem] = []
+    if destination.school_urn is not None:
+        problems += _urn_problems(destination.school_urn, "destination.school_urn")
+    if destination.school_laestab is not None:
+        problems += _laestab_problems(destination.school_laestab, "destination.school_laestab")
+    if destination.la_code is not None:
+        problems += _la_code_problems(destination.la_code, "destination.la_code")
+
+    names_school = destination.school_urn is not None or destination.school_laestab is not None
+    kind = destination.kind
+    if kind is DestinationKind.SCHOOL:
+        if not names_school:
+            problems.append(
+                _inconsistent("a SCHOOL destination names the school: give school_urn or school_laestab")
+            )
+        if (
+            destination.la_code is not None
+            and destination.school_laestab is not None
+            and destination.school_laestab[:3] != destination.la_code
+        ):
+            problems.append(
+                _inconsistent(
+                    "destination la_code disagrees with the first 3 digits of destination school_laestab; "
+                    "send the school's LA code or leave la_code out"
+                )
+            )
+    elif kind is DestinationKind.OTHER_LA:
+        if destination.la_code is None:
+            problems.append(_inconsistent("an OTHER_LA destination needs the la_code of the LA moved to"))
+        elif destination.la_code == school_la:
+            problems.append(
+                _inconsistent(
+                    "an OTHER_LA destination's la_code is the school's own LA; for a move within the LA "
+                    "send SCHOOL (if known) or UNKNOWN"
+                )
+            )
+        if names_school:
+            problems.append(
+                _inconsistent(
+                    "an OTHER_LA destination names no school; send SCHOOL if the new school is known"
+                )
+            )
+    elif names_school or destination.la_code is not None:
+        problems.append(
+            _inconsistent(
+                f"a {kind.value} destination carries no school_urn, school_laestab or la_code; drop them, "
+                "or send SCHOOL or OTHER_LA if the new school or LA is known"
+            )
+        )
+    return problems
+
+
+def _inconsistent(message: str) -> Problem:
+    return Problem(ProblemCode.DESTINATION_INCONSISTENT, message, "destination")
+
+
+def _ehe_notification_problems(notification: EHENotification) -> list[Problem]:
+    problems = _uuid_problems(notification.notification_id, "notification_id")
+    problems += upn_problems(notification.upn, "upn")
+    problems += _la_code_problems(notification.la_code, "la_code")
+    if notification.school_urn is not None:
+        problems += _urn_problems(notification.school_urn, "school_urn")
+    problems += _date_range_problems(notification.received_on, "received_on")
+    return problems
+
+
+def _status_problems(status: SafeguardingStatus) -> list[Problem]:
+    problems = upn_problems(status.upn, "upn")
+    problems += _la_code_problems(status.la_code, "la_code")
+    problems += _date_range_problems(status.updated_at.date(), "updated_at")
+    return problems
