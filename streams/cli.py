@@ -15,6 +15,7 @@ from streams.settings import Settings
 #: Subcommand modules under streams.commands; each has `register(subparsers)`.
 COMMAND_MODULES = (
     "broker",
+    "replay",
 )
 
 

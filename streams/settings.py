@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     live_clock: bool = Field(
         False, description="Advance the business date from the wall clock (Europe/London) as well as ticks."
     )
+    la_rules_file: Path | None = Field(
+        None, description="JSON file of per-LA term dates, closure days and deadline lengths (see README)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     # Register

@@ -1,0 +1,445 @@
+"""The twelve rules of the CME procedure: apply one record to a child's state and decide who must be told."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from processors import wording
+from processors.config import RuleConfig
+from processors.records import (
+    Alert,
+    AlertChild,
+    DestinationKind,
+    EHEMethod,
+    EHENotification,
+    EventType,
+    Ground,
+    Recipient,
+    RollEvent,
+    Rule,
+    SafeguardingStatus,
+    Severity,
+)
+from processors.state import (
+    Case,
+    ChildState,
+    Deadline,
+    NoticeEntry,
+    Removal,
+    RollEntry,
+    StatusEntry,
+)
+
+#: Fixed namespaces: alert and case ids must stay stable across releases, so these never change.
+ALERT_NAMESPACE = uuid.UUID("5d0c7a4e-8f3b-5b8e-9a61-2f4c1e7b9d30")
+CASE_NAMESPACE = uuid.UUID("a3f1c2d4-6b7e-5c8f-8d9a-0b1c2d3e4f50")
+
+LONDON = ZoneInfo("Europe/London")
+
+MISSING_GROUNDS = frozenset({
+    Ground.A_REGISTERED_ELSEWHERE, Ground.G_MOVED_AWAY, Ground.H_NOT_RETURNED_FROM_LEAVE,
+    Ground.I_CONTINUOUS_ABSENCE, Ground.M_BOARDING_FEES_UNPAID, Ground.N_LEFT_INDEPENDENT_SCHOOL,
+})
+TRANSITION_GROUNDS = MISSING_GROUNDS | {Ground.D_SAO_AMENDED}
+NO_TRANSFER_GROUNDS = frozenset({
+    Ground.F_HOME_EDUCATION, Ground.J_DETAINED, Ground.K_DIED, Ground.L_CEASED_COMPULSORY_AGE,
+})
+NO_MOVE_GROUNDS = frozenset({Ground.K_DIED, Ground.L_CEASED_COMPULSORY_AGE})
+CASE_RULES = frozenset({
+    Rule.MISSING_NO_DESTINATION, Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED,
+    Rule.EHE_NOT_CONFIRMED, Rule.EXCLUDED_NO_PROVISION,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A child's new state, the alerts to send, and the due dates of deadlines it added."""
+
+    state: ChildState
+    alerts: tuple[Alert, ...] = ()
+    new_due_dates: tuple[date, ...] = ()
+    applied: bool = True
+
+
+def alert_id(rule: Rule, recipient: Recipient, la_code: str, upn: str, trigger: str) -> str:
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{rule}|{recipient}|{la_code}|{upn}|{trigger}"))
+
+
+def case_id_for(upn: str, removal: Removal) -> str:
+    return str(uuid.uuid5(CASE_NAMESPACE, f"{upn}|{removal.school_urn}|{removal.effective_date.isoformat()}"))
+
+
+def roll_trigger(school_urn: str, effective_date: date) -> str:
+    return f"{school_urn}|{effective_date.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    recipient: Recipient
+    la_code: str
+
+
+class _Decision:
+    """Collects the alerts of one record and the case changes they imply."""
+
+    def __init__(self, state: ChildState) -> None:
+        self.state = state
+        self.alerts: list[Alert] = []
+
+    def child(self) -> AlertChild:
+        if self.state.child is None:
+            raise ValueError("an alert needs the child's details, which arrive with a roll event")
+        return self.state.child
+
+    def emit(
+        self,
+        rule: Rule,
+        targets: Iterable[_Target],
+        severity: Severity,
+        *,
+        school_urn: str,
+        raised_on: date,
+        reason: str,
+        trigger: str,
+        trigger_ids: tuple[str, ...],
+        case_id: str | None = None,
+    ) -> None:
+        for target in targets:
+            self.alerts.append(
+                Alert(
+                    alert_id=alert_id(rule, target.recipient, target.la_code, self.state.upn, trigger),
+                    rule=rule,
+                    recipient=target.recipient,
+                    la_code=target.la_code,
+                    severity=severity,
+                    upn=self.state.upn,
+                    child=self.child(),
+                    school_urn=school_urn,
+                    raised_on=raised_on,
+                    reason=reason,
+                    trigger_event_ids=trigger_ids,
+                    case_id=case_id,
+                )
+            )
+
+    def open_or_join_case(self, rule: Rule, removal: Removal, targets: list[_Target], on: date) -> str:
+        """Open the child's case, or add holders to the open one: every alerted CME officer's LA holds it."""
+        officer_las = [t.la_code for t in targets if t.recipient is Recipient.CME_OFFICER]
+        social_care_las = [t.la_code for t in targets if t.recipient is Recipient.SOCIAL_CARE]
+        case = self.state.case
+        if case is None:
+            case = Case(
+                case_id=case_id_for(self.state.upn, removal),
+                opened_by=removal,
+                opened_on=on,
+                opening_rule=rule,
+                holders=(),
+            )
+        case = replace(
+            case,
+            holders=_merge(case.holders, officer_las),
+            social_care_alerted=_merge(case.social_care_alerted, social_care_las),
+        )
+        self.state = replace(self.state, case=case)
+        return case.case_id
+
+    def outcome(self, new_due_dates: tuple[date, ...] = ()) -> Outcome:
+        return Outcome(self.state, tuple(self.alerts), new_due_dates)
+
+
+def _merge(existing: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(existing).union(more)))
+
+
+def _protected_targets(state: ChildState, targets: list[_Target]) -> list[_Target]:
+    """Adds the social care LA's SOCIAL_CARE recipient when the child is protected."""
+    if state.status is not None and state.status.protected:
+        targets.append(_Target(Recipient.SOCIAL_CARE, state.status.la_code))
+    return targets
+
+
+def _officer_targets(school_la: str, destination_la: str | None = None) -> list[_Target]:
+    targets = [_Target(Recipient.CME_OFFICER, school_la)]
+    if destination_la and destination_la != school_la:
+        targets.append(_Target(Recipient.CME_OFFICER, destination_la))
+    return targets
+
+
+# --- roll events -------------------------------------------------------------------------------------------
+
+
+def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
+    if event.event_id in state.seen_ids:
+        return Outcome(state, applied=False)
+    seen = state.seen_ids | {event.event_id}
+    if state.has_roll_change(event.event_type, event.school.urn, event.effective_date):
+        # A resend under a new event id: remember the id, change nothing else.
+        return Outcome(replace(state, seen_ids=seen), applied=False)
+    entry = RollEntry(
+        event_type=event.event_type,
+        school_urn=event.school.urn,
+        effective_date=event.effective_date,
+        seq=len(state.rolls),
+        event_id=event.event_id,
+    )
+    child = AlertChild(event.child.forename, event.child.surname, event.child.date_of_birth)
+    state = replace(state, rolls=(*state.rolls, entry), seen_ids=seen, child=child)
+    if event.event_type is EventType.ADDED:
+        return _apply_added(state, event, config)
+    return _apply_removed(state, event, config)
+
+
+def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
+    decision = _Decision(state)
+    case = state.case
+    if case is None:
+        return decision.outcome()
+    opening = case.opened_by
+    located = event.effective_date >= opening.effective_date
+    if not located and event.school.urn != opening.school_urn:
+        calendar = config.calendar_for(opening.school_la)
+        lengths = config.lengths_for(opening.school_la)
+        located = event.effective_date >= calendar.nth_school_day_before(
+            opening.effective_date, lengths.transition_before
+        )
+    if not located:
+        return decision.outcome()
+    targets = [_Target(Recipient.CME_OFFICER, la) for la in case.holders]
+    targets = _protected_targets(state, targets)
+    decision.emit(
+        Rule.CHILD_LOCATED,
+        targets,
+        Severity.INFO,
+        school_urn=event.school.urn,
+        raised_on=event.effective_date,
+        reason=wording.child_located(event.school.name, event.school.urn, event.effective_date, opening),
+        trigger=roll_trigger(event.school.urn, event.effective_date),
+        trigger_ids=(event.event_id,),
+        case_id=case.case_id,
+    )
+    decision.state = replace(
+        decision.state,
+        case=None,
+        deadlines=(),
+        closed_case_ids=(*decision.state.closed_case_ids, case.case_id),
+    )
+    return decision.outcome()
+
+
+def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
+    ground = event.ground
+    if ground is None:
+        raise ValueError("a REMOVED roll event needs a ground; validate records before applying them")
+    school = event.school
+    school_la = school.la_code
+    destination = event.destination
+    kind = destination.kind if destination else None
+    destination_la = destination.destination_la if destination else None
+    removal = Removal(
+        event_id=event.event_id,
+        school_urn=school.urn,
+        school_name=school.name,
+        school_la=school_la,
+        effective_date=event.effective_date,
+        ground=ground,
+        destination_la=destination_la,
+    )
+    calendar = config.calendar_for(school_la)
+    lengths = config.lengths_for(school_la)
+    removed_on = event.effective_date
+    trigger = roll_trigger(school.urn, removed_on)
+    trigger_ids = (event.event_id,)
+    protected = state.protected
+    decision = _Decision(state)
+
+    def emit(rule: Rule, targets: list[_Target], severity: Severity, reason: str, case_id: str | None = None) -> None:
+        decision.emit(
+            rule, targets, severity, school_urn=school.urn, raised_on=removed_on, reason=reason,
+            trigger=trigger, trigger_ids=trigger_ids, case_id=case_id,
+        )
+
+    transition = event.standard_transition
+    unsafe_kinds = {None, DestinationKind.UNKNOWN}
+    if protected:
+        unsafe_kinds |= {DestinationKind.ABROAD, DestinationKind.OTHER_LA}
+    if not transition and ground in MISSING_GROUNDS and kind in unsafe_kinds:
+        earliest = calendar.nth_school_day_before(removed_on, lengths.transition_before)
+        elsewhere = [
+            e for e in state.on_roll_schools() if e.school_urn != school.urn and e.effective_date >= earliest
+        ]
+        if not elsewhere:
+            targets = _protected_targets(state, [_Target(Recipient.CME_OFFICER, school_la)])
+            case_id = decision.open_or_join_case(Rule.MISSING_NO_DESTINATION, removal, targets, removed_on)
+            severity = Severity.IMMEDIATE if protected else Severity.HIGH
+            emit(Rule.MISSING_NO_DESTINATION, targets, severity,
+                 wording.missing_no_destination(removal, kind, protected), case_id)
+
+    if not transition and ground not in NO_MOVE_GROUNDS and destination_la and destination_la != school_la:
+        severity = Severity.MEDIUM if kind is DestinationKind.OTHER_LA else Severity.INFO
+        emit(Rule.MOVED_OUT_OF_AREA, [_Target(Recipient.CME_OFFICER, destination_la)], severity,
+             wording.moved_out_of_area(removal, kind))
+
+    if ground is Ground.F_HOME_EDUCATION:
+        emit(Rule.EHE_NOTIFIED, [_Target(Recipient.EHE_SERVICE, school_la)], Severity.INFO,
+             wording.ehe_notified(removal))
+        attendance_order = state.status is not None and state.status.school_attendance_order
+        if school.special or attendance_order:
+            emit(Rule.EHE_CONSENT_REQUIRED,
+                 [_Target(Recipient.EHE_SERVICE, school_la), _Target(Recipient.CME_OFFICER, school_la)],
+                 Severity.HIGH, wording.ehe_consent_required(removal, school.special, attendance_order))
+        if protected and state.status is not None:
+            emit(Rule.EHE_PROTECTED_CHILD, [_Target(Recipient.SOCIAL_CARE, state.status.la_code)],
+                 Severity.IMMEDIATE, wording.ehe_protected_child(removal))
+
+    deadlines: list[Deadline] = []
+    if not transition and ground in TRANSITION_GROUNDS and kind in (DestinationKind.SCHOOL, DestinationKind.OTHER_LA):
+        deadlines.append(Deadline(
+            Rule.TRANSITION_NOT_COMPLETED, removal,
+            calendar.nth_school_day_before(removed_on, lengths.transition_before),
+            calendar.nth_school_day_after(removed_on, lengths.transition_after),
+        ))
+    if transition and ground not in NO_TRANSFER_GROUNDS and kind is not DestinationKind.ABROAD:
+        deadlines.append(Deadline(
+            Rule.TRANSFER_NOT_STARTED, removal,
+            calendar.nth_school_day_before(removed_on, lengths.transition_before),
+            calendar.nth_school_day_after(removed_on, lengths.transition_after),
+        ))
+    if ground is Ground.F_HOME_EDUCATION:
+        deadlines.append(Deadline(
+            Rule.EHE_NOT_CONFIRMED, removal,
+            calendar.nth_school_day_before(removed_on, lengths.ehe_notice_before),
+            calendar.nth_school_day_after(removed_on, lengths.ehe_notice_after),
+        ))
+    if ground is Ground.O_PERMANENTLY_EXCLUDED:
+        deadlines.append(Deadline(
+            Rule.EXCLUDED_NO_PROVISION, removal, removed_on,
+            calendar.nth_school_day_after(removed_on, lengths.exclusion_after),
+        ))
+    if deadlines:
+        decision.state = replace(decision.state, deadlines=(*decision.state.deadlines, *deadlines))
+    return decision.outcome(tuple(d.due for d in deadlines))
+
+
+# --- deadlines ---------------------------------------------------------------------------------------------
+
+
+def check_deadlines(state: ChildState, business_date: date, config: RuleConfig) -> Outcome:
+    """Evaluates every deadline whose window closed before the business date; keeps the others."""
+    due = [d for d in state.deadlines if d.due < business_date]
+    if not due:
+        return Outcome(state)
+    remaining = tuple(d for d in state.deadlines if d.due >= business_date)
+    decision = _Decision(replace(state, deadlines=remaining))
+    for deadline in sorted(due, key=lambda d: (d.due, d.removal.effective_date, d.rule)):
+        if _deadline_met(decision.state, deadline):
+            _fire_deadline(decision, deadline, business_date)
+    return decision.outcome()
+
+
+def _deadline_met(state: ChildState, deadline: Deadline) -> bool:
+    """True when the child has not turned up as the rule expects, so the alert must go out."""
+    removal = deadline.removal
+    additions = state.additions()
+    if deadline.rule in (Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED):
+        return not any(
+            a.school_urn != removal.school_urn and deadline.window_start <= a.effective_date <= deadline.due
+            for a in additions
+        )
+    if deadline.rule is Rule.EHE_NOT_CONFIRMED:
+        written = any(
+            n.method is EHEMethod.WRITTEN and deadline.window_start <= n.received_on <= deadline.due
+            for n in state.notices
+        )
+        added_later = any(a.effective_date > removal.effective_date for a in additions)
+        return not written and not added_later
+    if deadline.rule is Rule.EXCLUDED_NO_PROVISION:
+        return not any(deadline.window_start <= a.effective_date <= deadline.due for a in additions)
+    raise ValueError(f"{deadline.rule} is not a deadline rule")
+
+
+_DEADLINE_SEVERITY = {
+    Rule.TRANSITION_NOT_COMPLETED: Severity.HIGH,
+    Rule.TRANSFER_NOT_STARTED: Severity.MEDIUM,
+    Rule.EHE_NOT_CONFIRMED: Severity.MEDIUM,
+    Rule.EXCLUDED_NO_PROVISION: Severity.HIGH,
+}
+
+
+def _fire_deadline(decision: _Decision, deadline: Deadline, business_date: date) -> None:
+    removal = deadline.removal
+    state = decision.state
+    if deadline.rule in (Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED):
+        targets = _officer_targets(removal.school_la, removal.destination_la)
+    else:
+        targets = _officer_targets(removal.school_la)
+    targets = _protected_targets(state, targets)
+    protected = state.protected
+    case_id = decision.open_or_join_case(deadline.rule, removal, targets, business_date)
+    decision.emit(
+        deadline.rule,
+        targets,
+        Severity.IMMEDIATE if protected else _DEADLINE_SEVERITY[deadline.rule],
+        school_urn=removal.school_urn,
+        raised_on=business_date,
+        reason=wording.deadline_passed(deadline, protected),
+        trigger=roll_trigger(removal.school_urn, removal.effective_date),
+        trigger_ids=(removal.event_id,),
+        case_id=case_id,
+    )
+
+
+# --- EHE notifications and safeguarding status ------------------------------------------------------------
+
+
+def apply_ehe_notification(state: ChildState, notice: EHENotification, config: RuleConfig) -> Outcome:
+    if notice.notification_id in state.seen_ids:
+        return Outcome(state, applied=False)
+    entry = NoticeEntry(notice.notification_id, notice.la_code, notice.method, notice.received_on)
+    state = replace(
+        state, notices=(*state.notices, entry), seen_ids=state.seen_ids | {notice.notification_id}
+    )
+    decision = _Decision(state)
+    if notice.method is EHEMethod.ORAL:
+        on_roll = state.on_roll_schools()
+        if on_roll and state.child is not None:
+            school_urn = notice.school_urn or on_roll[0].school_urn
+            decision.emit(
+                Rule.ORAL_EHE_INDICATION,
+                [_Target(Recipient.EHE_SERVICE, notice.la_code)],
+                Severity.INFO,
+                school_urn=school_urn,
+                raised_on=notice.received_on,
+                reason=wording.oral_indication(school_urn, notice.received_on),
+                trigger=notice.notification_id,
+                trigger_ids=(notice.notification_id,),
+            )
+    return decision.outcome()
+
+
+def apply_status(state: ChildState, status: SafeguardingStatus, config: RuleConfig) -> Outcome:
+    entry = StatusEntry(
+        status.la_code, status.child_protection_plan, status.looked_after, status.school_attendance_order
+    )
+    state = replace(state, status=entry)
+    decision = _Decision(state)
+    case = state.case
+    if entry.protected and case is not None and entry.la_code not in case.social_care_alerted:
+        decision.emit(
+            Rule.OPEN_CASE_PROTECTED,
+            [_Target(Recipient.SOCIAL_CARE, entry.la_code)],
+            Severity.IMMEDIATE,
+            school_urn=case.opened_by.school_urn,
+            raised_on=status.updated_at.astimezone(LONDON).date(),
+            reason=wording.open_case_protected(case, entry),
+            trigger=case.case_id,
+            trigger_ids=(case.opened_by.event_id,),
+            case_id=case.case_id,
+        )
+        decision.state = replace(
+            state, case=replace(case, social_care_alerted=_merge(case.social_care_alerted, [entry.la_code]))
+        )
+    return decision.outcome()

@@ -1,0 +1,124 @@
+"""Per-child state: what Rollwatch remembers about one child between records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
+
+
+@dataclass(frozen=True, slots=True)
+class RollEntry:
+    """One applied roll change; `seq` is its arrival order within the child."""
+
+    event_type: EventType
+    school_urn: str
+    effective_date: date
+    seq: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeEntry:
+    """One applied EHE notification."""
+
+    notification_id: str
+    la_code: str
+    method: EHEMethod
+    received_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEntry:
+    """The latest safeguarding status applied (arrival order), reduced to what the rules read."""
+
+    la_code: str
+    child_protection_plan: bool
+    looked_after: bool
+    school_attendance_order: bool
+
+    @property
+    def protected(self) -> bool:
+        return self.child_protection_plan or self.looked_after
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """The removal a deadline or a case refers back to."""
+
+    event_id: str
+    school_urn: str
+    school_name: str
+    school_la: str
+    effective_date: date
+    ground: Ground
+    destination_la: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A deadline rule waiting for the business date to pass `due` (the last school day of its window)."""
+
+    rule: Rule
+    removal: Removal
+    window_start: date
+    due: date
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """The child's open CME case, and every LA that holds it."""
+
+    case_id: str
+    opened_by: Removal
+    opened_on: date
+    opening_rule: Rule
+    holders: tuple[str, ...]
+    social_care_alerted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChildState:
+    upn: str
+    child: AlertChild | None = None
+    rolls: tuple[RollEntry, ...] = ()
+    notices: tuple[NoticeEntry, ...] = ()
+    status: StatusEntry | None = None
+    case: Case | None = None
+    deadlines: tuple[Deadline, ...] = ()
+    seen_ids: frozenset[str] = field(default_factory=frozenset)
+    closed_case_ids: tuple[str, ...] = ()
+
+    @property
+    def protected(self) -> bool:
+        return self.status is not None and self.status.protected
+
+    def latest_at(self, school_urn: str) -> RollEntry | None:
+        """The latest roll change at a school, by effective date, then arrival."""
+        latest: RollEntry | None = None
+        for entry in self.rolls:
+            if entry.school_urn == school_urn and (
+                latest is None or (entry.effective_date, entry.seq) > (latest.effective_date, latest.seq)
+            ):
+                latest = entry
+        return latest
+
+    def on_roll_schools(self) -> list[RollEntry]:
+        """The ADDED entries through which the child is on roll somewhere now, one per school."""
+        schools = {entry.school_urn for entry in self.rolls}
+        on_roll = []
+        for urn in sorted(schools):
+            latest = self.latest_at(urn)
+            if latest is not None and latest.event_type is EventType.ADDED:
+                on_roll.append(latest)
+        return on_roll
+
+    def has_roll_change(self, event_type: EventType, school_urn: str, effective_date: date) -> bool:
+        return any(
+            e.event_type is event_type and e.school_urn == school_urn and e.effective_date == effective_date
+            for e in self.rolls
+        )
+
+    def additions(self) -> list[RollEntry]:
+        return [e for e in self.rolls if e.event_type is EventType.ADDED]

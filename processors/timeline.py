@@ -1,0 +1,150 @@
+"""Applies records in arrival order: per-child rules, the business date, and deadlines falling due."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from processors.config import RuleConfig
+from processors.records import (
+    Alert,
+    ClockTick,
+    EHENotification,
+    InputRecord,
+    RollEvent,
+    SafeguardingStatus,
+)
+from processors.rules import Outcome, apply_ehe_notification, apply_roll_event, apply_status, check_deadlines
+from processors.state import ChildState
+
+
+class ChildStore(Protocol):
+    """Where per-child state lives: a dict in replay, a changelog-backed table in the worker."""
+
+    def get(self, upn: str) -> ChildState | None: ...
+
+    def put(self, state: ChildState) -> None: ...
+
+
+class DeadlineIndex(Protocol):
+    """Which children have a deadline due on which date, so an advance touches only those children."""
+
+    def add(self, due: date, upn: str) -> None: ...
+
+    def pop_due_before(self, business_date: date) -> list[str]: ...
+
+
+class BusinessClock(Protocol):
+    """The business date: the latest tick applied; it never moves back."""
+
+    def get(self) -> date | None: ...
+
+    def set(self, today: date) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one record did: the alerts it raised, and whether it was new (not a duplicate)."""
+
+    alerts: tuple[Alert, ...]
+    new: bool
+
+
+class Timeline:
+    """The one code path that replay and the worker share: record in, alerts out."""
+
+    def __init__(
+        self, children: ChildStore, index: DeadlineIndex, clock: BusinessClock, config: RuleConfig
+    ) -> None:
+        self.children = children
+        self.index = index
+        self.clock = clock
+        self.config = config
+
+    def apply(self, record: InputRecord) -> Applied:
+        if isinstance(record, ClockTick):
+            return self.advance(record.today)
+        state = self.children.get(record.upn) or ChildState(upn=record.upn)
+        outcome: Outcome
+        if isinstance(record, RollEvent):
+            outcome = apply_roll_event(state, record, self.config)
+        elif isinstance(record, EHENotification):
+            outcome = apply_ehe_notification(state, record, self.config)
+        elif isinstance(record, SafeguardingStatus):
+            outcome = apply_status(state, record, self.config)
+        else:
+            raise TypeError(f"cannot apply {type(record).__name__}")
+        if outcome.state is not state:
+            self.children.put(outcome.state)
+        for due in outcome.new_due_dates:
+            self.index.add(due, record.upn)
+        return Applied(outcome.alerts, outcome.applied)
+
+    def advance(self, today: date) -> Applied:
+        """Moves the business date forward and raises every deadline alert that has fallen due."""
+        current = self.clock.get()
+        if current is not None and today <= current:
+            return Applied((), False)
+        self.clock.set(today)
+        alerts: list[Alert] = []
+        for upn in self.index.pop_due_before(today):
+            state = self.children.get(upn)
+            if state is None:
+                continue
+            outcome = check_deadlines(state, today, self.config)
+            if outcome.state is not state:
+                self.children.put(outcome.state)
+            alerts.extend(outcome.alerts)
+        return Applied(tuple(alerts), True)
+
+
+class MemoryChildStore:
+    """A dict of child states, for replay and unit tests."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, ChildState] = {}
+
+    def get(self, upn: str) -> ChildState | None:
+        return self.states.get(upn)
+
+    def put(self, state: ChildState) -> None:
+        self.states[state.upn] = state
+
+    def __iter__(self) -> Iterator[ChildState]:
+        return iter(self.states.values())
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+class MemoryDeadlineIndex:
+    """Due dates to the children with a deadline on them, in memory."""
+
+    def __init__(self) -> None:
+        self.by_date: MutableMapping[date, set[str]] = {}
+
+    def add(self, due: date, upn: str) -> None:
+        self.by_date.setdefault(due, set()).add(upn)
+
+    def pop_due_before(self, business_date: date) -> list[str]:
+        upns: set[str] = set()
+        for due in [d for d in self.by_date if d < business_date]:
+            upns |= self.by_date.pop(due)
+        return sorted(upns)
+
+
+class MemoryClock:
+    def __init__(self, today: date | None = None) -> None:
+        self.today = today
+
+    def get(self) -> date | None:
+        return self.today
+
+    def set(self, today: date) -> None:
+        self.today = today
+
+
+def memory_timeline(config: RuleConfig) -> Timeline:
+    return Timeline(MemoryChildStore(), MemoryDeadlineIndex(), MemoryClock(), config)

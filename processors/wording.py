@@ -1,0 +1,139 @@
+"""Plain-English reasons an LA officer can act on; they name schools, grounds and dates, never the child."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from processors.records import DestinationKind, Ground, Rule
+from processors.state import Case, Deadline, Removal, StatusEntry
+
+GROUND_WORDS = {
+    Ground.A_REGISTERED_ELSEWHERE: "registered at another school (ground A)",
+    Ground.B_NURSERY_ENDED: "nursery education ended (ground B)",
+    Ground.C_DUAL_REGISTRATION_ENDED: "dual registration ended (ground C)",
+    Ground.D_SAO_AMENDED: "school attendance order amended to name another school (ground D)",
+    Ground.E_SAO_REVOKED: "school attendance order revoked (ground E)",
+    Ground.F_HOME_EDUCATION: "parent's written notice of elective home education (ground F)",
+    Ground.G_MOVED_AWAY: "moved away (ground G)",
+    Ground.H_NOT_RETURNED_FROM_LEAVE: "did not return after leave of absence (ground H)",
+    Ground.I_CONTINUOUS_ABSENCE: "at least 20 school days' continuous absence (ground I)",
+    Ground.J_DETAINED: "detained under a sentence (ground J)",
+    Ground.K_DIED: "died (ground K)",
+    Ground.L_CEASED_COMPULSORY_AGE: "ceased to be of compulsory school age (ground L)",
+    Ground.M_BOARDING_FEES_UNPAID: "boarding fees unpaid (ground M)",
+    Ground.N_LEFT_INDEPENDENT_SCHOOL: "left an independent or non-maintained special school (ground N)",
+    Ground.O_PERMANENTLY_EXCLUDED: "permanently excluded (ground O)",
+}
+
+PROTECTED_NOTE = (
+    " The child has a child protection plan or is looked after: tell the allocated social worker today."
+)
+
+
+def day(value: date) -> str:
+    return f"{value:%a} {value.day} {value:%b %Y}"
+
+
+def _removed(removal: Removal) -> str:
+    return (
+        f"Removed from {removal.school_name} (URN {removal.school_urn}) on {day(removal.effective_date)}, "
+        f"{GROUND_WORDS[removal.ground]}"
+    )
+
+
+def missing_no_destination(removal: Removal, kind: DestinationKind | None, protected: bool) -> str:
+    if kind in (None, DestinationKind.UNKNOWN):
+        where = "with no known destination"
+    elif kind is DestinationKind.ABROAD:
+        where = "reported as gone abroad, which is unconfirmed"
+    else:
+        where = "reported as moving to another LA with no school named"
+    text = (
+        f"{_removed(removal)}, {where}, and not on roll at any other school. Add the child to the CME "
+        "register and start reasonable enquiries: contact the family, the school and neighbouring LAs, and "
+        "check the Lost Pupil Database."
+    )
+    return text + (PROTECTED_NOTE if protected else "")
+
+
+def moved_out_of_area(removal: Removal, kind: DestinationKind | None) -> str:
+    if kind is DestinationKind.SCHOOL:
+        expect = "a school in your area is named as the destination: expect the child on its roll"
+    else:
+        expect = "the family is reported as moving to your area with no school named: expect an application"
+    return (
+        f"{_removed(removal)}; {expect}. If the child does not appear, liaise with LA "
+        f"{removal.school_la}'s CME officer."
+    )
+
+
+def ehe_notified(removal: Removal) -> str:
+    return (
+        f"{_removed(removal)}. Contact the family to confirm the home education arrangements and assess "
+        "whether the education is suitable."
+    )
+
+
+def ehe_consent_required(removal: Removal, special: bool, attendance_order: bool) -> str:
+    why = []
+    if special:
+        why.append("the school is a special school, so the LA must consent before the name is removed")
+    if attendance_order:
+        why.append("a school attendance order is in force and must be revoked before the name is removed")
+    return f"{_removed(removal)}; {' and '.join(why)}. Check that consent was given, or act now."
+
+
+def ehe_protected_child(removal: Removal) -> str:
+    return (
+        f"{_removed(removal)}. The child has a child protection plan or is looked after: review the home "
+        "education decision with the allocated social worker today."
+    )
+
+
+def oral_indication(school_urn: str, received_on: date) -> str:
+    return (
+        f"The parent said on {day(received_on)} that they intend to home educate a child on roll at URN "
+        f"{school_urn}; no written notice yet. Contact the family before the child is removed."
+    )
+
+
+def child_located(school_name: str, school_urn: str, starting: date, opening: Removal) -> str:
+    return (
+        f"On roll at {school_name} (URN {school_urn}) from {day(starting)}. The CME case opened after the "
+        f"removal from {opening.school_name} on {day(opening.effective_date)} is closed: no further action "
+        "unless there are other concerns."
+    )
+
+
+_DEADLINE_TEXT = {
+    Rule.TRANSITION_NOT_COMPLETED: (
+        "The child has not joined another school by {due}, 10 school days after the removal. Contact the "
+        "named destination and the family, and treat the child as missing education until found."
+    ),
+    Rule.TRANSFER_NOT_STARTED: (
+        "The child left at a standard transition and has not started at another school by {due}. Check the "
+        "admission offer with the expected school and contact the family."
+    ),
+    Rule.EHE_NOT_CONFIRMED: (
+        "No written notice of home education was received by {due} and the child is not on roll anywhere. "
+        "Confirm the parent's intention in writing, or treat the child as missing education."
+    ),
+    Rule.EXCLUDED_NO_PROVISION: (
+        "No school or alternative provision had the child on roll by {due}, the sixth school day after the "
+        "exclusion. Arrange full-time provision (s19 Education Act 1996)."
+    ),
+}
+
+
+def deadline_passed(deadline: Deadline, protected: bool) -> str:
+    text = f"{_removed(deadline.removal)}. " + _DEADLINE_TEXT[deadline.rule].format(due=day(deadline.due))
+    return text + (PROTECTED_NOTE if protected else "")
+
+
+def open_case_protected(case: Case, status: StatusEntry) -> str:
+    plan = "has a child protection plan" if status.child_protection_plan else "is looked after"
+    return (
+        f"The child {plan} (LA {status.la_code}) and has had an open CME case since "
+        f"{day(case.opened_on)}. {_removed(case.opened_by)}. Tell the allocated social worker today and "
+        "agree who leads the enquiries."
+    )

@@ -1,0 +1,59 @@
+"""Every scenario, the shared worked examples and our own, replayed in-process against its expected alerts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from processors.calendar import default_calendar
+from processors.config import RuleConfig
+from processors.records import Alert
+from processors.timeline import memory_timeline
+from streams.replay import replay
+from tests.scenarios.catalogue import SCENARIOS
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+SHARED_FILES = sorted(SHARED.glob("*.jsonl"))
+
+
+def run(lines: list[str]) -> list[Alert]:
+    alerts: list[Alert] = []
+    replay(lines, memory_timeline(RuleConfig(default_calendar())), alerts.append)
+    return alerts
+
+
+def keys(alerts: list[Alert]) -> Counter[tuple[str, str, str, str]]:
+    return Counter((str(a.rule), str(a.recipient), a.la_code, a.upn) for a in alerts)
+
+
+def test_shared_scenarios_are_present() -> None:
+    assert len(SHARED_FILES) >= 6, f"expected the worked examples in {SHARED}"
+
+
+@pytest.mark.parametrize("path", SHARED_FILES, ids=lambda p: p.stem)
+def test_shared_scenario(path: Path) -> None:
+    expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
+    alerts = run(path.read_text().splitlines())
+    assert keys(alerts) == Counter(tuple(e) for e in expected)
+    assert len({a.alert_id for a in alerts}) == len(alerts)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_own_scenario(scenario: object) -> None:
+    from tests.scenarios.builder import Scenario
+
+    assert isinstance(scenario, Scenario)
+    alerts = run(scenario.lines())
+    assert keys(alerts) == Counter(scenario.expected), scenario.story
+    assert len({a.alert_id for a in alerts}) == len(alerts)
+
+
+def test_there_are_at_least_thirty_own_scenarios_covering_every_rule() -> None:
+    from processors.records import Rule
+
+    assert len(SCENARIOS) >= 30
+    covered = {rule for s in SCENARIOS for rule, *_ in s.expected}
+    assert covered == {str(rule) for rule in Rule}
