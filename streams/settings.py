@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     app_id: str = Field("rollwatch", description="Faust application id: consumer group and changelog prefix.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of every input topic (co-partitioned).")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor of topics Rollwatch creates.")
+    table_standby_replicas: int = Field(
+        1, ge=0, description="Standby copies of each table partition kept warm on other workers for failover."
+    )
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
     data_dir: Path = Field(Path(".rollwatch/worker"), description="Worker data (RocksDB tables).")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
