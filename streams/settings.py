@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     broker_heap: str = Field("512m", description="Java heap for each local broker node.")
     broker_start_timeout: float = Field(90.0, description="Seconds to wait for the local broker to be ready.")
 
+    topic_prefix: str = Field(
+        "", description="Prefix on every topic name, to run several environments on one cluster (e.g. 'test.')."
+    )
+
     # Faust worker
     app_id: str = Field("rollwatch", description="Faust application id: consumer group and changelog prefix.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of every input topic (co-partitioned).")
@@ -84,6 +88,10 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
+
+    def topic(self, name: str) -> str:
+        """A contract topic name as this deployment spells it."""
+        return f"{self.topic_prefix}{name}"
 
     @property
     def bootstrap_list(self) -> list[str]:
