@@ -16,6 +16,8 @@ from streams.settings import Settings
 COMMAND_MODULES = (
     "broker",
     "replay",
+    "worker",
+    "alerts",
 )
 
 

@@ -1,0 +1,199 @@
+"""The worker's topology: input topics, changelog-backed tables, the one thin agent, and the live clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import faust
+from faust.types import TableT
+
+from processors.config import RuleConfig
+from processors.records import (
+    CLOCK_TICKS,
+    EHE_NOTIFICATIONS,
+    ROLL_EVENTS,
+    SAFEGUARDING_STATUS,
+    ClockTick,
+    DeadLetter,
+    EHENotification,
+    InputRecord,
+    RollEvent,
+    SafeguardingStatus,
+)
+from processors.state import ChildState
+from processors.timeline import Timeline
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError
+from sinks.alerts import AlertSink, DeadLetterSink
+from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
+from streams.app import create_app
+from streams.replay import Rejected, apply_checked
+from streams.settings import Settings
+from streams.statecodec import decode_state, encode_state
+
+log = logging.getLogger(__name__)
+LONDON = ZoneInfo("Europe/London")
+
+RECORD_TYPES: dict[str, type[InputRecord]] = {
+    ROLL_EVENTS: RollEvent,
+    EHE_NOTIFICATIONS: EHENotification,
+    SAFEGUARDING_STATUS: SafeguardingStatus,
+    CLOCK_TICKS: ClockTick,
+}
+
+
+class TableChildStore:
+    """Child states in a changelog-backed table keyed by UPN."""
+
+    def __init__(self, table: TableT) -> None:
+        self.table = table
+
+    def get(self, upn: str) -> ChildState | None:
+        raw = self.table.get(upn.encode())
+        return decode_state(raw) if raw is not None else None
+
+    def put(self, state: ChildState) -> None:
+        self.table[state.upn.encode()] = encode_state(state)
+
+
+class TableDeadlineIndex:
+    """Pending deadlines of one partition as `<partition>|<due date>|<UPN>` keys in a table; the partition
+    prefix keeps each partition's index apart in a worker that owns several."""
+
+    def __init__(self, table: TableT, partition: int) -> None:
+        self.table = table
+        self.prefix = f"{partition}|".encode()
+
+    def add(self, due: date, upn: str) -> None:
+        self.table[self.prefix + f"{due.isoformat()}|{upn}".encode()] = b"1"
+
+    def pop_due_before(self, business_date: date) -> list[str]:
+        limit = business_date.isoformat().encode()
+        start = len(self.prefix)
+        due_keys = [
+            key for key in list(self.table.keys()) if key.startswith(self.prefix) and key[start : start + 10] < limit
+        ]
+        upns = set()
+        for key in due_keys:
+            upns.add(key[start + 11 :].decode())
+            del self.table[key]
+        return sorted(upns)
+
+
+class TableBusinessClock:
+    """One partition's business date in a table keyed by partition number."""
+
+    def __init__(self, table: TableT, partition: int) -> None:
+        self.table = table
+        self.key = str(partition).encode()
+
+    def get(self) -> date | None:
+        raw = self.table.get(self.key)
+        return date.fromisoformat(raw.decode()) if raw is not None else None
+
+    def set(self, today: date) -> None:
+        self.table[self.key] = today.isoformat().encode()
+
+
+@dataclass
+class HandledRecord:
+    applied: bool
+    alerts: int = 0
+    error_code: str | None = None
+
+
+class RecordHandler:
+    """Decode, validate, apply, deliver: everything the agent does with one message, with no Faust in it."""
+
+    def __init__(
+        self,
+        codec: AvroCodec,
+        timeline_for: Callable[[int], Timeline],
+        alerts: AlertSink,
+        dead_letters: DeadLetterSink,
+        record_types: dict[str, type[InputRecord]],
+    ) -> None:
+        self.codec = codec
+        self.timeline_for = timeline_for
+        self.alerts = alerts
+        self.dead_letters = dead_letters
+        self.record_types = record_types
+
+    async def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> HandledRecord:
+        try:
+            record = self.codec.decode(value, self.record_types[topic])
+            alerts = apply_checked(self.timeline_for(partition), record)
+        except (CodecError, Rejected) as error:
+            code = str(error.code)
+            message = error.message if isinstance(error, Rejected) else str(error)
+            log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
+            await self.dead_letters.send(DeadLetter(value, topic, partition, offset, code, message), key)
+            return HandledRecord(applied=False, error_code=code)
+        for alert in alerts:
+            await self.alerts.send(alert)
+        return HandledRecord(applied=True, alerts=len(alerts))
+
+
+def london_today(now: datetime | None = None) -> date:
+    return (now or datetime.now(tz=LONDON)).astimezone(LONDON).date()
+
+
+def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
+    """The whole worker: an App whose single agent applies every input record in partition order."""
+    app = create_app(settings)
+    codec = AvroCodec()
+    partitions = settings.topic_partitions
+    record_types = {settings.topic(name): kind for name, kind in RECORD_TYPES.items()}
+    inputs = app.topic(*record_types, key_serializer="raw", value_serializer="raw", partitions=partitions)
+    children = app.Table("children", partitions=partitions, key_type=bytes, value_type=bytes)
+    deadlines = app.Table("deadlines", partitions=partitions, key_type=bytes, value_type=bytes)
+    clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
+    child_store = TableChildStore(children)
+    timelines: dict[int, Timeline] = {}
+
+    def timeline_for(partition: int) -> Timeline:
+        timeline = timelines.get(partition)
+        if timeline is None:
+            timeline = Timeline(
+                child_store,
+                TableDeadlineIndex(deadlines, partition),
+                TableBusinessClock(clocks, partition),
+                rule_config,
+            )
+            timelines[partition] = timeline
+        return timeline
+
+    handler = RecordHandler(
+        codec,
+        timeline_for,
+        KafkaAlertSink(app, codec, partitions, settings.topic_prefix),
+        KafkaDeadLetterSink(app, codec, partitions),
+        record_types,
+    )
+
+    @app.agent(inputs, concurrency=1, name="apply-records")
+    async def apply_records(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            await handler.handle(message.topic, message.partition, message.offset, message.key, event.value)
+
+    if settings.live_clock:
+        ticks_topic = app.topic(settings.topic(CLOCK_TICKS), key_serializer="raw", value_serializer="raw")
+        last_sent: list[date] = []
+
+        @app.timer(interval=60.0, on_leader=True)
+        async def advance_from_wall_clock() -> None:
+            today = london_today()
+            if last_sent and last_sent[0] >= today:
+                return
+            # Each partition keeps its own business date, so the tick goes to every partition.
+            for partition in range(partitions):
+                await ticks_topic.send(value=codec.encode(ClockTick(today)), partition=partition)
+            last_sent[:] = [today]
+            log.info("business date advanced from the wall clock to %s", today.isoformat())
+
+    return app
