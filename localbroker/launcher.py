@@ -89,7 +89,11 @@ def print_progress(message: str) -> None:
 
 def new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes as unpadded URL-safe base64, as `StorageTool random-uuid` makes."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        # Like Kafka's own Uuid.randomUuid: an id starting with "-" would be read as an option by the formatter.
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def client_port(base_port: int, node_id: int) -> int:

@@ -318,3 +318,10 @@ def test_cli_status_of_an_empty_data_dir_says_nothing_runs(
 
     assert exit_code == 1
     assert "No local Kafka cluster" in capsys.readouterr().out
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    from localbroker.launcher import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(3000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
