@@ -15,6 +15,7 @@ from processors.identifiers import (
     upn_problems,
 )
 from processors.records import (
+    CaseAction,
     ClockTick,
     Destination,
     DestinationKind,
@@ -52,6 +53,8 @@ def validate(record: InputRecord) -> list[Problem]:
         return _status_problems(record)
     if isinstance(record, ClockTick):
         return _date_range_problems(record.today, "today")
+    if isinstance(record, CaseAction):
+        return _case_action_problems(record)
     raise TypeError(f"not an input record: {type(record).__name__}")
 
 
@@ -281,4 +284,29 @@ def _status_problems(status: SafeguardingStatus) -> list[Problem]:
     problems = upn_problems(status.upn, "upn")
     problems += _la_code_problems(status.la_code, "la_code")
     problems += _date_range_problems(status.updated_at.date(), "updated_at")
+    return problems
+
+
+def _case_action_problems(action: CaseAction) -> list[Problem]:
+    problems = _uuid_problems(action.action_id, "action_id")
+    problems += upn_problems(action.upn, "upn")
+    if not _UUID.fullmatch(action.case_id):
+        problems.append(
+            Problem(
+                ProblemCode.EVENT_ID_FORMAT,
+                "case_id must be a case's UUID exactly as its alerts carry it (rollwatch cases list shows them)",
+                "case_id",
+            )
+        )
+    # The register shows these to the next officer and to auditors: a blank one tells them nothing.
+    for field, value in (("reason", action.reason), ("by", action.by)):
+        if not value.strip():
+            problems.append(
+                Problem(
+                    ProblemCode.TEXT_EMPTY,
+                    f"{field} must say something: the register records who closed a case and why",
+                    field,
+                )
+            )
+    problems += _date_range_problems(action.at.date(), "at")
     return problems

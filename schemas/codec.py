@@ -16,6 +16,8 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from processors.records import (
     Alert,
     AlertChild,
+    CaseAction,
+    CaseActionType,
     Child,
     ClockTick,
     DeadLetter,
@@ -35,7 +37,7 @@ from processors.records import (
 )
 from schemas.errors import CodecError, CodecErrorCode
 
-AvroRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | Alert | DeadLetter
+AvroRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | Alert | DeadLetter
 T = TypeVar("T", bound=AvroRecord)
 
 #: First two bytes of every single-object encoded message (Avro specification, "Single-object encoding").
@@ -59,6 +61,7 @@ _EHE_METHODS = {member.value: member for member in EHEMethod}
 _RULES = {member.value: member for member in Rule}
 _RECIPIENTS = {member.value: member for member in Recipient}
 _SEVERITIES = {member.value: member for member in Severity}
+_CASE_ACTION_TYPES = {member.value: member for member in CaseActionType}
 
 
 def _roll_event_to_avro(event: RollEvent) -> AvroDict:
@@ -190,6 +193,30 @@ def _clock_tick_from_avro(fields: AvroDict) -> ClockTick:
     return ClockTick(today=fields["today"])
 
 
+def _case_action_to_avro(action: CaseAction) -> AvroDict:
+    return {
+        "action_id": action.action_id,
+        "upn": action.upn,
+        "case_id": action.case_id,
+        "action": action.action,
+        "reason": action.reason,
+        "by": action.by,
+        "at": action.at,
+    }
+
+
+def _case_action_from_avro(fields: AvroDict) -> CaseAction:
+    return CaseAction(
+        action_id=fields["action_id"],
+        upn=fields["upn"],
+        case_id=fields["case_id"],
+        action=_CASE_ACTION_TYPES[fields["action"]],
+        reason=fields["reason"],
+        by=fields["by"],
+        at=fields["at"],
+    )
+
+
 def _alert_to_avro(alert: Alert) -> AvroDict:
     child = alert.child
     return {
@@ -264,6 +291,7 @@ _MAPPINGS: Mapping[str, _RecordMapping] = {
         SafeguardingStatus, _safeguarding_status_to_avro, _safeguarding_status_from_avro
     ),
     f"{NAMESPACE}.ClockTick": _RecordMapping(ClockTick, _clock_tick_to_avro, _clock_tick_from_avro),
+    f"{NAMESPACE}.CaseAction": _RecordMapping(CaseAction, _case_action_to_avro, _case_action_from_avro),
     f"{NAMESPACE}.Alert": _RecordMapping(Alert, _alert_to_avro, _alert_from_avro),
     f"{NAMESPACE}.DeadLetter": _RecordMapping(DeadLetter, _dead_letter_to_avro, _dead_letter_from_avro),
 }
@@ -313,7 +341,7 @@ class _Decoder:
 class AvroCodec:
     """Encodes domain records as Avro single-object messages and decodes them from any known writer schema.
 
-    Build one per process: construction reads and parses the six `.avsc` files; encode and decode then do no
+    Build one per process: construction reads and parses the seven `.avsc` files; encode and decode then do no
     schema work. `register_writer_schema` changes the registry, so call it at start-up, before decoding.
     """
 

@@ -9,12 +9,15 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from processors.records import (
+    CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     Alert,
     AlertChild,
+    CaseAction,
+    CaseActionType,
     Child,
     ClockTick,
     Destination,
@@ -167,6 +170,7 @@ _EHE_METHODS = _symbols(EHEMethod)
 _RULES = _symbols(Rule)
 _RECIPIENTS = _symbols(Recipient)
 _SEVERITIES = _symbols(Severity)
+_CASE_ACTION_TYPES = _symbols(CaseActionType)
 
 _ROLL_EVENT_KEYS = frozenset(
     {
@@ -200,6 +204,7 @@ _SAFEGUARDING_STATUS_KEYS = frozenset(
 )
 _SOCIAL_WORKER_KEYS = frozenset({"name", "email"})
 _CLOCK_TICK_KEYS = frozenset({"today"})
+_CASE_ACTION_KEYS = frozenset({"action_id", "upn", "case_id", "action", "reason", "by", "at"})
 _ALERT_KEYS = frozenset(
     {
         "alert_id",
@@ -304,11 +309,26 @@ def _clock_tick_from_json(value: JsonObject) -> ClockTick:
     return ClockTick(today=_date(value, "today", CLOCK_TICKS, ""))
 
 
+def _case_action_from_json(value: JsonObject) -> CaseAction:
+    ctx = CASE_ACTIONS
+    _check_keys(value, _CASE_ACTION_KEYS, ctx, "")
+    return CaseAction(
+        action_id=_string(value, "action_id", ctx, ""),
+        upn=_string(value, "upn", ctx, ""),
+        case_id=_string(value, "case_id", ctx, ""),
+        action=_symbol(value, "action", _CASE_ACTION_TYPES, ctx, ""),
+        reason=_string(value, "reason", ctx, ""),
+        by=_string(value, "by", ctx, ""),
+        at=_timestamp(value, "at", ctx, ""),
+    )
+
+
 _PARSERS: Mapping[str, Callable[[JsonObject], InputRecord]] = {
     ROLL_EVENTS: _roll_event_from_json,
     EHE_NOTIFICATIONS: _ehe_notification_from_json,
     SAFEGUARDING_STATUS: _safeguarding_status_from_json,
     CLOCK_TICKS: _clock_tick_from_json,
+    CASE_ACTIONS: _case_action_from_json,
 }
 
 
@@ -427,11 +447,24 @@ def _clock_tick_to_json(tick: ClockTick) -> JsonObject:
     return {"today": tick.today.isoformat()}
 
 
+def _case_action_to_json(action: CaseAction) -> JsonObject:
+    return {
+        "action_id": action.action_id,
+        "upn": action.upn,
+        "case_id": action.case_id,
+        "action": action.action.value,
+        "reason": action.reason,
+        "by": action.by,
+        "at": _timestamp_text(action.at, "at"),
+    }
+
+
 _TOPICS_AND_WRITERS: Mapping[type, tuple[str, Callable[[Any], JsonObject]]] = {
     RollEvent: (ROLL_EVENTS, _roll_event_to_json),
     EHENotification: (EHE_NOTIFICATIONS, _ehe_notification_to_json),
     SafeguardingStatus: (SAFEGUARDING_STATUS, _safeguarding_status_to_json),
     ClockTick: (CLOCK_TICKS, _clock_tick_to_json),
+    CaseAction: (CASE_ACTIONS, _case_action_to_json),
 }
 
 
@@ -441,7 +474,7 @@ def _topic_and_writer(record: object) -> tuple[str, Callable[[Any], JsonObject]]
         raise CodecError(
             CodecErrorCode.WRONG_RECORD_TYPE,
             f"a {type(record).__name__} is not an input record; expected RollEvent, EHENotification, "
-            "SafeguardingStatus or ClockTick",
+            "SafeguardingStatus, ClockTick or CaseAction",
         )
     return entry
 

@@ -13,10 +13,12 @@ from faust.types import TableT
 
 from processors.config import RuleConfig
 from processors.records import (
+    CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
+    CaseAction,
     ClockTick,
     DeadLetter,
     EHENotification,
@@ -43,6 +45,7 @@ RECORD_TYPES: dict[str, type[InputRecord]] = {
     EHE_NOTIFICATIONS: EHENotification,
     SAFEGUARDING_STATUS: SafeguardingStatus,
     CLOCK_TICKS: ClockTick,
+    CASE_ACTIONS: CaseAction,
 }
 
 

@@ -14,6 +14,8 @@ import pytest
 from processors.records import (
     Alert,
     AlertChild,
+    CaseAction,
+    CaseActionType,
     Child,
     ClockTick,
     DeadLetter,
@@ -220,6 +222,7 @@ SCHEMA_FOR_TYPE = {
     "EHENotification": EHENotification,
     "SafeguardingStatus": SafeguardingStatus,
     "ClockTick": ClockTick,
+    "CaseAction": CaseAction,
     "Alert": Alert,
     "DeadLetter": DeadLetter,
 }
@@ -238,6 +241,7 @@ ENUM_TYPES: dict[str, type[StrEnum]] = {
     "Rule": Rule,
     "Recipient": Recipient,
     "Severity": Severity,
+    "CaseActionType": CaseActionType,
 }
 
 

@@ -11,10 +11,12 @@ import pytest
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import (
+    CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
+    CaseAction,
     ClockTick,
     EHENotification,
     Ground,
@@ -31,7 +33,9 @@ from tests.unit.test_validation import BAD_RECORDS, REMOVED
 
 CODEC = AvroCodec()
 MISSING = replace(REMOVED, ground=Ground.G_MOVED_AWAY, destination=None)
-TOPIC_OF = {RollEvent: ROLL_EVENTS, EHENotification: EHE_NOTIFICATIONS, ClockTick: CLOCK_TICKS}
+TOPIC_OF = {
+    RollEvent: ROLL_EVENTS, EHENotification: EHE_NOTIFICATIONS, ClockTick: CLOCK_TICKS, CaseAction: CASE_ACTIONS
+}
 
 
 def topic_for(record: InputRecord) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from processors.records import (
+    CaseAction,
+    CaseActionType,
     Child,
     ClockTick,
     Destination,
@@ -239,6 +241,14 @@ BAD_RECORDS: list[tuple[str, InputRecord, ProblemCode]] = [
     ),
     ("tick before 2000", ClockTick(date(1900, 1, 1)), ProblemCode.DATE_IMPLAUSIBLE),
     ("tick in year 9999", ClockTick(date(9999, 12, 31)), ProblemCode.DATE_IMPLAUSIBLE),
+    (
+        "case action with a blank reason",
+        CaseAction(
+            "0b6f7a1c-2d3e-4f50-8a9b-c0d1e2f30405", "L330210024001", "6f1c2d3e-4b5a-5c6d-8e7f-0a1b2c3d4e5f",
+            CaseActionType.CLOSE, " ", "A. Officer", datetime(2025, 3, 12, 10, 30, tzinfo=UTC),
+        ),
+        ProblemCode.TEXT_EMPTY,
+    ),
 ]
 
 
