@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "replay",
     "worker",
     "alerts",
+    "generate",
+    "publish",
 )
 
 

@@ -1,0 +1,373 @@
+"""`rollwatch publish FILE`: check a whole replay (JSON Lines) or roll-events CSV file, then send it to Kafka.
+
+Two passes over the file, so memory stays flat however large it is:
+1. Validation: every line is parsed (`schemas.jsonformat.parse_line`, or the CSV mapping of
+   `streams.publisher`) and validated (`processors.validation.validate`). By default one bad line means
+   nothing is sent: each bad line is listed with its line number and reasons, and the exit code is 1.
+   With `--skip-invalid` the bad lines go to a rejects file (JSON Lines: line number, reasons, original
+   text) and the rest is sent.
+2. Sending: the input topics are created if missing (co-partitioned: `topic_partitions` each), then every
+   good record goes, in file order, through one function (`_record_sender`) to the SDK's idempotent
+   producer, keyed by UPN; a clock tick goes to every partition of `clock.ticks`.
+
+CSV files (by `.csv` suffix or `--format csv`) hold roll events only, one per row after a header row naming
+the columns of `streams.publisher.CSV_COLUMNS` (any order): event_id, event_type, upn, forename, surname,
+date_of_birth, postcode, school_urn, school_laestab, school_name, school_special, effective_date,
+recorded_at, ground, destination_kind, destination_school_urn, destination_school_laestab,
+destination_la_code, standard_transition, source_system. Empty cells are absent values; booleans are
+true/false (also yes/no, 1/0; empty is false).
+
+Exit codes: 0 sent (rejects, if any, written with --skip-invalid); 1 invalid input, nothing sent; 2 a
+usage, topic or Kafka error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TextIO
+
+from kafka.errors import KafkaError
+from tqdm import tqdm
+
+from processors.records import InputRecord
+from processors.validation import validate
+from schemas.errors import CodecError
+from schemas.jsonformat import parse_line
+from streams.publisher import (
+    CSV_COLUMN_HELP,
+    CSV_COLUMNS,
+    PUBLISHABLE_TYPES,
+    InputPublisher,
+    InvalidRecordError,
+    PublishError,
+    TopicLayoutError,
+    check_csv_header,
+    ensure_input_topics,
+    roll_event_from_csv_row,
+)
+from streams.settings import Settings
+
+FileFormat = Literal["jsonl", "csv"]
+
+#: Files with at least this many records show a progress bar on stderr.
+PROGRESS_FROM_RECORDS = 10_000
+
+
+def _epilog() -> str:
+    columns = "\n".join(f"  {name:<27} {CSV_COLUMN_HELP[name]}" for name in CSV_COLUMNS)
+    return textwrap.dedent(
+        """\
+        FILE is a replay file (JSON Lines, one {"topic": ..., "value": {...}} record a line, any input
+        topic, clock ticks included) or a CSV of roll events (.csv or --format csv) with a header row
+        naming these columns, in any order; empty cells are absent values:
+        """
+    ) + columns + textwrap.dedent(
+        """
+
+        The whole file is checked before anything is sent. By default a single bad line stops the
+        publish: each bad line is listed (line number and reasons) and the exit code is 1.
+        --skip-invalid sends the good lines and writes the bad ones, with their reasons, to --rejects.
+        Settings (brokers, security, topic_partitions) come from ROLLWATCH_* environment variables.
+
+        exit codes: 0 sent; 1 invalid input, nothing sent; 2 usage, topic or Kafka error.
+
+        examples:
+          rollwatch publish year.jsonl
+          rollwatch publish roll-changes.csv --skip-invalid --rejects rejected.jsonl
+        """
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "publish",
+        help="validate a replay or roll-events CSV file, then publish it to the input topics",
+        description=(
+            "Validate every line of FILE, then publish its records to Kafka in file order: Avro "
+            "single-object encoded, keyed by UPN, through an idempotent producer; clock ticks go to every "
+            "partition of clock.ticks."
+        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help="replay JSON Lines file, or roll-events CSV file")
+    parser.add_argument(
+        "--format",
+        choices=("auto", "jsonl", "csv"),
+        default="auto",
+        help="file format (auto: csv for a .csv file, else jsonl)",
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="send the valid lines and write the invalid ones to --rejects instead of sending nothing",
+    )
+    parser.add_argument(
+        "--rejects",
+        type=Path,
+        default=None,
+        help="where --skip-invalid writes rejected lines (default: FILE.rejects.jsonl)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default=None,
+        help="prefix for every topic name, e.g. 'test-1.' to isolate a test's topics "
+        "(default: ROLLWATCH_TOPIC_PREFIX, else none)",
+    )
+    parser.add_argument(
+        "--no-create-topics",
+        action="store_true",
+        help="do not create missing input topics (the records' topics must already exist)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
+    parser.set_defaults(handler=run)
+
+
+# ---- reading and validating ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One line that cannot be sent: where it is, why (never quoting personal data), and its text."""
+
+    line_number: int
+    reasons: tuple[str, ...]
+    text: str
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """The validation pass over a file: how many records are good, and every rejected line."""
+
+    valid: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    #: A problem with the file as a whole (unreadable, a bad CSV header): nothing in it can be sent.
+    fatal: str | None = None
+
+    @property
+    def rejected_lines(self) -> frozenset[int]:
+        return frozenset(reject.line_number for reject in self.rejects)
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    number: int
+    text: str
+    record: InputRecord | None
+    reasons: tuple[str, ...]
+
+
+class FileProblem(Exception):
+    """The file as a whole cannot be read (missing, not UTF-8 text, a bad CSV header)."""
+
+
+def detect_format(path: Path, requested: str) -> FileFormat:
+    if requested == "csv" or (requested == "auto" and path.suffix.lower() == ".csv"):
+        return "csv"
+    return "jsonl"
+
+
+def _problem_reasons(record: InputRecord) -> tuple[str, ...]:
+    if not isinstance(record, PUBLISHABLE_TYPES):
+        return (f"{type(record).__name__} records cannot be published with this command",)
+    return tuple(
+        f"{problem.code}" + (f" ({problem.field})" if problem.field else "") + f": {problem.message}"
+        for problem in validate(record)
+    )
+
+
+def _codec_reason(error: CodecError) -> tuple[str, ...]:
+    return (f"{error.code}: {error.message}",)
+
+
+def _jsonl_lines(path: Path, check: bool) -> Iterator[_Line]:
+    with path.open("rb") as raw:
+        for number, data in enumerate(raw, start=1):
+            try:
+                text = data.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                yield _Line(number, data.decode("utf-8", errors="replace").rstrip("\r\n"), None,
+                            ("BAD_JSON: line is not UTF-8 text",))
+                continue
+            if not text.strip():
+                continue
+            try:
+                _, record = parse_line(text)
+            except CodecError as error:
+                yield _Line(number, text, None, _codec_reason(error))
+                continue
+            yield _Line(number, text, record, _problem_reasons(record) if check else ())
+
+
+def _csv_text(fields: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(fields)
+    return buffer.getvalue()
+
+
+def _csv_lines(path: Path, check: bool) -> Iterator[_Line]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as text_file:
+            reader = csv.reader(text_file)
+            header = next(reader, None)
+            if header is None:
+                raise FileProblem("the CSV file is empty; it needs a header row naming the columns")
+            try:
+                check_csv_header(header)
+            except CodecError as error:
+                raise FileProblem(f"line 1: {error.message}") from None
+            names = [name.strip() for name in header]
+            next_line = reader.line_num + 1
+            for fields in reader:
+                number = next_line
+                next_line = reader.line_num + 1
+                text = _csv_text(fields)
+                if not any(cell.strip() for cell in fields):
+                    continue
+                if len(fields) != len(names):
+                    yield _Line(number, text, None,
+                                (f"BAD_FIELD: row has {len(fields)} fields but the header names {len(names)}",))
+                    continue
+                try:
+                    record: InputRecord = roll_event_from_csv_row(dict(zip(names, fields, strict=True)))
+                except CodecError as error:
+                    yield _Line(number, text, None, _codec_reason(error))
+                    continue
+                yield _Line(number, text, record, _problem_reasons(record) if check else ())
+    except UnicodeDecodeError:
+        raise FileProblem("the file is not UTF-8 text; save the CSV as UTF-8") from None
+    except csv.Error as error:
+        raise FileProblem(f"the file is not readable CSV ({error})") from None
+
+
+def read_lines(path: Path, file_format: FileFormat, *, check: bool = True) -> Iterator[_Line]:
+    """Every non-blank line of the file, parsed and (with `check`) validated.
+
+    Raises FileProblem when the file as a whole is unusable.
+    """
+    if not path.is_file():
+        raise FileProblem(f"no such file: {path}")
+    return _csv_lines(path, check) if file_format == "csv" else _jsonl_lines(path, check)
+
+
+def scan_file(path: Path, file_format: FileFormat) -> ScanResult:
+    """The validation pass: count the good records and collect every bad line with its reasons."""
+    result = ScanResult()
+    try:
+        for line in read_lines(path, file_format):
+            if line.reasons:
+                result.rejects.append(Reject(line.number, line.reasons, line.text))
+            else:
+                result.valid += 1
+    except FileProblem as problem:
+        result.fatal = str(problem)
+    return result
+
+
+def write_rejects(rejects: list[Reject], destination: Path) -> None:
+    """Rejected lines as JSON Lines: {"line": n, "reasons": [...], "text": "<the original line>"}."""
+    with destination.open("w", encoding="utf-8", newline="\n") as out:
+        for reject in rejects:
+            out.write(
+                json.dumps({"line": reject.line_number, "reasons": list(reject.reasons), "text": reject.text},
+                           ensure_ascii=False)
+            )
+            out.write("\n")
+
+
+def report_rejects(path: Path, rejects: list[Reject], out: TextIO | None = None) -> None:
+    """One line per reason, `FILE:LINE: reason` (reasons never quote the line's personal data)."""
+    stream = out or sys.stderr
+    for reject in rejects:
+        for reason in reject.reasons:
+            print(f"{path}:{reject.line_number}: {reason}", file=stream)
+
+
+# ---- sending ---------------------------------------------------------------------------------------------
+
+RecordSender = Callable[[InputRecord], object]
+
+
+def _record_sender(publisher: InputPublisher) -> RecordSender:
+    """The one function every record goes through on its way to Kafka, in file order.
+
+    This is where `--ordered` (design.md, "Ordering through Kafka") plugs in: it will wrap this sender so
+    that, before a record whose topic (`publisher.publisher_for(record).topic`) differs from the previous
+    record's, it flushes `publisher.producer` and waits until the worker has applied everything sent so
+    far: `publisher.publish` returns the send futures, whose metadata give the partitions and offsets to
+    wait for. Nothing else in the sending loop needs to change.
+    """
+    return publisher.publish
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    # kafka-python narrates every connection at INFO; keep the command's own output readable.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    path: Path = args.file
+    file_format = detect_format(path, args.format)
+    scan = scan_file(path, file_format)
+    if scan.fatal is not None:
+        print(f"rollwatch publish: {path}: {scan.fatal}; nothing sent", file=sys.stderr)
+        return 1 if path.is_file() else 2
+    if scan.rejects:
+        bad = len(scan.rejects)
+        if not args.skip_invalid:
+            report_rejects(path, scan.rejects)
+            print(
+                f"rollwatch publish: {bad:,} of {bad + scan.valid:,} lines are invalid; nothing sent "
+                "(fix them, or use --skip-invalid to send the rest)",
+                file=sys.stderr,
+            )
+            return 1
+        rejects_path: Path = args.rejects or path.with_name(path.name + ".rejects.jsonl")
+        write_rejects(scan.rejects, rejects_path)
+        print(f"rollwatch publish: {bad:,} invalid line(s) skipped, written to {rejects_path}", file=sys.stderr)
+    if scan.valid == 0:
+        print(f"rollwatch publish: {path} holds no valid records; nothing sent", file=sys.stderr)
+        return 1 if scan.rejects else 0
+    try:
+        sent = _send_file(args, settings, path, file_format, scan)
+    except (PublishError, TopicLayoutError, KafkaError, FileProblem) as error:
+        print(f"rollwatch publish: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    except InvalidRecordError as error:
+        print(f"rollwatch publish: {path} changed while it was being sent: {error}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        per_topic = ", ".join(f"{topic} {count:,}" for topic, count in sent.items() if count)
+        print(
+            f"publish: sent {scan.valid:,} records from {path}; messages per topic: {per_topic} "
+            "(each tick goes to every partition)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _send_file(
+    args: argparse.Namespace, settings: Settings, path: Path, file_format: FileFormat, scan: ScanResult
+) -> dict[str, int]:
+    """The sending pass; returns messages sent per topic (a tick counts once per partition)."""
+    if not args.no_create_topics:
+        ensure_input_topics(settings, topic_prefix=args.topic_prefix)
+    skipped = scan.rejected_lines
+    show_progress = not args.quiet and scan.valid >= PROGRESS_FROM_RECORDS
+    with InputPublisher(settings, topic_prefix=args.topic_prefix) as publisher:
+        send = _record_sender(publisher)
+        with tqdm(total=scan.valid, unit="rec", file=sys.stderr, disable=not show_progress) as bar:
+            # The publisher validates each record as it sends it, so this pass only parses.
+            for line in read_lines(path, file_format, check=False):
+                if line.number in skipped or line.record is None:
+                    continue
+                send(line.record)
+                bar.update(1)
+        publisher.flush()
+        return publisher.sent
