@@ -9,6 +9,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import faust
+import mode
 from faust.types import TableT
 
 from processors.config import RuleConfig
@@ -178,7 +179,8 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
         record_types,
     )
 
-    @app.agent(inputs, concurrency=1, name="apply-records")
+    # A crash here must stop the worker (to be restarted from committed offsets), never leave it idle.
+    @app.agent(inputs, concurrency=1, name="apply-records", supervisor_strategy=mode.CrashingSupervisor)
     async def apply_records(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message

@@ -1,0 +1,96 @@
+"""Publishing in file order through Kafka: before switching topic, wait until the worker applied the rest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
+
+from streams.kafkaclients import client_options
+from streams.settings import Settings
+
+
+class OrderingTimeout(RuntimeError):
+    """The worker did not apply what was sent in time: most often no worker is running for the group."""
+
+
+class AppliedOffsets:
+    """Reads the worker group's committed offsets: a committed offset past a record means it was applied
+    (the worker commits only after processing, inside the same transaction as its alerts)."""
+
+    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
+        self.group_id = group_id or settings.app_id
+        self.admin = KafkaAdminClient(**client_options(settings))
+
+    def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        try:
+            offsets = self.admin.list_group_offsets({self.group_id: partitions}).get(self.group_id, {})
+        except KafkaError as error:
+            # While the group coordinator starts or moves, nothing can be read yet: ask again later.
+            if getattr(error, "retriable", False):
+                return {}
+            raise
+        return {tp: meta.offset for tp, meta in offsets.items() if meta is not None and meta.offset >= 0}
+
+    def wait_for(
+        self,
+        targets: Mapping[TopicPartition, int],
+        timeout: float = 120.0,
+        poll_interval: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Blocks until every partition's committed offset reaches its target (the next offset to read)."""
+        deadline = time.monotonic() + timeout
+        partitions = list(targets)
+        while True:
+            committed = self.committed(partitions)
+            behind = {tp: off for tp, off in targets.items() if committed.get(tp, -1) < off}
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(behind))
+                raise OrderingTimeout(
+                    f"the worker group {self.group_id!r} has not applied records sent to {where} after "
+                    f"{timeout:.0f} s; is `rollwatch worker` running with ROLLWATCH_APP_ID={self.group_id}?"
+                )
+            sleep(poll_interval)
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+class OrderedSender:
+    """Sends records; whenever the next record goes to a different topic, first waits until the worker has
+    applied everything sent before it, so the worker applies a file's records in file order."""
+
+    def __init__(self, producer: KafkaProducer, applied: AppliedOffsets, timeout: float = 120.0) -> None:
+        self.producer = producer
+        self.applied = applied
+        self.timeout = timeout
+        self.last_topic: str | None = None
+        self.futures: list[Any] = []
+        self.barriers = 0
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> None:
+        if self.last_topic is not None and topic != self.last_topic:
+            self.barrier()
+        self.futures.append(self.producer.send(topic, key=key, value=value, partition=partition))
+        self.last_topic = topic
+
+    def barrier(self) -> None:
+        if not self.futures:
+            return
+        self.producer.flush()
+        targets: dict[TopicPartition, int] = {}
+        for future in self.futures:
+            meta = future.get(timeout=self.timeout)
+            tp = TopicPartition(meta.topic, meta.partition)
+            targets[tp] = max(targets.get(tp, 0), meta.offset + 1)
+        self.futures.clear()
+        self.applied.wait_for(targets, timeout=self.timeout)
+        self.barriers += 1

@@ -1,0 +1,157 @@
+"""Every scenario through the real broker and a real worker: alerts equal to the in-process replay's."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from processors.calendar import default_calendar
+from processors.config import RuleConfig
+from processors.records import CLOCK_TICKS, Alert
+from processors.timeline import memory_timeline
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError
+from schemas.jsonformat import alert_to_json, parse_line
+from streams.ordering import AppliedOffsets, OrderedSender
+from streams.replay import replay
+from streams.settings import Settings
+from streams.topics import ensure_worker_topics
+from tests.integration.workers import WorkerProcess
+from tests.scenarios.catalogue import SCENARIOS
+
+pytestmark = pytest.mark.integration
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+
+
+def all_scenarios() -> list[tuple[str, list[str], Counter[tuple[str, ...]]]]:
+    cases = []
+    for path in sorted(SHARED.glob("*.jsonl")):
+        expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
+        cases.append((path.stem, path.read_text().splitlines(), Counter(tuple(e) for e in expected)))
+    for scenario in SCENARIOS:
+        cases.append((scenario.name, scenario.lines(), Counter(scenario.expected)))
+    return cases
+
+
+def replayed(lines: list[str]) -> list[dict[str, Any]]:
+    alerts: list[Alert] = []
+    replay(lines, memory_timeline(RuleConfig(default_calendar())), alerts.append)
+    return [alert_to_json(a) for a in alerts]
+
+
+def read_alerts(settings: Settings, idle_ms: int = 4000) -> list[Alert]:
+    codec = AvroCodec()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list, auto_offset_reset="earliest",
+        isolation_level="read_committed", consumer_timeout_ms=idle_ms, metadata_max_age_ms=1000,
+    )
+    consumer.subscribe(pattern=rf"^{re.escape(settings.topic_prefix)}la\.\d{{3}}\.alerts\..+$")
+    alerts = [codec.decode(message.value, Alert) for message in consumer]
+    consumer.close()
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def scenario_run(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[list[Any], list[Alert], WorkerProcess]]:
+    """Runs all scenarios at once in one worker: each pinned to its own partition, so each keeps its own
+    business date, with its ticks sent only there; records go in file order (OrderedSender)."""
+    import uuid
+
+    cases = all_scenarios()
+    run_id = uuid.uuid4().hex[:8]
+    tmp = tmp_path_factory.mktemp("scenarios")
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=f"scn{run_id}.", app_id=f"scn-{run_id}",
+        topic_partitions=64, broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False,
+        broker_session_timeout=10, broker_rebalance_timeout=10, log_level="WARNING",
+    )
+    assert len(cases) <= settings.topic_partitions
+    ensure_worker_topics(settings)
+    worker = WorkerProcess(settings, tmp / "worker.log").start()
+    codec = AvroCodec()
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
+    applied = AppliedOffsets(settings)
+    sender = OrderedSender(producer, applied, timeout=180)
+    # Split each scenario into runs of records on one topic; round r sends every scenario's r-th run.
+    runs: list[list[list[tuple[str, bytes | None, bytes]]]] = []
+    for _name, lines, _expected in cases:
+        segments: list[list[tuple[str, bytes | None, bytes]]] = []
+        for line in lines:
+            try:
+                topic, record = parse_line(line)
+            except CodecError:
+                continue
+            key = None if topic == CLOCK_TICKS else record.upn.encode()  # type: ignore[union-attr]
+            item = (settings.topic(topic), key, codec.encode(record))
+            if segments and segments[-1][0][0] == item[0]:
+                segments[-1].append(item)
+            else:
+                segments.append([item])
+        runs.append(segments)
+    try:
+        for round_index in range(max(len(s) for s in runs)):
+            for partition, segments in enumerate(runs):
+                if round_index < len(segments):
+                    for topic, key, value in segments[round_index]:
+                        sender.futures.append(producer.send(topic, key=key, value=value, partition=partition))
+            assert worker.alive(), worker.log()
+            sender.barrier()
+        alerts = read_alerts(settings)
+        yield cases, alerts, worker
+    finally:
+        producer.close()
+        applied.close()
+        worker.stop()
+
+
+def test_every_scenario_through_kafka_gives_its_expected_alerts(
+    scenario_run: tuple[list[Any], list[Alert], WorkerProcess],
+) -> None:
+    cases, alerts, worker = scenario_run
+    by_upn: dict[str, list[Alert]] = defaultdict(list)
+    for alert in alerts:
+        by_upn[alert.upn].append(alert)
+    failures = []
+    for name, _lines, expected in cases:
+        upns = {e[3] for e in expected}
+        got = Counter(
+            (str(a.rule), str(a.recipient), a.la_code, a.upn) for upn in upns for a in by_upn.get(upn, [])
+        )
+        if got != expected:
+            failures.append(f"{name}: expected {sorted(expected)}, got {sorted(got)}")
+    assert not failures, "\n".join(failures) + "\n" + worker.log()
+    assert len({a.alert_id for a in alerts}) == len(alerts), "an alert was delivered twice"
+
+
+def test_kafka_alerts_equal_the_in_process_replay_field_for_field(
+    scenario_run: tuple[list[Any], list[Alert], WorkerProcess],
+) -> None:
+    cases, alerts, _worker = scenario_run
+    expected = sorted(
+        (json.dumps(alert, sort_keys=True) for _name, lines, _e in cases for alert in replayed(lines)),
+    )
+    got = sorted(json.dumps(alert_to_json(a), sort_keys=True) for a in alerts)
+    assert got == expected
+
+
+def test_scenarios_without_alerts_raised_none(scenario_run: tuple[list[Any], list[Alert], WorkerProcess]) -> None:
+    cases, alerts, _worker = scenario_run
+    quiet_upns = set()
+    for _name, lines, expected in cases:
+        if not expected:
+            for line in lines:
+                value = json.loads(line)["value"]
+                if "upn" in value:
+                    quiet_upns.add(value["upn"])
+    assert quiet_upns, "there are scenarios that expect no alert"
+    assert [a for a in alerts if a.upn in quiet_upns] == []
