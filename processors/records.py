@@ -165,6 +165,23 @@ class ClockTick:
     today: date
 
 
+class CaseActionType(StrEnum):
+    CLOSE = "CLOSE"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseAction:
+    """An officer's decision on a CME case, applied by the worker to the child's state."""
+
+    action_id: str
+    upn: str
+    case_id: str
+    action: CaseActionType
+    reason: str
+    by: str
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class AlertChild:
     """What an officer needs to identify the child: no address, no postcode."""
@@ -204,14 +221,15 @@ class DeadLetter:
     message: str
 
 
-InputRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick
+InputRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction
 
 #: Input topic names, the public contract of design.md.
 ROLL_EVENTS = "roll.events"
 EHE_NOTIFICATIONS = "ehe.notifications"
 SAFEGUARDING_STATUS = "safeguarding.status"
 CLOCK_TICKS = "clock.ticks"
-INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS)
+CASE_ACTIONS = "case.actions"
+INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, CASE_ACTIONS)
 
 
 def dead_letter_topic(source_topic: str) -> str:

@@ -13,6 +13,8 @@ from processors.config import RuleConfig
 from processors.records import (
     Alert,
     AlertChild,
+    CaseAction,
+    CaseActionType,
     DestinationKind,
     EHEMethod,
     EHENotification,
@@ -443,3 +445,26 @@ def apply_status(state: ChildState, status: SafeguardingStatus, config: RuleConf
             state, case=replace(case, social_care_alerted=_merge(case.social_care_alerted, [entry.la_code]))
         )
     return decision.outcome()
+
+
+# --- officers' case actions --------------------------------------------------------------------------------
+
+
+def apply_case_action(state: ChildState, action: CaseAction, config: RuleConfig) -> Outcome:
+    """Closing the open case ends its deadlines, so a later ADDED no longer raises CHILD_LOCATED for it.
+    An action for a case that is not the child's open one changes nothing (it was closed already)."""
+    if action.action_id in state.seen_ids:
+        return Outcome(state, applied=False)
+    seen = state.seen_ids | {action.action_id}
+    case = state.case
+    if action.action is not CaseActionType.CLOSE or case is None or case.case_id != action.case_id:
+        return Outcome(replace(state, seen_ids=seen), applied=False)
+    return Outcome(
+        replace(
+            state,
+            case=None,
+            deadlines=(),
+            seen_ids=seen,
+            closed_case_ids=(*state.closed_case_ids, case.case_id),
+        )
+    )

@@ -10,13 +10,21 @@ from typing import Protocol
 from processors.config import RuleConfig
 from processors.records import (
     Alert,
+    CaseAction,
     ClockTick,
     EHENotification,
     InputRecord,
     RollEvent,
     SafeguardingStatus,
 )
-from processors.rules import Outcome, apply_ehe_notification, apply_roll_event, apply_status, check_deadlines
+from processors.rules import (
+    Outcome,
+    apply_case_action,
+    apply_ehe_notification,
+    apply_roll_event,
+    apply_status,
+    check_deadlines,
+)
 from processors.state import ChildState
 
 
@@ -74,6 +82,8 @@ class Timeline:
             outcome = apply_ehe_notification(state, record, self.config)
         elif isinstance(record, SafeguardingStatus):
             outcome = apply_status(state, record, self.config)
+        elif isinstance(record, CaseAction):
+            outcome = apply_case_action(state, record, self.config)
         else:
             raise TypeError(f"cannot apply {type(record).__name__}")
         if outcome.state is not state:
