@@ -156,3 +156,56 @@ class SchoolCalendar:
 def default_calendar() -> SchoolCalendar:
     """The shipped English calendar (2024/25 to 2027/28), built once per process."""
     return SchoolCalendar(DEFAULT_TERMS, DEFAULT_CLOSURES)
+
+
+@cache
+def _bank_holidays_of(year: int) -> frozenset[date]:
+    return england_bank_holidays(year, year)
+
+
+def _plain_working_day(day: date) -> bool:
+    return day.weekday() < _SATURDAY and day not in _bank_holidays_of(day.year)
+
+
+class LenientCalendar:
+    """A SchoolCalendar that never refuses a date: past the configured school years it counts weekdays
+    less bank holidays. Without term breaks that count reaches a deadline sooner, never later, so an
+    LA whose configuration has run out gets alerts early rather than a refused record and no alert."""
+
+    __slots__ = ("strict",)
+
+    def __init__(self, strict: SchoolCalendar) -> None:
+        self.strict = strict
+
+    def nth_school_day_after(self, day: date, n: int) -> date:
+        strict = self.strict
+        if strict.covers(day):
+            try:
+                return strict.nth_school_day_after(day, n)
+            except OutsideCalendarError:
+                days = strict.school_days
+                counted = len(days) - bisect_right(days, day)
+                current = strict.last_covered
+        else:
+            counted, current = 0, day
+        while counted < n:
+            current += timedelta(days=1)
+            if current > strict.last_covered and _plain_working_day(current):
+                counted += 1
+        return current
+
+    def nth_school_day_before(self, day: date, n: int) -> date:
+        strict = self.strict
+        if strict.covers(day):
+            try:
+                return strict.nth_school_day_before(day, n)
+            except OutsideCalendarError:
+                counted = bisect_left(strict.school_days, day)
+                current = strict.first_covered
+        else:
+            counted, current = 0, day
+        while counted < n:
+            current -= timedelta(days=1)
+            if current < strict.first_covered and _plain_working_day(current):
+                counted += 1
+        return current

@@ -31,13 +31,14 @@ def check(record: InputRecord) -> None:
 
 
 def apply_checked(timeline: Timeline, record: InputRecord) -> tuple[Alert, ...]:
-    """Validates and applies one record; a record the rules cannot place in time is rejected, not lost."""
+    """Validates and applies one record; a record the rules cannot apply is rejected, not lost."""
     check(record)
     try:
         return timeline.apply(record).alerts
     except ValueError as error:
-        # The calendar refuses dates it does not cover; the record is dead-lettered with that reason.
-        raise Rejected("OUTSIDE_CALENDAR", str(error)) from error
+        # A record the rules cannot apply (for example a calendar configured to refuse a date) is
+        # dead-lettered with the reason, so it can be replayed once the configuration is fixed.
+        raise Rejected("UNPROCESSABLE", str(error)) from error
 
 
 @dataclass

@@ -175,3 +175,19 @@ def test_bad_configuration_is_refused() -> None:
         SchoolCalendar.from_config([])
     with pytest.raises(ValueError, match="ends before it starts"):
         SchoolCalendar.from_config([("2025-12-19", "2025-09-01")])
+
+
+def test_lenient_calendar_counts_weekdays_less_bank_holidays_past_its_school_years() -> None:
+    from processors.calendar import LenientCalendar
+
+    lenient = LenientCalendar(default_calendar())
+    # inside coverage it agrees with the strict calendar
+    assert lenient.nth_school_day_after(date(2025, 3, 4), 10) == date(2025, 3, 18)
+    # Fri 14 Jul 2028 is covered (summer term ends 21 Jul: 17-21 Jul are 5 school days), then the count runs
+    # past 31 Aug 2028 as plain working days: Fri 1 Sep, Mon 4, Tue 5, Wed 6, Thu 7 Sep.
+    assert lenient.nth_school_day_after(date(2028, 7, 14), 10) == date(2028, 9, 7)
+    # wholly outside: Christmas Day and Boxing Day 2028 are bank holidays
+    assert lenient.nth_school_day_after(date(2028, 12, 22), 2) == date(2028, 12, 28)
+    # backwards from early September 2024 into the uncovered August: 30, 29, 28 Aug (26 Aug is a bank holiday)
+    assert lenient.nth_school_day_before(date(2024, 9, 3), 4) == date(2024, 8, 28)
+    assert lenient.nth_school_day_before(date(2024, 9, 2), 10) == date(2024, 8, 16)

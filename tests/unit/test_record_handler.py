@@ -83,13 +83,13 @@ def test_a_record_on_the_wrong_topic_is_dead_lettered() -> None:
     assert letters.letters[0].source_topic == CLOCK_TICKS
 
 
-def test_a_date_outside_every_calendar_is_dead_lettered_not_dropped() -> None:
-    handler, _alerts, letters = make_handler()
-    late = replace(REMOVED, effective_date=date(2029, 3, 6), recorded_at=datetime(2029, 3, 6, 9, tzinfo=UTC))
+def test_a_date_past_every_configured_school_year_still_alerts() -> None:
+    handler, alerts, letters = make_handler()
+    late = replace(MISSING, effective_date=date(2029, 3, 6), recorded_at=datetime(2029, 3, 6, 9, tzinfo=UTC))
     late = replace(late, child=replace(late.child, date_of_birth=date(2018, 1, 1)))
     result = asyncio.run(handler.handle(ROLL_EVENTS, 0, 1, None, CODEC.encode(late)))
-    assert result.error_code == "OUTSIDE_CALENDAR"
-    assert "2028" in letters.letters[0].message
+    assert result.applied and letters.letters == []
+    assert [(a.rule, a.raised_on) for a in alerts.alerts] == [(Rule.MISSING_NO_DESTINATION, date(2029, 3, 6))]
 
 
 def test_a_valid_removal_raises_its_alert() -> None:
