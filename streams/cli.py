@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "alerts",
     "generate",
     "publish",
+    "register",
+    "cases",
 )
 
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WebhookEndpoint(BaseModel):
+    """Where one LA's case-management system takes alerts, and the secret that signs them."""
+
+    url: str = Field(description="http(s) URL that receives one POST per alert.")
+    secret: SecretStr = Field(description="Shared secret for the HMAC-SHA256 signature header.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("a webhook URL starts with https:// (or http:// on a private network)")
+        return value
 
 
 class Settings(BaseSettings):
@@ -75,6 +89,42 @@ class Settings(BaseSettings):
     # Register
     database_url: str = Field(
         "sqlite:///.rollwatch/register.db", description="SQLAlchemy URL of the CME register."
+    )
+    register_group: str = Field(
+        "rollwatch-register", description="Consumer group under which `rollwatch register sync` commits progress."
+    )
+    register_batch_size: int = Field(
+        500, ge=1, description="Most records `register sync` writes in one transaction."
+    )
+    retention_years: int = Field(
+        6, ge=1, description="Years a closed case (and caseless alerts) stay in the register, unless the LA's own "
+        "period in retention_years_by_la says otherwise; six, as for admission registers."
+    )
+    retention_years_by_la: dict[str, int] = Field(
+        default_factory=dict, description='Per-LA retention in years, as JSON: {"330": 7}.'
+    )
+
+    # Webhook delivery
+    webhooks: dict[str, WebhookEndpoint] = Field(
+        default_factory=dict,
+        description='Per-LA webhook endpoints, as JSON: {"330": {"url": "https://...", "secret": "..."}}.',
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds one webhook request may take in total.")
+    webhook_max_attempts: int = Field(
+        6, ge=1, description="Attempts per alert (the first try included) before it is dead-lettered."
+    )
+    webhook_backoff_initial: float = Field(
+        1.0, ge=0, description="Seconds before the first retry; doubles each retry, with jitter."
+    )
+    webhook_backoff_max: float = Field(300.0, ge=0, description="Longest wait between two attempts, seconds.")
+    webhook_retry_after_max: float = Field(
+        900.0, ge=0, description="Longest Retry-After (from a 429 or 503) that is honoured, seconds."
+    )
+    webhook_batch_size: int = Field(
+        50, ge=1, description="Most pending deliveries one LA's worker holds in memory at a time."
+    )
+    webhook_poll_interval: float = Field(
+        5.0, gt=0, description="Seconds an idle LA worker waits before looking for new pending deliveries."
     )
 
     @field_validator("bootstrap_servers")

@@ -10,6 +10,7 @@ import pytest
 
 from localbroker.launcher import BrokerError, LocalCluster, find_free_base_port
 from streams.settings import Settings
+from tests.integration.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures for every test
 
 #: Another test run may take the ports between the free-port scan and the JVM binding them.
 PORT_RACE_ATTEMPTS = 3

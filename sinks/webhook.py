@@ -1,0 +1,339 @@
+"""Webhook delivery of alerts to each LA's case-management system: signed, retried, per-LA, outcome in the register.
+
+Each alert in the register with a pending `webhook` delivery is POSTed, as JSON with the Alert fields (the
+replay format's alert object), to the endpoint configured for the alert's LA (`ROLLWATCH_WEBHOOKS`). Every
+request carries three headers:
+
+- `X-Rollwatch-Delivery`: the alert_id. An alert may arrive more than once (a retry after a timeout the
+  receiver had in fact processed); a receiver treats a repeated id as already handled.
+- `X-Rollwatch-Timestamp`: when the request was signed, in whole seconds since the Unix epoch (UTC).
+- `X-Rollwatch-Signature`: `v1=` followed by the lower-case hex HMAC-SHA256, keyed with the LA's shared secret
+  (UTF-8), of the bytes `<timestamp>.<raw request body>` (the timestamp header's digits, one full stop, then
+  the body exactly as received, before any JSON parsing).
+
+How a receiver verifies a request:
+
+1. Read the raw body bytes and the two headers; reject the request if either header is missing.
+2. Reject it if the timestamp is more than 300 seconds away from the receiver's clock (stops replays of an
+   old, captured request).
+3. Compute `hex(HMAC-SHA256(secret, timestamp + "." + body))` and compare it with the header's value after
+   `v1=` using a constant-time comparison (Python: `hmac.compare_digest`); reject on mismatch.
+4. Answer 2xx once the alert is stored. Answer 429 or 503 (with `Retry-After` in seconds if you like) to ask
+   for a later retry; any other 4xx tells Rollwatch the request can never succeed, so it is not retried.
+
+`verify_signature` below does steps 2 and 3 and is the reference implementation.
+
+Retries: a 5xx, a 429, a timeout or a connection failure is retried with exponential backoff and jitter
+(`webhook_backoff_initial` doubling up to `webhook_backoff_max`), a `Retry-After` is honoured (up to
+`webhook_retry_after_max`); other 4xx are not retried. When an alert cannot be delivered (a 4xx, or the
+`webhook_max_attempts` budget spent) it is dead-lettered in the register: its delivery row gets outcome
+`dead_lettered` and the reason in `last_error`, which `rollwatch cases show` displays. The register, not a
+Kafka topic, holds dead letters, because that is where an officer or operator already looks, and the row
+already links the alert, its case and the child.
+
+Isolation: one worker per LA, each holding at most `webhook_batch_size` alerts; a slow or dead endpoint only
+delays that LA's own alerts (which stay in order), never another LA's, and never the alert stream, which
+`rollwatch register sync` consumes independently of delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+
+from processors.records import Alert
+from schemas.jsonformat import alert_to_json
+from sinks.register import WEBHOOK_CHANNEL, DeliveryLog, DeliveryOutcome, PendingDelivery
+
+log = logging.getLogger(__name__)
+
+DELIVERY_HEADER = "X-Rollwatch-Delivery"
+TIMESTAMP_HEADER = "X-Rollwatch-Timestamp"
+SIGNATURE_HEADER = "X-Rollwatch-Signature"
+SIGNATURE_VERSION = "v1"
+#: How far a receiver should let a request's timestamp stray from its own clock.
+DEFAULT_TOLERANCE_SECONDS = 300
+#: Statuses that mean "try again later"; every other 4xx means "never".
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+
+
+# --- signing ---------------------------------------------------------------------------------------------
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The X-Rollwatch-Signature value for `body` signed at `timestamp`."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def verify_signature(
+    secret: str,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    body: bytes,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+) -> bool:
+    """What a receiver checks: the timestamp is recent and the signature is the secret's over timestamp+body."""
+    if not timestamp_header or not signature_header or not timestamp_header.isdigit():
+        return False
+    timestamp = int(timestamp_header)
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), signature_header.strip())
+
+
+def alert_body(alert: Alert) -> bytes:
+    return json.dumps(alert_to_json(alert), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def signed_headers(secret: str, alert_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json; charset=utf-8",
+        DELIVERY_HEADER: alert_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature(secret, timestamp, body),
+    }
+
+
+# --- retry policy ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    retry_after_max: float = 900.0
+    timeout: float = 10.0
+
+    def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+        """Wait before the next attempt after `failed_attempts` failures: exponential, capped, and jittered
+        over its upper half so that many alerts failing together do not all come back at once."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (failed_attempts - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+    def wait_before_retry(self, failed_attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        delay = self.backoff(failed_attempts, rng)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_after_max))
+        return delay
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a Retry-After header: delta-seconds or an HTTP date; None if absent or garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(tz=UTC))).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One HTTP attempt: delivered, or failed and retryable or not, with a reason fit for the register."""
+
+    delivered: bool
+    retryable: bool
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def judge_response(status: int, retry_after: str | None) -> AttemptResult:
+    if 200 <= status < 300:
+        return AttemptResult(delivered=True, retryable=False)
+    reason = f"HTTP {status}"
+    if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
+        return AttemptResult(False, True, reason, parse_retry_after(retry_after))
+    return AttemptResult(False, False, f"{reason}: the endpoint rejected the alert; not retried")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    alert_id: str
+    outcome: DeliveryOutcome
+    attempts: int
+    last_error: str | None
+
+
+# --- delivery --------------------------------------------------------------------------------------------
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    la_code: str
+    url: str
+    secret: str
+
+
+class WebhookSender:
+    """Delivers one alert to one endpoint, retrying as the policy says; knows nothing of the register."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        policy: RetryPolicy,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.policy = policy
+        self.sleep = sleep
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.clock = clock
+
+    async def attempt(self, endpoint: Endpoint, alert: Alert) -> AttemptResult:
+        body = alert_body(alert)
+        headers = signed_headers(endpoint.secret, alert.alert_id, body, int(self.clock()))
+        try:
+            async with self.session.post(
+                endpoint.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
+                allow_redirects=False,
+            ) as response:
+                await response.read()
+                return judge_response(response.status, response.headers.get("Retry-After"))
+        except TimeoutError:
+            return AttemptResult(False, True, f"timed out after {self.policy.timeout:g}s")
+        except aiohttp.ClientError as error:
+            return AttemptResult(False, True, f"connection failed ({type(error).__name__})")
+
+    async def deliver(
+        self,
+        endpoint: Endpoint,
+        alert: Alert,
+        attempts_before: int = 0,
+        on_failed_attempt: Callable[[int, str], Awaitable[None]] | None = None,
+    ) -> DeliveryResult:
+        """Tries until delivered, a non-retryable answer, or the attempt budget (counting earlier runs'
+        attempts) is spent."""
+        attempts = attempts_before
+        last_error: str | None = None
+        while attempts < self.policy.max_attempts:
+            result = await self.attempt(endpoint, alert)
+            attempts += 1
+            if result.delivered:
+                return DeliveryResult(alert.alert_id, DeliveryOutcome.DELIVERED, attempts, None)
+            last_error = result.error
+            if not result.retryable:
+                return DeliveryResult(alert.alert_id, DeliveryOutcome.DEAD_LETTERED, attempts, last_error)
+            if attempts >= self.policy.max_attempts:
+                break
+            if on_failed_attempt is not None:
+                await on_failed_attempt(attempts, last_error or "failed")
+            await self.sleep(self.policy.wait_before_retry(attempts, result.retry_after, self.rng))
+        reason = f"gave up after {attempts} attempts; last: {last_error}"
+        return DeliveryResult(alert.alert_id, DeliveryOutcome.DEAD_LETTERED, attempts, reason)
+
+
+class WebhookDispatcher:
+    """One worker per LA with an endpoint, each fetching its LA's pending deliveries from the register (in a
+    thread, off the event loop), delivering them in order and recording each outcome."""
+
+    def __init__(
+        self,
+        deliveries: DeliveryLog,
+        endpoints: Mapping[str, Endpoint],
+        policy: RetryPolicy,
+        batch_size: int = 50,
+        poll_interval: float = 5.0,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.deliveries = deliveries
+        self.endpoints = dict(endpoints)
+        self.policy = policy
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.sleep = sleep
+        self.rng = rng
+        self.results: list[DeliveryResult] = []
+
+    async def run(self, once: bool = False) -> list[DeliveryResult]:
+        """Runs every LA's worker; with `once`, each stops when its LA has nothing pending, else they poll
+        until cancelled. Returns what was delivered or dead-lettered."""
+        async with aiohttp.ClientSession() as session:
+            sender = WebhookSender(session, self.policy, self.sleep, self.rng)
+            await asyncio.gather(*(self._la_worker(sender, endpoint, once) for endpoint in self.endpoints.values()))
+        return self.results
+
+    async def _la_worker(self, sender: WebhookSender, endpoint: Endpoint, once: bool) -> None:
+        while True:
+            pending = await asyncio.to_thread(
+                self.deliveries.pending_deliveries, endpoint.la_code, WEBHOOK_CHANNEL, self.batch_size
+            )
+            if not pending:
+                if once:
+                    return
+                await asyncio.sleep(self.poll_interval)
+                continue
+            for item in pending:
+                await self._deliver(sender, endpoint, item)
+
+    async def _deliver(self, sender: WebhookSender, endpoint: Endpoint, item: PendingDelivery) -> None:
+        alert_id = item.alert.alert_id
+
+        async def note_failure(attempts: int, error: str) -> None:
+            # Kept in the register as it happens, so a restart resumes the budget instead of starting over.
+            await asyncio.to_thread(
+                self.deliveries.record_delivery,
+                alert_id, WEBHOOK_CHANNEL, DeliveryOutcome.PENDING, attempts, error, None,
+            )
+
+        result = await sender.deliver(endpoint, item.alert, item.attempts, note_failure)
+        delivered_at = datetime.now(tz=UTC) if result.outcome is DeliveryOutcome.DELIVERED else None
+        await asyncio.to_thread(
+            self.deliveries.record_delivery,
+            alert_id, WEBHOOK_CHANNEL, result.outcome, result.attempts, result.last_error, delivered_at,
+        )
+        self.results.append(result)
+        # The alert id and LA identify the delivery; the alert's content is personal data and stays out.
+        log.info(
+            "webhook %s for LA %s: %s after %d attempt(s)%s",
+            alert_id, endpoint.la_code, result.outcome.value, result.attempts,
+            f" ({result.last_error})" if result.last_error else "",
+        )
+
+
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "AttemptResult",
+    "DeliveryResult",
+    "Endpoint",
+    "RetryPolicy",
+    "WebhookDispatcher",
+    "WebhookSender",
+    "alert_body",
+    "judge_response",
+    "parse_retry_after",
+    "signature",
+    "signed_headers",
+    "verify_signature",
+]

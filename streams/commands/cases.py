@@ -1,0 +1,297 @@
+"""`rollwatch cases list|show|close`: an officer's view of the CME register, and closing a case as an event."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from processors.records import CaseAction, CaseActionType, Rule, Severity
+from streams.settings import Settings
+
+EPILOG = textwrap.dedent(
+    """\
+    examples:
+      rollwatch cases list --la 330 --status open
+      rollwatch cases list --severity IMMEDIATE --since 2025-01-01 --json
+      rollwatch cases show 6f1c...e2
+      rollwatch cases close 6f1c...e2 --reason "Family confirmed on roll in Wales" --by "A. Officer"
+    """
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "cases",
+        help="list, show and close CME cases in the register",
+        description="Read the CME register (ROLLWATCH_DATABASE_URL) and act on cases.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="cases_action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser(
+        "list",
+        help="cases matching every filter given, most recently opened first",
+        description="Cases matching every filter given, most recently opened first.",
+    )
+    listing.add_argument("--la", metavar="CODE", help="3-digit code of an LA holding the case")
+    listing.add_argument("--status", choices=("open", "closed"), help="open or closed")
+    listing.add_argument("--rule", choices=[rule.value for rule in Rule], help="the rule that opened the case")
+    listing.add_argument(
+        "--severity",
+        choices=[severity.value for severity in Severity],
+        help="the case's severity: the most urgent of its alerts",
+    )
+    listing.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="opened on or after this date")
+    listing.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="opened on or before this date")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+    listing.set_defaults(handler=run_list)
+
+    show = actions.add_parser(
+        "show", help="one case: the child, its LAs, its alerts and their deliveries", description="Show one case."
+    )
+    show.add_argument("case_id", metavar="CASE", help="the case id, as `cases list` shows it")
+    show.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    show.set_defaults(handler=run_show)
+
+    close = actions.add_parser(
+        "close",
+        help="close an open case: publishes a case action the worker and the register apply",
+        description=(
+            "Checks the case is in the register and open, then publishes a CLOSE case action to case.actions "
+            "(keyed by UPN, acks=all). The worker then stops watching for the child (no CHILD_LOCATED for "
+            "this case) and `register sync` records who closed it, when and why."
+        ),
+    )
+    close.add_argument("case_id", metavar="CASE", help="the case id, as `cases list` shows it")
+    close.add_argument("--reason", required=True, help="why the case is closed, for the register and audit")
+    close.add_argument("--by", required=True, help="who is closing it: your name or user id")
+    close.set_defaults(handler=run_close)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
+
+
+def _fail(message: str) -> int:
+    print(f"rollwatch cases: {message}", file=sys.stderr)
+    return 1
+
+
+def _open(settings: Settings) -> Any:
+    from sinks.register import open_register
+
+    return open_register(settings.database_url)
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def case_to_json(summary: Any) -> dict[str, Any]:
+    child = summary.child
+    return {
+        "case_id": summary.case_id,
+        "upn": summary.upn,
+        "child": None if child is None else {
+            "forename": child.forename, "surname": child.surname, "date_of_birth": child.date_of_birth.isoformat(),
+        },
+        "status": summary.status.value,
+        "holders": list(summary.holders),
+        "opened_on": _iso(summary.opened_on),
+        "opening_rule": None if summary.opening_rule is None else summary.opening_rule.value,
+        "severity": None if summary.severity is None else summary.severity.value,
+        "alert_count": summary.alert_count,
+        "closed_on": _iso(summary.closed_on),
+        "closing_reason": summary.closing_reason,
+        "closed_by": summary.closed_by,
+    }
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.register import CaseQuery, CaseStatus, RegisterNotReady
+
+    if args.la is not None and not re.fullmatch(r"\d{3}", args.la):
+        return _fail("--la takes a 3-digit LA code such as 330")
+    query = CaseQuery(
+        la_code=args.la,
+        status=None if args.status is None else CaseStatus(args.status),
+        rule=None if args.rule is None else Rule(args.rule),
+        severity=None if args.severity is None else Severity(args.severity),
+        since=args.since,
+        until=args.until,
+    )
+    try:
+        register = _open(settings)
+    except RegisterNotReady as error:
+        return _fail(str(error))
+    try:
+        found = register.cases(query)
+    finally:
+        register.close()
+    if args.json:
+        for summary in found:
+            sys.stdout.write(json.dumps(case_to_json(summary), ensure_ascii=False) + "\n")
+        return 0
+    if not found:
+        print("no cases match")
+        return 0
+    rows = [
+        [
+            summary.case_id,
+            summary.status.value,
+            _iso(summary.opened_on) or "?",
+            summary.opening_rule.value if summary.opening_rule else "?",
+            summary.severity.value if summary.severity else "-",
+            ",".join(summary.holders) or "-",
+            summary.upn,
+            f"{summary.child.surname}, {summary.child.forename}" if summary.child else "?",
+            str(summary.alert_count),
+        ]
+        for summary in found
+    ]
+    print(_table(["CASE", "STATUS", "OPENED", "RULE", "SEVERITY", "LAS", "UPN", "CHILD", "ALERTS"], rows))
+    print(f"{len(found)} case(s)")
+    return 0
+
+
+def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.jsonformat import alert_to_json
+    from sinks.register import RegisterNotReady
+
+    try:
+        register = _open(settings)
+    except RegisterNotReady as error:
+        return _fail(str(error))
+    try:
+        summary = register.case(args.case_id)
+        if summary is None:
+            return _fail(f"no case {args.case_id} in the register; `rollwatch cases list` shows the case ids")
+        alerts = register.alerts(case_id=args.case_id)
+        deliveries = {record.alert_id: record for record in register.deliveries(a.alert_id for a in alerts)}
+    finally:
+        register.close()
+    if args.json:
+        document = case_to_json(summary)
+        document["alerts"] = []
+        for alert in alerts:
+            entry = alert_to_json(alert)
+            delivery = deliveries.get(alert.alert_id)
+            entry["delivery"] = None if delivery is None else {
+                "channel": delivery.channel,
+                "outcome": delivery.outcome.value,
+                "attempts": delivery.attempts,
+                "last_error": delivery.last_error,
+                "delivered_at": None if delivery.delivered_at is None else delivery.delivered_at.isoformat(),
+            }
+            document["alerts"].append(entry)
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    child = summary.child
+    print(f"case      {summary.case_id}")
+    print(f"child     {child.surname}, {child.forename} (born {child.date_of_birth.isoformat()})" if child else
+          "child     (no alert received yet)")
+    print(f"UPN       {summary.upn}")
+    print(f"status    {summary.status.value}")
+    print(f"opened    {_iso(summary.opened_on) or '?'} by {summary.opening_rule or '?'}")
+    print(f"held by   {', '.join(summary.holders) or '-'}")
+    print(f"severity  {summary.severity or '-'}")
+    if summary.closed_on is not None:
+        print(f"closed    {summary.closed_on.isoformat()} by {summary.closed_by}: {summary.closing_reason}")
+    print(f"\nalerts ({len(alerts)}):")
+    for alert in alerts:
+        delivery = deliveries.get(alert.alert_id)
+        sent = "" if delivery is None else f"  [webhook {delivery.outcome.value}, {delivery.attempts} attempt(s)]"
+        print(f"  {alert.raised_on.isoformat()}  {alert.rule.value:<24} {alert.severity.value:<9} "
+              f"{alert.recipient.value:<11} LA {alert.la_code}{sent}")
+        print(f"      {alert.reason}")
+        if delivery is not None and delivery.last_error:
+            print(f"      delivery problem: {delivery.last_error}")
+    return 0
+
+
+def run_close(args: argparse.Namespace, settings: Settings) -> int:
+    from processors.validation import validate
+    from sinks.register import CaseStatus, RegisterNotReady
+
+    reason, by = args.reason.strip(), args.by.strip()
+    if not reason or not by:
+        return _fail("--reason and --by must say something: the register records who closed a case and why")
+    try:
+        register = _open(settings)
+    except RegisterNotReady as error:
+        return _fail(str(error))
+    try:
+        summary = register.case(args.case_id)
+    finally:
+        register.close()
+    if summary is None:
+        return _fail(f"cannot close case {args.case_id}: no such case in the register")
+    if summary.status is not CaseStatus.OPEN:
+        closed = f" on {summary.closed_on.isoformat()}" if summary.closed_on else ""
+        who = f" by {summary.closed_by}" if summary.closed_by else ""
+        why = f" ({summary.closing_reason})" if summary.closing_reason else ""
+        return _fail(f"cannot close case {args.case_id}: it is already closed{closed}{who}{why}")
+    action = CaseAction(
+        action_id=str(uuid.uuid4()),
+        upn=summary.upn,
+        case_id=summary.case_id,
+        action=CaseActionType.CLOSE,
+        reason=reason,
+        by=by,
+        at=datetime.now(tz=UTC),
+    )
+    problems = validate(action)
+    if problems:
+        return _fail("; ".join(f"{problem.code}: {problem.message}" for problem in problems))
+    topic = publish_case_action(settings, action)
+    print(f"closing case {action.case_id}: sent to {topic} (action {action.action_id}); the worker stops watching "
+          "for the child and `rollwatch register sync` records the closure")
+    return 0
+
+
+def publish_case_action(settings: Settings, action: CaseAction) -> str:
+    """Sends the action to case.actions keyed by UPN, Avro-encoded, acks=all; creates the topic with the input
+    topics' partition count if it is missing, since it must stay co-partitioned with them."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    from processors.records import CASE_ACTIONS
+    from schemas.codec import AvroCodec
+    from streams.kafkaclients import client_options
+
+    topic = settings.topic(CASE_ACTIONS)
+    options = client_options(settings)
+    admin = KafkaAdminClient(**options)
+    try:
+        if topic not in admin.list_topics():
+            admin.create_topics(
+                [NewTopic(topic, settings.topic_partitions, settings.topic_replication_factor)]
+            )
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    producer = KafkaProducer(acks="all", retries=10, **options)
+    try:
+        producer.send(topic, key=action.upn.encode(), value=AvroCodec().encode(action)).get(timeout=30)
+    finally:
+        producer.close()
+    return topic
