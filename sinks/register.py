@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -194,6 +194,7 @@ def _alembic_config(connection: Connection) -> Any:
 def migrate(engine: Engine, revision: str = "head") -> str | None:
     """Brings the register's schema up to `revision` (all migrations by default); returns the revision now
     applied. Works from an installed package: no alembic.ini, the scripts ship as package data."""
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from alembic import command
 
     with engine.begin() as connection:
@@ -230,10 +231,17 @@ def open_register(url: str) -> Register:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    # Reading the revision is routine for every command; alembic would announce its set-up at INFO each time.
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        alembic_log.setLevel(level)
 
 
 # --- what the register hands out -------------------------------------------------------------------------
@@ -888,10 +896,6 @@ class MemoryDeliveryLog:
             self.pending[alert_id] = PendingDelivery(self.pending[alert_id].alert, attempts)
         else:
             self.pending.pop(alert_id, None)
-
-
-def utc_now() -> datetime:
-    return datetime.now(tz=UTC)
 
 
 __all__ = [
