@@ -94,7 +94,8 @@ class Settings(BaseSettings):
         "rollwatch-register", description="Consumer group under which `rollwatch register sync` commits progress."
     )
     register_batch_size: int = Field(
-        500, ge=1, description="Most records `register sync` writes in one transaction."
+        500, ge=1, le=2000, description="Most records `register sync` writes in one transaction (SQLite caps the "
+        "parameters of one statement, hence at most 2000)."
     )
     retention_years: int = Field(
         6, ge=1, description="Years a closed case (and caseless alerts) stay in the register, unless the LA's own "
