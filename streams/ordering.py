@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
@@ -65,27 +64,32 @@ class AppliedOffsets:
 
 
 class OrderedSender:
-    """Sends records; whenever the next record goes to a different topic, first waits until the worker has
-    applied everything sent before it, so the worker applies a file's records in file order."""
+    """Keeps a file's order through Kafka: whenever the next record goes to a different topic, it first
+    waits until the worker has applied everything sent before it (design.md, "Ordering through Kafka")."""
 
-    def __init__(self, producer: KafkaProducer, applied: AppliedOffsets, timeout: float = 120.0) -> None:
-        self.producer = producer
+    def __init__(self, flush: Callable[[], None], applied: AppliedOffsets, timeout: float = 120.0) -> None:
+        self.flush = flush
         self.applied = applied
         self.timeout = timeout
         self.last_topic: str | None = None
         self.futures: list[Any] = []
         self.barriers = 0
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> None:
+    def before(self, topic: str) -> None:
+        """Call before sending to `topic`."""
         if self.last_topic is not None and topic != self.last_topic:
             self.barrier()
-        self.futures.append(self.producer.send(topic, key=key, value=value, partition=partition))
         self.last_topic = topic
 
+    def sent(self, futures: list[Any]) -> None:
+        """Call with the send futures of what was just sent."""
+        self.futures.extend(futures)
+
     def barrier(self) -> None:
+        """Waits until the worker has applied every record sent so far."""
         if not self.futures:
             return
-        self.producer.flush()
+        self.flush()
         targets: dict[TopicPartition, int] = {}
         for future in self.futures:
             meta = future.get(timeout=self.timeout)

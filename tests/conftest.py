@@ -10,6 +10,8 @@ from _pytest.reports import TestReport
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+pytest_plugins = ("tests.fixtures_kafka",)
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:

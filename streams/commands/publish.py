@@ -42,6 +42,7 @@ from processors.records import InputRecord
 from processors.validation import validate
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line
+from streams.ordering import AppliedOffsets, OrderedSender, OrderingTimeout
 from streams.publisher import (
     CSV_COLUMN_HELP,
     CSV_COLUMNS,
@@ -127,6 +128,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-create-topics",
         action="store_true",
         help="do not create missing input topics (the records' topics must already exist)",
+    )
+    parser.add_argument(
+        "--ordered",
+        action="store_true",
+        help="keep file order through Kafka: before each switch of topic, wait until the worker group "
+        "(ROLLWATCH_APP_ID) has applied everything sent so far, and at the end until it applied the whole file; "
+        "a running `rollwatch worker` is needed",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=120.0,
+        help="with --ordered: seconds to wait for the worker at each switch before giving up (default 120)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
     parser.set_defaults(handler=run)
@@ -297,16 +311,19 @@ def report_rejects(path: Path, rejects: list[Reject], out: TextIO | None = None)
 RecordSender = Callable[[InputRecord], object]
 
 
-def _record_sender(publisher: InputPublisher) -> RecordSender:
-    """The one function every record goes through on its way to Kafka, in file order.
+def _record_sender(publisher: InputPublisher, ordered: OrderedSender | None) -> RecordSender:
+    """The one function every record goes through on its way to Kafka, in file order. With --ordered,
+    a record for a different topic than the previous one waits until the worker applied all before it."""
+    if ordered is None:
+        return publisher.publish
 
-    This is where `--ordered` (design.md, "Ordering through Kafka") plugs in: it will wrap this sender so
-    that, before a record whose topic (`publisher.publisher_for(record).topic`) differs from the previous
-    record's, it flushes `publisher.producer` and waits until the worker has applied everything sent so
-    far: `publisher.publish` returns the send futures, whose metadata give the partitions and offsets to
-    wait for. Nothing else in the sending loop needs to change.
-    """
-    return publisher.publish
+    def send_in_order(record: InputRecord) -> object:
+        ordered.before(publisher.publisher_for(record).topic)
+        futures = publisher.publish(record)
+        ordered.sent(futures)
+        return futures
+
+    return send_in_order
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -336,7 +353,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1 if scan.rejects else 0
     try:
         sent = _send_file(args, settings, path, file_format, scan)
-    except (PublishError, TopicLayoutError, KafkaError, FileProblem) as error:
+    except (PublishError, TopicLayoutError, KafkaError, FileProblem, OrderingTimeout) as error:
         print(f"rollwatch publish: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     except InvalidRecordError as error:
@@ -361,7 +378,10 @@ def _send_file(
     skipped = scan.rejected_lines
     show_progress = not args.quiet and scan.valid >= PROGRESS_FROM_RECORDS
     with InputPublisher(settings, topic_prefix=args.topic_prefix) as publisher:
-        send = _record_sender(publisher)
+        ordered = None
+        if args.ordered:
+            ordered = OrderedSender(publisher.producer.flush, AppliedOffsets(settings), timeout=args.wait_timeout)
+        send = _record_sender(publisher, ordered)
         with tqdm(total=scan.valid, unit="rec", file=sys.stderr, disable=not show_progress) as bar:
             # The publisher validates each record as it sends it, so this pass only parses.
             for line in read_lines(path, file_format, check=False):
@@ -370,4 +390,7 @@ def _send_file(
                 send(line.record)
                 bar.update(1)
         publisher.flush()
+        if ordered is not None:
+            ordered.barrier()
+            ordered.applied.close()
         return publisher.sent

@@ -81,7 +81,7 @@ def scenario_run(
     codec = AvroCodec()
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
     applied = AppliedOffsets(settings)
-    sender = OrderedSender(producer, applied, timeout=180)
+    sender = OrderedSender(producer.flush, applied, timeout=180)
     # Split each scenario into runs of records on one topic; round r sends every scenario's r-th run.
     runs: list[list[list[tuple[str, bytes | None, bytes]]]] = []
     for _name, lines, _expected in cases:
@@ -103,7 +103,7 @@ def scenario_run(
             for partition, segments in enumerate(runs):
                 if round_index < len(segments):
                     for topic, key, value in segments[round_index]:
-                        sender.futures.append(producer.send(topic, key=key, value=value, partition=partition))
+                        sender.sent([producer.send(topic, key=key, value=value, partition=partition)])
             assert worker.alive(), worker.log()
             sender.barrier()
         alerts = read_alerts(settings)
