@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "publish",
     "register",
     "cases",
+    "run",
 )
 
 
@@ -53,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.log_level != "DEBUG":
+        # kafka-python narrates every connection and partition at INFO; Rollwatch's own lines are enough.
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     result: int = args.handler(args, settings)
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -139,6 +140,17 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
+
+    def as_environment(self) -> dict[str, str]:
+        """ROLLWATCH_* variables from which a child process builds exactly these settings."""
+        plain = self.model_dump(mode="json", exclude_none=True)
+        environment = {}
+        for name, value in plain.items():
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr):
+                value = secret.get_secret_value()
+            environment[f"ROLLWATCH_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        return environment
 
     def topic(self, name: str) -> str:
         """A contract topic name as this deployment spells it."""

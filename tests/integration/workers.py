@@ -16,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a worker process build exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLWATCH_")}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        secret = getattr(value, "get_secret_value", None)
-        env[f"ROLLWATCH_{name.upper()}"] = secret() if secret else str(value)
-    return env
+    return {**env, **settings.as_environment()}
 
 
 class WorkerProcess:
