@@ -51,6 +51,8 @@ NO_TRANSFER_GROUNDS = frozenset({
     Ground.F_HOME_EDUCATION, Ground.J_DETAINED, Ground.K_DIED, Ground.L_CEASED_COMPULSORY_AGE,
 })
 NO_MOVE_GROUNDS = frozenset({Ground.K_DIED, Ground.L_CEASED_COMPULSORY_AGE})
+UNSAFE_DESTINATIONS = frozenset({None, DestinationKind.UNKNOWN})
+UNSAFE_FOR_PROTECTED = UNSAFE_DESTINATIONS | {DestinationKind.ABROAD, DestinationKind.OTHER_LA}
 CASE_RULES = frozenset({
     Rule.MISSING_NO_DESTINATION, Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED,
     Rule.EHE_NOT_CONFIRMED, Rule.EXCLUDED_NO_PROVISION,
@@ -188,8 +190,19 @@ def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) ->
         seq=len(state.rolls),
         event_id=event.event_id,
     )
-    child = AlertChild(event.child.forename, event.child.surname, event.child.date_of_birth)
-    state = replace(state, rolls=(*state.rolls, entry), seen_ids=seen, child=child)
+    known, given = state.child, event.child
+    child = (
+        known
+        if known is not None
+        and (known.forename, known.surname, known.date_of_birth)
+        == (given.forename, given.surname, given.date_of_birth)
+        else AlertChild(given.forename, given.surname, given.date_of_birth)
+    )
+    # Built field by field rather than with dataclasses.replace: this runs for every roll change.
+    state = ChildState(
+        state.upn, child, (*state.rolls, entry), state.notices, state.status, state.case, state.deadlines,
+        seen, state.closed_case_ids,
+    )
     if event.event_type is EventType.ADDED:
         return _apply_added(state, event, config)
     return _apply_removed(state, event, config)
@@ -265,9 +278,7 @@ def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> O
         )
 
     transition = event.standard_transition
-    unsafe_kinds = {None, DestinationKind.UNKNOWN}
-    if protected:
-        unsafe_kinds |= {DestinationKind.ABROAD, DestinationKind.OTHER_LA}
+    unsafe_kinds = UNSAFE_FOR_PROTECTED if protected else UNSAFE_DESTINATIONS
     if not transition and ground in MISSING_GROUNDS and kind in unsafe_kinds:
         earliest = calendar.nth_school_day_before(removed_on, lengths.transition_before)
         elsewhere = [

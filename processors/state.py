@@ -115,10 +115,10 @@ class ChildState:
         return on_roll
 
     def has_roll_change(self, event_type: EventType, school_urn: str, effective_date: date) -> bool:
-        return any(
-            e.event_type is event_type and e.school_urn == school_urn and e.effective_date == effective_date
-            for e in self.rolls
-        )
+        for e in self.rolls:  # a plain loop: this runs for every roll change, and any() over a generator is slower
+            if e.school_urn == school_urn and e.effective_date == effective_date and e.event_type is event_type:
+                return True
+        return False
 
     def additions(self) -> list[RollEntry]:
         return [e for e in self.rolls if e.event_type is EventType.ADDED]

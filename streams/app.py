@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import faust
+from faust.transport.consumer import TransactionManager
+from faust.types import TP
 
 from streams.settings import Settings
+
+
+class RevocationSafeTransactionManager(TransactionManager):
+    """Faust's transaction manager, except that a rebalance stops the transactional producer of every
+    partition this worker no longer owns. Faust skips partitions it keeps as standbys, so such a producer
+    lived on, was fenced once another worker took the partition, and crashed this worker when the
+    partition came back to it."""
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
+        keep = self._tps_to_transactional_ids(assigned)
+        producers: dict[str, Any] = getattr(self.producer, "_transaction_producers", {})
+        stale = sorted(tid for tid in producers if tid not in keep)
+        if stale:
+            self.log.info("Stopping %d transactional producers of partitions no longer owned", len(stale))
+            await self._stop_transactions(stale)
+        await super().on_rebalance(assigned, revoked, newly_assigned)
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
@@ -31,7 +50,7 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
 def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     """A Faust App tuned for real brokers: agent concurrency 1 (see kafka-notes), explicit timeouts,
     co-partitioned topics, nothing discovered or connected until the worker starts it."""
-    return faust.App(
+    app = faust.App(
         app_id or settings.app_id,
         broker=settings.faust_broker_url,
         broker_credentials=broker_credentials(settings),
@@ -63,3 +82,6 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         value_serializer="raw",
         timezone="Europe/London",
     )
+    # Building the transport object opens no connection; it only picks the classes the worker will use.
+    app.transport.TransactionManager = RevocationSafeTransactionManager  # type: ignore[misc]
+    return app
