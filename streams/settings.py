@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Shortest dashboard token accepted: long enough that guessing one over HTTP is hopeless.
+MIN_DASHBOARD_TOKEN_LENGTH = 16
+
+
+def _with_secrets(value: Any, dumped: Any) -> Any:
+    """`dumped` (a JSON-mode dump of `value`) with every SecretStr inside it, however deep, shown again: a
+    child process must get the secrets themselves, not the dump's asterisks."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        return {key: _with_secrets(getattr(value, key), item) for key, item in dumped.items()}
+    if isinstance(value, dict) and isinstance(dumped, dict):
+        return {key: _with_secrets(value[key], item) for key, item in dumped.items()}
+    return dumped
 
 
 class WebhookEndpoint(BaseModel):
@@ -106,6 +121,19 @@ class Settings(BaseSettings):
         default_factory=dict, description='Per-LA retention in years, as JSON: {"330": 7}.'
     )
 
+    # LA dashboard
+    dashboard_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Per-LA access tokens of the dashboard page /la/<LA>/, as JSON: {"330": "..."}; at least 16 '
+        "characters each. An LA without a token has no dashboard: every request for it gets 401.",
+    )
+    dashboard_refresh_seconds: int = Field(
+        30, ge=5, description="How often the dashboard page reloads itself in the browser, seconds."
+    )
+    dashboard_alert_limit: int = Field(
+        200, ge=1, le=5000, description="Most recent alerts the dashboard lists (the total is shown)."
+    )
+
     # Webhook delivery
     webhooks: dict[str, WebhookEndpoint] = Field(
         default_factory=dict,
@@ -141,14 +169,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
 
+    @field_validator("dashboard_tokens")
+    @classmethod
+    def _dashboard_tokens_sound(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for la_code, token in value.items():
+            if not (len(la_code) == 3 and la_code.isdigit()):
+                raise ValueError(f"{la_code!r} is not a three-digit LA code")
+            if len(token.get_secret_value().strip()) < MIN_DASHBOARD_TOKEN_LENGTH:
+                raise ValueError(f"the token for LA {la_code} is shorter than {MIN_DASHBOARD_TOKEN_LENGTH} characters")
+        return value
+
     def as_environment(self) -> dict[str, str]:
         """ROLLWATCH_* variables from which a child process builds exactly these settings."""
         plain = self.model_dump(mode="json", exclude_none=True)
         environment = {}
         for name, value in plain.items():
-            secret = getattr(self, name)
-            if isinstance(secret, SecretStr):
-                value = secret.get_secret_value()
+            value = _with_secrets(getattr(self, name), value)
             environment[f"ROLLWATCH_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return environment
 

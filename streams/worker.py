@@ -34,6 +34,7 @@ from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
 from streams.app import create_app
+from streams.dashboard import install_dashboard
 from streams.replay import Rejected, apply_checked
 from streams.settings import Settings
 from streams.statecodec import decode_state, encode_state
@@ -185,6 +186,8 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
         async for event in stream.events():
             message = event.message
             await handler.handle(message.topic, message.partition, message.offset, message.key, event.value)
+
+    install_dashboard(app, settings)
 
     if settings.live_clock:
         ticks_topic = app.topic(settings.topic(CLOCK_TICKS), key_serializer="raw", value_serializer="raw")
