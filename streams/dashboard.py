@@ -224,7 +224,7 @@ th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid #e6e9ed; 
 th { background: #eef1f5; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; color: #4a5360; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.reason { max-width: 520px; }
-td.nowrap, td.upn { white-space: nowrap; }
+td.nowrap, td.upn, td.child { white-space: nowrap; }
 td.upn { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; }
 .sev { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
 .sev-IMMEDIATE { background: #b00020; color: #fff; }
@@ -317,9 +317,10 @@ def _cases_section(overview: LAOverview) -> str:
         case = item.summary
         child = case.child
         others = [code for code in case.holders if code != overview.la_code]
+        name = f"{child.forename} {child.surname}" if child else ""
         rows.append(
             f'<tr data-upn="{_e(case.upn)}">'
-            f"<td>{_e(f'{child.forename} {child.surname}') if child else ''}</td>"
+            f'<td class="child">{_e(name)}</td>'
             f'<td class="nowrap">{_e(_day(child.date_of_birth)) if child else ""}</td>'
             f'<td class="upn">{_e(case.upn)}</td>'
             f"<td>{_e(item.school_urn or '')}</td>"
@@ -353,7 +354,7 @@ def _alerts_section(overview: LAOverview, alert_limit: int) -> str:
         f"<td>{_severity_badge(alert.severity)}</td>"
         f'<td class="rule">{_e(alert.rule.value)}</td>'
         f"<td>{_e(alert.recipient.value)}</td>"
-        f"<td>{_e(f'{alert.child.forename} {alert.child.surname}')}</td>"
+        f'<td class="child">{_e(f"{alert.child.forename} {alert.child.surname}")}</td>'
         f'<td class="nowrap">{_e(_day(alert.child.date_of_birth))}</td>'
         f'<td class="upn">{_e(alert.upn)}</td>'
         f"<td>{_e(alert.school_urn)}</td>"
