@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import date
@@ -53,11 +54,58 @@ class BusinessClock(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Changes:
+    """How a record moved the totals operators watch: the LAs that began or stopped holding an open case, and
+    how many deadlines were added or ended (fired, cancelled or closed with the case)."""
+
+    cases_opened: tuple[str, ...] = ()
+    cases_closed: tuple[str, ...] = ()
+    deadlines_added: int = 0
+    deadlines_ended: int = 0
+
+    def __add__(self, other: Changes) -> Changes:
+        return Changes(
+            self.cases_opened + other.cases_opened,
+            self.cases_closed + other.cases_closed,
+            self.deadlines_added + other.deadlines_added,
+            self.deadlines_ended + other.deadlines_ended,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.cases_opened or self.cases_closed or self.deadlines_added or self.deadlines_ended)
+
+
+NO_CHANGES = Changes()
+
+
+def changes_between(before: ChildState | None, after: ChildState) -> Changes:
+    """The case holders and deadlines that differ between two states of one child."""
+    case_before = before.case if before is not None else None
+    held_before = set(case_before.holders) if case_before is not None else set()
+    held_after = set(after.case.holders) if after.case is not None else set()
+    if case_before is not None and after.case is not None and case_before.case_id == after.case.case_id:
+        opened, closed = held_after - held_before, held_before - held_after
+    else:
+        # A different case (or none) on either side: every holder of the old one let go, of the new one joined.
+        opened, closed = held_after, held_before
+    deadlines_before = Counter(before.deadlines if before is not None else ())
+    deadlines_after = Counter(after.deadlines)
+    return Changes(
+        tuple(sorted(opened)),
+        tuple(sorted(closed)),
+        sum((deadlines_after - deadlines_before).values()),
+        sum((deadlines_before - deadlines_after).values()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
-    """What applying one record did: the alerts it raised, and whether it was new (not a duplicate)."""
+    """What applying one record did: the alerts it raised, whether it was new (not a duplicate), and how it
+    changed open cases and pending deadlines."""
 
     alerts: tuple[Alert, ...]
     new: bool
+    changes: Changes = NO_CHANGES
 
 
 class Timeline:
@@ -74,7 +122,8 @@ class Timeline:
     def apply(self, record: InputRecord) -> Applied:
         if isinstance(record, ClockTick):
             return self.advance(record.today)
-        state = self.children.get(record.upn) or ChildState(upn=record.upn)
+        stored = self.children.get(record.upn)
+        state = stored or ChildState(upn=record.upn)
         outcome: Outcome
         if isinstance(record, RollEvent):
             outcome = apply_roll_event(state, record, self.config)
@@ -86,11 +135,13 @@ class Timeline:
             outcome = apply_case_action(state, record, self.config)
         else:
             raise TypeError(f"cannot apply {type(record).__name__}")
+        changes = NO_CHANGES
         if outcome.state is not state:
             self.children.put(outcome.state)
+            changes = changes_between(stored, outcome.state)
         for due in outcome.new_due_dates:
             self.index.add(due, record.upn)
-        return Applied(outcome.alerts, outcome.applied)
+        return Applied(outcome.alerts, outcome.applied, changes)
 
     def advance(self, today: date) -> Applied:
         """Moves the business date forward and raises every deadline alert that has fallen due."""
@@ -99,6 +150,7 @@ class Timeline:
             return Applied((), False)
         self.clock.set(today)
         alerts: list[Alert] = []
+        changes = NO_CHANGES
         for upn in self.index.pop_due_before(today):
             state = self.children.get(upn)
             if state is None:
@@ -106,8 +158,9 @@ class Timeline:
             outcome = check_deadlines(state, today, self.config)
             if outcome.state is not state:
                 self.children.put(outcome.state)
+                changes += changes_between(state, outcome.state)
             alerts.extend(outcome.alerts)
-        return Applied(tuple(alerts), True)
+        return Applied(tuple(alerts), True, changes)
 
 
 class MemoryChildStore:

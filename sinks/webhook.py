@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import aiohttp
 
@@ -181,6 +182,14 @@ class DeliveryResult:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class DeliveryRecorder(Protocol):
+    """Where delivery outcomes are counted (Prometheus in `rollwatch register deliver`)."""
+
+    def delivery_finished(self, channel: str, la_code: str, outcome: str) -> None: ...
+
+    def attempt_failed(self, channel: str, la_code: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     la_code: str
@@ -264,6 +273,7 @@ class WebhookDispatcher:
         poll_interval: float = 5.0,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        recorder: DeliveryRecorder | None = None,
     ) -> None:
         self.deliveries = deliveries
         self.endpoints = dict(endpoints)
@@ -272,6 +282,7 @@ class WebhookDispatcher:
         self.poll_interval = poll_interval
         self.sleep = sleep
         self.rng = rng
+        self.recorder = recorder
         self.results: list[DeliveryResult] = []
 
     async def run(self, once: bool = False) -> list[DeliveryResult]:
@@ -299,6 +310,8 @@ class WebhookDispatcher:
         alert_id = item.alert.alert_id
 
         async def note_failure(attempts: int, error: str) -> None:
+            if self.recorder is not None:
+                self.recorder.attempt_failed(WEBHOOK_CHANNEL, endpoint.la_code)
             # Kept in the register as it happens, so a restart resumes the budget instead of starting over.
             await asyncio.to_thread(
                 self.deliveries.record_delivery,
@@ -312,6 +325,8 @@ class WebhookDispatcher:
             alert_id, WEBHOOK_CHANNEL, result.outcome, result.attempts, result.last_error, delivered_at,
         )
         self.results.append(result)
+        if self.recorder is not None:
+            self.recorder.delivery_finished(WEBHOOK_CHANNEL, endpoint.la_code, result.outcome.value)
         # The alert id and LA identify the delivery; the alert's content is personal data and stays out.
         log.info(
             "webhook %s for LA %s: %s after %d attempt(s)%s",
@@ -325,6 +340,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "AttemptResult",
+    "DeliveryRecorder",
     "DeliveryResult",
     "Endpoint",
     "RetryPolicy",

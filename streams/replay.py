@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from processors.records import Alert, InputRecord
-from processors.timeline import Timeline
+from processors.timeline import Applied, Timeline
 from processors.validation import validate
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line
@@ -32,9 +32,14 @@ def check(record: InputRecord) -> None:
 
 def apply_checked(timeline: Timeline, record: InputRecord) -> tuple[Alert, ...]:
     """Validates and applies one record; a record the rules cannot apply is rejected, not lost."""
+    return apply_record(timeline, record).alerts
+
+
+def apply_record(timeline: Timeline, record: InputRecord) -> Applied:
+    """apply_checked with everything the timeline reports (changes to cases and deadlines as well)."""
     check(record)
     try:
-        return timeline.apply(record).alerts
+        return timeline.apply(record)
     except ValueError as error:
         # A record the rules cannot apply (for example a calendar configured to refuse a date) is
         # dead-lettered with the reason, so it can be replayed once the configuration is fixed.

@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     webhook_poll_interval: float = Field(
         5.0, gt=0, description="Seconds an idle LA worker waits before looking for new pending deliveries."
     )
+    deliver_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port on web_host where `register deliver` serves Prometheus metrics at "
+        "/metrics; 0 serves none."
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -16,7 +16,7 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 #: The worker's changelog-backed tables; Faust names their changelogs `<app id>-<table>-changelog`.
-TABLES = ("children", "deadlines", "clocks")
+TABLES = ("children", "deadlines", "clocks", "totals")
 
 
 class TopicLayoutError(RuntimeError):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import faust
 import mode
 from faust.types import TableT
+from prometheus_client import CollectorRegistry
 
 from processors.config import RuleConfig
 from processors.records import (
@@ -28,16 +32,18 @@ from processors.records import (
     SafeguardingStatus,
 )
 from processors.state import ChildState
-from processors.timeline import Timeline
+from processors.timeline import Changes, Timeline
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
 from streams.app import create_app
 from streams.dashboard import install_dashboard
-from streams.replay import Rejected, apply_checked
+from streams.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState
+from streams.replay import Rejected, apply_record
 from streams.settings import Settings
 from streams.statecodec import decode_state, encode_state
+from streams.web import KafkaBrokerProbe, install_views
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
@@ -104,6 +110,84 @@ class TableBusinessClock:
         self.table[self.key] = today.isoformat().encode()
 
 
+@dataclass(frozen=True)
+class PartitionTotals:
+    """Open cases per holding LA and pending deadlines of one partition, kept alongside its state so that
+    they survive restarts and move with the partition."""
+
+    open_cases: dict[str, int] = field(default_factory=dict)
+    pending_deadlines: int = 0
+
+    def plus(self, changes: Changes) -> PartitionTotals:
+        open_cases = dict(self.open_cases)
+        for la_code in changes.cases_opened:
+            open_cases[la_code] = open_cases.get(la_code, 0) + 1
+        for la_code in changes.cases_closed:
+            open_cases[la_code] = open_cases.get(la_code, 0) - 1
+        pending = self.pending_deadlines + changes.deadlines_added - changes.deadlines_ended
+        return PartitionTotals({la: n for la, n in sorted(open_cases.items()) if n}, pending)
+
+    def encode(self) -> bytes:
+        return json.dumps({"open_cases": self.open_cases, "pending_deadlines": self.pending_deadlines}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> PartitionTotals:
+        plain = json.loads(raw)
+        return cls(dict(plain["open_cases"]), int(plain["pending_deadlines"]))
+
+
+class PartitionCounts(Protocol):
+    def add(self, partition: int, changes: Changes) -> None: ...
+
+    def get(self, partition: int) -> PartitionTotals: ...
+
+
+class TablePartitionCounts:
+    """Each partition's totals under its partition number in a changelog-backed table."""
+
+    def __init__(self, table: TableT) -> None:
+        self.table = table
+
+    def add(self, partition: int, changes: Changes) -> None:
+        key = str(partition).encode()
+        self.table[key] = self.get(partition).plus(changes).encode()
+
+    def get(self, partition: int) -> PartitionTotals:
+        raw = self.table.get(str(partition).encode())
+        return PartitionTotals.decode(raw) if raw is not None else PartitionTotals()
+
+
+class MemoryPartitionCounts:
+    def __init__(self) -> None:
+        self.totals: dict[int, PartitionTotals] = {}
+
+    def add(self, partition: int, changes: Changes) -> None:
+        self.totals[partition] = self.get(partition).plus(changes)
+
+    def get(self, partition: int) -> PartitionTotals:
+        return self.totals.get(partition, PartitionTotals())
+
+
+def own_time(record: InputRecord) -> datetime | None:
+    """The time a record carries of its own, from which an alert's latency is measured."""
+    if isinstance(record, RollEvent):
+        return record.recorded_at
+    if isinstance(record, SafeguardingStatus):
+        return record.updated_at
+    if isinstance(record, CaseAction):
+        return record.at
+    return None
+
+
+def alert_origin(record: InputRecord, broker_timestamp: float | None) -> tuple[float | None, MeasuredFrom]:
+    """Unix time the alerts of a record are measured from, and which clock that is."""
+    moment = own_time(record)
+    if moment is not None:
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return aware.timestamp(), MeasuredFrom.RECORD
+    return broker_timestamp, MeasuredFrom.BROKER
+
+
 @dataclass
 class HandledRecord:
     applied: bool
@@ -121,26 +205,48 @@ class RecordHandler:
         alerts: AlertSink,
         dead_letters: DeadLetterSink,
         record_types: dict[str, type[InputRecord]],
+        metrics: MetricsRecorder | None = None,
+        counts: PartitionCounts | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.codec = codec
         self.timeline_for = timeline_for
         self.alerts = alerts
         self.dead_letters = dead_letters
         self.record_types = record_types
+        self.metrics: MetricsRecorder = metrics or NoMetrics()
+        self.counts: PartitionCounts = counts or MemoryPartitionCounts()
+        self.clock = clock
 
-    async def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> HandledRecord:
+    async def handle(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        timestamp: float | None = None,
+    ) -> HandledRecord:
+        """Applies or dead-letters one message; `timestamp` is its Kafka timestamp (unix seconds)."""
         try:
             record = self.codec.decode(value, self.record_types[topic])
-            alerts = apply_checked(self.timeline_for(partition), record)
+            applied = apply_record(self.timeline_for(partition), record)
         except (CodecError, Rejected) as error:
             code = str(error.code)
             message = error.message if isinstance(error, Rejected) else str(error)
             log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
             await self.dead_letters.send(DeadLetter(value, topic, partition, offset, code, message), key)
+            self.metrics.record_dead_lettered(topic, code)
             return HandledRecord(applied=False, error_code=code)
-        for alert in alerts:
+        if applied.changes:
+            self.counts.add(partition, applied.changes)
+        origin, measured_from = alert_origin(record, timestamp)
+        for alert in applied.alerts:
             await self.alerts.send(alert)
-        return HandledRecord(applied=True, alerts=len(alerts))
+            latency = self.clock() - origin if origin is not None else None
+            self.metrics.alert_sent(alert, latency, measured_from)
+        self.metrics.record_applied(topic, applied.new)
+        return HandledRecord(applied=True, alerts=len(applied.alerts))
 
 
 def london_today(now: datetime | None = None) -> date:
@@ -157,7 +263,10 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     children = app.Table("children", partitions=partitions, key_type=bytes, value_type=bytes)
     deadlines = app.Table("deadlines", partitions=partitions, key_type=bytes, value_type=bytes)
     clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
+    totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
     child_store = TableChildStore(children)
+    counts = TablePartitionCounts(totals)
+    metrics = Metrics(CollectorRegistry())
     timelines: dict[int, Timeline] = {}
 
     def timeline_for(partition: int) -> Timeline:
@@ -178,14 +287,30 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
         KafkaAlertSink(app, codec, partitions, settings.topic_prefix),
         KafkaDeadLetterSink(app, codec, partitions),
         record_types,
+        metrics,
+        counts,
     )
+
+    def partition_state(partition: int) -> PartitionState:
+        partition_totals = counts.get(partition)
+        return PartitionState(
+            partition,
+            TableBusinessClock(clocks, partition).get(),
+            partition_totals.open_cases,
+            partition_totals.pending_deadlines,
+        )
+
+    if settings.web_enabled:
+        install_views(app, metrics, partition_state, set(record_types), KafkaBrokerProbe(settings))
 
     # A crash here must stop the worker (to be restarted from committed offsets), never leave it idle.
     @app.agent(inputs, concurrency=1, name="apply-records", supervisor_strategy=mode.CrashingSupervisor)
     async def apply_records(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            await handler.handle(message.topic, message.partition, message.offset, message.key, event.value)
+            await handler.handle(
+                message.topic, message.partition, message.offset, message.key, event.value, message.timestamp
+            )
 
     install_dashboard(app, settings)
 

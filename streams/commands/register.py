@@ -8,11 +8,15 @@ import logging
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.metrics import DeliveryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +234,9 @@ def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
     endpoints = {
         la: Endpoint(la, endpoint.url, endpoint.secret.get_secret_value()) for la, endpoint in settings.webhooks.items()
     }
+    recorder, stop_metrics = _serve_delivery_metrics(settings)
     dispatcher = WebhookDispatcher(
-        register, endpoints, policy, settings.webhook_batch_size, settings.webhook_poll_interval
+        register, endpoints, policy, settings.webhook_batch_size, settings.webhook_poll_interval, recorder=recorder
     )
     try:
         results = asyncio.run(dispatcher.run(once=args.once))
@@ -239,12 +244,32 @@ def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
         results = dispatcher.results
     finally:
         register.close()
+        stop_metrics()
     delivered = sum(1 for result in results if result.outcome.value == "delivered")
     print(
         f"register deliver: {delivered} delivered, {len(results) - delivered} dead-lettered",
         file=sys.stderr,
     )
     return 0
+
+
+def _serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, Callable[[], None]]:
+    """Delivery counters on their own registry, served on ROLLWATCH_DELIVER_METRICS_PORT when one is set."""
+    if not settings.deliver_metrics_port:
+        return None, lambda: None
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from streams.metrics import DeliveryMetrics
+
+    registry = CollectorRegistry()
+    server, thread = start_http_server(settings.deliver_metrics_port, settings.web_host, registry)
+    log.info("delivery metrics on http://%s:%d/metrics", settings.web_host, settings.deliver_metrics_port)
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(timeout=5)
+
+    return DeliveryMetrics(registry), stop
 
 
 def run_purge(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,207 @@
+"""Prometheus metrics of the worker and of webhook delivery, registered on a registry the caller passes in."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from processors.records import Alert
+
+#: Seconds from a triggering record to its alert: sub-second when live, hours when a backlog drains.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+
+
+class MeasuredFrom(StrEnum):
+    """Where an alert's latency is measured from."""
+
+    #: The triggering record's own time: a roll event's `recorded_at`, a status's `updated_at`, an action's `at`.
+    RECORD = "record"
+    #: The Kafka timestamp of the triggering record, for records without a time of their own: clock ticks
+    #: (so deadline alerts count from the tick that found them due) and EHE notifications (a date only).
+    BROKER = "broker"
+
+
+class MetricsRecorder(Protocol):
+    """What the worker's message path reports; `Metrics` in the worker, `MemoryMetrics` in unit tests."""
+
+    def record_applied(self, topic: str, changed: bool) -> None: ...
+
+    def record_dead_lettered(self, topic: str, error_code: str) -> None: ...
+
+    def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """What one partition's tables hold that operators watch."""
+
+    partition: int
+    business_date: date | None
+    open_cases: Mapping[str, int]
+    pending_deadlines: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    lag: int
+
+
+def date_as_unix_time(day: date) -> float:
+    """Midnight UTC at the start of the day, so Grafana and PromQL can read the date as a time."""
+    return datetime.combine(day, time(), tzinfo=UTC).timestamp()
+
+
+class Metrics:
+    """Every metric a worker serves at /metrics. Counters move as records are handled; the gauges describe
+    the partitions this worker owns and are replaced as a whole by `show_worker_state` before each scrape."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.consumed = Counter(
+            "rollwatch_records_consumed", "Input records taken from Kafka, applied or dead-lettered.",
+            ["topic"], registry=registry,
+        )
+        self.applied = Counter(
+            "rollwatch_records_applied", "Input records that passed validation and went through the rules.",
+            ["topic"], registry=registry,
+        )
+        self.unchanged = Counter(
+            "rollwatch_records_unchanged",
+            "Applied records that changed nothing: repeated ids, resent roll changes, ticks not ahead of the date.",
+            ["topic"], registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "rollwatch_records_dead_lettered", "Input records sent to <topic>.dlq, by error code.",
+            ["topic", "error_code"], registry=registry,
+        )
+        self.alerts = Counter(
+            "rollwatch_alerts", "Alerts sent to the LA alert topics.",
+            ["rule", "recipient", "severity", "la_code"], registry=registry,
+        )
+        self.latency = Histogram(
+            "rollwatch_event_to_alert_seconds",
+            "Seconds from the triggering record (its own time, or its Kafka timestamp) to its alert being sent.",
+            ["measured_from"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.open_cases = Gauge(
+            "rollwatch_open_cases", "Open CME cases held by each LA, in the partitions this worker owns.",
+            ["la_code", "partition"], registry=registry,
+        )
+        self.pending_deadlines = Gauge(
+            "rollwatch_pending_deadlines", "Deadlines waiting for the business date, per owned partition.",
+            ["partition"], registry=registry,
+        )
+        self.business_date = Gauge(
+            "rollwatch_business_date_seconds", "Business date of each owned partition, as midnight UTC unix time.",
+            ["partition"], registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "rollwatch_consumer_lag", "Records in each owned input partition not yet taken by this worker.",
+            ["topic", "partition"], registry=registry,
+        )
+        self.ready = Gauge(
+            "rollwatch_worker_ready", "1 when the worker would answer /ready with 200, else 0.", registry=registry,
+        )
+
+    def record_applied(self, topic: str, changed: bool) -> None:
+        self.consumed.labels(topic).inc()
+        self.applied.labels(topic).inc()
+        if not changed:
+            self.unchanged.labels(topic).inc()
+
+    def record_dead_lettered(self, topic: str, error_code: str) -> None:
+        self.consumed.labels(topic).inc()
+        self.dead_lettered.labels(topic, error_code).inc()
+
+    def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
+        self.alerts.labels(alert.rule.value, alert.recipient.value, alert.severity.value, alert.la_code).inc()
+        if latency_seconds is not None:
+            # Clocks of other machines may run a little ahead; a negative latency means "immediately".
+            self.latency.labels(measured_from.value).observe(max(latency_seconds, 0.0))
+
+    def show_worker_state(
+        self, partitions: Iterable[PartitionState], lags: Iterable[PartitionLag], ready: bool
+    ) -> None:
+        """Replaces every per-partition gauge, so partitions handed to another worker stop being reported here."""
+        for gauge in (self.open_cases, self.pending_deadlines, self.business_date, self.consumer_lag):
+            gauge.clear()
+        for state in partitions:
+            label = str(state.partition)
+            for la_code, count in state.open_cases.items():
+                if count:
+                    self.open_cases.labels(la_code, label).set(count)
+            self.pending_deadlines.labels(label).set(state.pending_deadlines)
+            if state.business_date is not None:
+                self.business_date.labels(label).set(date_as_unix_time(state.business_date))
+        for lag in lags:
+            self.consumer_lag.labels(lag.topic, str(lag.partition)).set(lag.lag)
+        self.ready.set(1 if ready else 0)
+
+
+class DeliveryMetrics:
+    """Webhook delivery outcomes, served by `rollwatch register deliver`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries = Counter(
+            "rollwatch_deliveries", "Alerts whose delivery finished, by channel, LA and outcome.",
+            ["channel", "la_code", "outcome"], registry=registry,
+        )
+        self.failed_attempts = Counter(
+            "rollwatch_delivery_failed_attempts", "Delivery attempts that failed and will be retried.",
+            ["channel", "la_code"], registry=registry,
+        )
+
+    def delivery_finished(self, channel: str, la_code: str, outcome: str) -> None:
+        self.deliveries.labels(channel, la_code, outcome).inc()
+
+    def attempt_failed(self, channel: str, la_code: str) -> None:
+        self.failed_attempts.labels(channel, la_code).inc()
+
+
+@dataclass
+class MemoryMetrics:
+    """Keeps what the message path reports, for unit tests."""
+
+    consumed: Tally[str] = field(default_factory=Tally)
+    applied: Tally[str] = field(default_factory=Tally)
+    unchanged: Tally[str] = field(default_factory=Tally)
+    dead_lettered: Tally[tuple[str, str]] = field(default_factory=Tally)
+    alerts: list[Alert] = field(default_factory=list)
+    latencies: list[tuple[MeasuredFrom, float]] = field(default_factory=list)
+
+    def record_applied(self, topic: str, changed: bool) -> None:
+        self.consumed[topic] += 1
+        self.applied[topic] += 1
+        if not changed:
+            self.unchanged[topic] += 1
+
+    def record_dead_lettered(self, topic: str, error_code: str) -> None:
+        self.consumed[topic] += 1
+        self.dead_lettered[topic, error_code] += 1
+
+    def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
+        self.alerts.append(alert)
+        if latency_seconds is not None:
+            self.latencies.append((measured_from, latency_seconds))
+
+
+class NoMetrics:
+    """Reports nothing; the default where no one watches."""
+
+    def record_applied(self, topic: str, changed: bool) -> None:
+        return None
+
+    def record_dead_lettered(self, topic: str, error_code: str) -> None:
+        return None
+
+    def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
+        return None
