@@ -223,9 +223,13 @@ table { border-collapse: collapse; width: 100%; background: #fff; border: 1px so
 th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid #e6e9ed; vertical-align: top; }
 th { background: #eef1f5; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; color: #4a5360; }
 tbody tr:nth-child(even) { background: #fafbfc; }
-td.reason { max-width: 520px; }
-td.nowrap, td.upn, td.child { white-space: nowrap; }
-td.upn { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; }
+td.reason { min-width: 420px; }
+td.nowrap, td.child, td.what { white-space: nowrap; }
+td.num { text-align: right; }
+td.child .name { display: block; font-weight: 600; }
+td.child .ids { display: block; font-size: 12px; color: #4a5360; }
+.upn { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+td.what .rule { display: block; margin-top: 4px; }
 .sev { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
 .sev-IMMEDIATE { background: #b00020; color: #fff; }
 .sev-HIGH { background: #e85d04; color: #fff; }
@@ -308,6 +312,23 @@ def render_page(overview: LAOverview, token_in_url: str | None, refresh_seconds:
     return "\n".join(parts)
 
 
+RECIPIENT_LABELS = {"CME_OFFICER": "CME officer", "SOCIAL_CARE": "Social care", "EHE_SERVICE": "EHE service"}
+
+
+def _child_cell(name: str, date_of_birth: date | None, upn: str) -> str:
+    """Name first, then what tells two children of the same name apart."""
+    born = f"born {_day(date_of_birth)}" if date_of_birth else ""
+    return (
+        f'<td class="child"><span class="name">{_e(name)}</span>'
+        f'<span class="ids">{_e(born)}<br><span class="upn">UPN {_e(upn)}</span></span></td>'
+    )
+
+
+def _rule_cell(severity: Severity | None, rule: Rule | None) -> str:
+    rule_code = rule.value if rule else ""
+    return f'<td class="what">{_severity_badge(severity)}<span class="rule">{_e(rule_code)}</span></td>'
+
+
 def _cases_section(overview: LAOverview) -> str:
     heading = f'<h2 id="open-cases">Open cases <span class="count">({len(overview.cases)})</span></h2>'
     if not overview.cases:
@@ -320,23 +341,19 @@ def _cases_section(overview: LAOverview) -> str:
         name = f"{child.forename} {child.surname}" if child else ""
         rows.append(
             f'<tr data-upn="{_e(case.upn)}">'
-            f'<td class="child">{_e(name)}</td>'
-            f'<td class="nowrap">{_e(_day(child.date_of_birth)) if child else ""}</td>'
-            f'<td class="upn">{_e(case.upn)}</td>'
-            f"<td>{_e(item.school_urn or '')}</td>"
+            + _child_cell(name, child.date_of_birth if child else None, case.upn)
+            + f"<td>{_e(item.school_urn or '')}</td>"
             f'<td class="nowrap">{_e(_day(case.opened_on))}</td>'
-            f'<td class="rule">{_e(case.opening_rule.value if case.opening_rule else "")}</td>'
-            f"<td>{_severity_badge(case.severity)}</td>"
-            f'<td class="reason">{_e(item.reason or "")}</td>'
+            + _rule_cell(case.severity, case.opening_rule)
+            + f'<td class="reason">{_e(item.reason or "")}</td>'
             f"<td>{_e(', '.join(others))}</td>"
-            f"<td>{case.alert_count}</td>"
+            f'<td class="num">{case.alert_count}</td>'
             "</tr>"
         )
     return (
         heading
-        + '<table class="cases"><thead><tr><th>Child</th><th>Date of birth</th><th>UPN</th><th>School URN</th>'
-        "<th>Opened</th><th>Rule</th><th>Severity</th><th>Reason</th><th>Also held by</th><th>Alerts</th>"
-        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        + '<table class="cases"><thead><tr><th>Child</th><th>School URN</th><th>Opened</th><th>Severity, rule</th>'
+        "<th>Reason</th><th>Also held by</th><th>Alerts</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
 
 
@@ -351,13 +368,10 @@ def _alerts_section(overview: LAOverview, alert_limit: int) -> str:
     rows = [
         f'<tr data-upn="{_e(alert.upn)}">'
         f'<td class="nowrap">{_e(_day(alert.raised_on))}</td>'
-        f"<td>{_severity_badge(alert.severity)}</td>"
-        f'<td class="rule">{_e(alert.rule.value)}</td>'
-        f"<td>{_e(alert.recipient.value)}</td>"
-        f'<td class="child">{_e(f"{alert.child.forename} {alert.child.surname}")}</td>'
-        f'<td class="nowrap">{_e(_day(alert.child.date_of_birth))}</td>'
-        f'<td class="upn">{_e(alert.upn)}</td>'
-        f"<td>{_e(alert.school_urn)}</td>"
+        + _rule_cell(alert.severity, alert.rule)
+        + f'<td class="nowrap">{_e(RECIPIENT_LABELS.get(alert.recipient.value, alert.recipient.value))}</td>'
+        + _child_cell(f"{alert.child.forename} {alert.child.surname}", alert.child.date_of_birth, alert.upn)
+        + f"<td>{_e(alert.school_urn)}</td>"
         f'<td class="reason">{_e(alert.reason)}</td>'
         "</tr>"
         for alert in overview.alerts
@@ -369,8 +383,8 @@ def _alerts_section(overview: LAOverview, alert_limit: int) -> str:
     )
     return (
         heading
-        + '<table class="alerts"><thead><tr><th>Raised</th><th>Severity</th><th>Rule</th><th>To</th><th>Child</th>'
-        "<th>Date of birth</th><th>UPN</th><th>School URN</th><th>Reason</th></tr></thead><tbody>"
+        + '<table class="alerts"><thead><tr><th>Raised</th><th>Severity, rule</th><th>To</th><th>Child</th>'
+        "<th>School URN</th><th>Reason</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
         + note

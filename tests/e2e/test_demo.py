@@ -1,0 +1,142 @@
+"""`rollwatch run`, the README's demo, as a newcomer runs it: alerts, dashboard and metrics URLs, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from localbroker.launcher import find_free_base_port
+from tests.integration.workers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+ALERT_LINE = re.compile(r"^  ALERT \d{4}-\d{2}-\d{2} +[A-Z]+ +[A-Z_]+ +to [A-Z_]+ of LA \d{3}  UPN \w{13}", re.M)
+DASHBOARD_LINE = re.compile(r"^Dashboard \(330 Birmingham\): (http://127\.0\.0\.1:(\d+)/la/330/\?token=(\S+))$", re.M)
+METRICS_LINE = re.compile(r"^Metrics: (http://127\.0\.0\.1:(\d+)/metrics)$", re.M)
+REGISTER_LINE = re.compile(r"^Register: ([\d,]+) alerts, ([\d,]+) open cases\.", re.M)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the demo's local http URL
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+class Output:
+    """Collects a process's stdout in a thread, so the test can wait for a line without blocking on a pipe."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.text = ""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._lock:
+                self.text += line
+
+    def wait_for(self, pattern: re.Pattern[str], process: subprocess.Popen[str], timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = pattern.search(self.text)
+            if found:
+                return found
+            assert process.poll() is None, f"rollwatch run exited with {process.returncode}:\n{self.text[-4000:]}"
+            time.sleep(0.2)
+        raise AssertionError(f"no line matching {pattern.pattern!r} within {timeout} s:\n{self.text[-4000:]}")
+
+    def join(self) -> None:
+        self._thread.join(timeout=30)
+
+
+def test_demo_streams_alerts_serves_the_dashboard_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    broker_port = find_free_base_port()
+    web_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLWATCH_")}
+    env |= {
+        "ROLLWATCH_BROKER_DATA_DIR": str(tmp_path / "kafka"),
+        "ROLLWATCH_BROKER_PORT": str(broker_port),
+        "ROLLWATCH_DATA_DIR": str(tmp_path / "worker"),
+        "ROLLWATCH_LOG_LEVEL": "WARNING",
+    }
+    # Its own session, so the SIGINT below reaches the whole group, as a terminal's Ctrl-C would.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "run", "--pupils", "5000", "--day-seconds", "0.05",
+         "--web-port", str(web_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert process.stdout is not None
+    output = Output(process.stdout)
+    try:
+        dashboard = output.wait_for(DASHBOARD_LINE, process, timeout=180)
+        metrics = output.wait_for(METRICS_LINE, process, timeout=5)
+        assert int(dashboard.group(2)) == int(metrics.group(2)) == web_port
+        output.wait_for(re.compile(r"^Still running: ", re.M), process, timeout=240)
+        register_line = output.wait_for(REGISTER_LINE, process, timeout=5)
+
+        alerts = ALERT_LINE.findall(output.text)
+        assert alerts, output.text[-4000:]
+        assert int(register_line.group(1).replace(",", "")) >= len(alerts)
+
+        # Every West Midlands LA got its own token and URL; none of them opens another LA's page.
+        tokens = dict(re.findall(r"^  (\d{3}) .+?/la/\d{3}/\?token=(\S+)$", output.text, re.M))
+        assert len(tokens) == 14 and len(set(tokens.values())) == 14
+        status, page = fetch(dashboard.group(1))
+        assert status == 200, page
+        assert "Birmingham (330): children missing education" in page
+        status, _ = fetch(f"http://127.0.0.1:{web_port}/la/331/?token={tokens['330']}")
+        assert status == 401
+        status, _ = fetch(f"http://127.0.0.1:{web_port}/la/330/")
+        assert status == 401
+
+        # The dashboard shows what the register holds for the LA: exactly the alerts printed for it.
+        status, body = fetch(f"http://127.0.0.1:{web_port}/la/330/cases.json?token={tokens['330']}")
+        assert status == 200
+        printed_for_330 = re.findall(r"^  ALERT .* of LA 330  UPN (\w{13})", output.text, re.M)
+        shown = json.loads(body)
+        assert shown["alerts_total"] == len(printed_for_330)
+        assert {alert["upn"] for alert in shown["alerts"]} == set(printed_for_330)
+        assert port_listening(broker_port)
+
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) == 0, output.text[-4000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output.join()
+    assert "Stopping..." in output.text
+    assert output.text.rstrip().endswith("Stopped."), output.text[-2000:]
+    assert "Kafka stopped." in output.text
+    assert not port_listening(broker_port)
+    assert not port_listening(web_port)
