@@ -126,6 +126,9 @@ def test_demo_streams_alerts_serves_the_dashboard_and_stops_on_ctrl_c(tmp_path: 
         shown = json.loads(body)
         assert shown["alerts_total"] == len(printed_for_330)
         assert {alert["upn"] for alert in shown["alerts"]} == set(printed_for_330)
+        status, exposition = fetch(metrics.group(1))
+        assert status == 200
+        assert re.search(r"^rollwatch_alerts_total\{.*\} [1-9]", exposition, re.M), exposition[:2000]
         assert port_listening(broker_port)
 
         os.killpg(process.pid, signal.SIGINT)
