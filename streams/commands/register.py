@@ -234,7 +234,7 @@ def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
     endpoints = {
         la: Endpoint(la, endpoint.url, endpoint.secret.get_secret_value()) for la, endpoint in settings.webhooks.items()
     }
-    recorder, stop_metrics = _serve_delivery_metrics(settings)
+    recorder, stop_metrics = serve_delivery_metrics(settings)
     dispatcher = WebhookDispatcher(
         register, endpoints, policy, settings.webhook_batch_size, settings.webhook_poll_interval, recorder=recorder
     )
@@ -253,7 +253,7 @@ def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, Callable[[], None]]:
+def serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, Callable[[], None]]:
     """Delivery counters on their own registry, served on ROLLWATCH_DELIVER_METRICS_PORT when one is set."""
     if not settings.deliver_metrics_port:
         return None, lambda: None

@@ -4,6 +4,7 @@ cases, pending deadlines, business date, no lag, and the dead-letter alerting ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -18,19 +19,28 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import CLOCK_TICKS, ROLL_EVENTS, Alert
 from processors.timeline import MemoryChildStore, memory_timeline
+from sinks.register import MemoryDeliveryLog
+from sinks.webhook import WebhookDispatcher
+from streams.commands.register import serve_delivery_metrics
 from streams.metrics import date_as_unix_time
 from streams.replay import replay
 from streams.settings import Settings
 from streams.topics import ensure_worker_topics
+from tests.integration import test_webhook
 from tests.integration.test_health import free_port, get_json, wait_until
+from tests.integration.test_webhook import FAST, Receiver, always, failing_first
+from tests.integration.test_webhook import alert as webhook_alert
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
+#: The webhook tests' HTTP receiver fixture, reused for the deliverer's metrics.
+receiver = test_webhook.receiver
 
 SHARED = ROOT.parent / "shared" / "scenarios"
 SCENARIOS = ("p01_missing_no_destination", "p02_child_protection_missing", "p04_transition_not_completed")
@@ -221,3 +231,33 @@ def test_prometheus_scrapes_what_the_worker_did(
         time.sleep(1)
     [firing] = prometheus.query('ALERTS{alertname="RollwatchDeadLetters",alertstate="firing"}')
     assert firing["metric"]["error_code"] == "BAD_MARKER"  # type: ignore[index]
+
+
+async def test_register_deliver_serves_delivery_outcomes(receiver: Receiver) -> None:
+    """The deliverer's own metrics endpoint counts what a real HTTP receiver made of each alert."""
+    settings = Settings(deliver_metrics_port=free_port(), web_host="127.0.0.1")
+    recorder, stop = serve_delivery_metrics(settings)
+    assert recorder is not None
+    try:
+        receiver.behaviours["331"] = failing_first(1, 503)
+        receiver.behaviours["332"] = always(400)
+        alerts = [webhook_alert(1, "330"), webhook_alert(2, "330"), webhook_alert(3, "331"), webhook_alert(4, "332")]
+        endpoints = {la: receiver.endpoint(la) for la in ("330", "331", "332")}
+        await WebhookDispatcher(MemoryDeliveryLog(alerts), endpoints, FAST, recorder=recorder).run(once=True)
+
+        url = f"http://127.0.0.1:{settings.deliver_metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+    finally:
+        stop()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+        if sample.name.startswith("rollwatch_") and not sample.name.endswith("_created")
+    }
+    webhook = ("channel", "webhook")
+    assert samples == {
+        ("rollwatch_deliveries_total", (webhook, ("la_code", "330"), ("outcome", "delivered"))): 2,
+        ("rollwatch_deliveries_total", (webhook, ("la_code", "331"), ("outcome", "delivered"))): 1,
+        ("rollwatch_deliveries_total", (webhook, ("la_code", "332"), ("outcome", "dead_lettered"))): 1,
+        ("rollwatch_delivery_failed_attempts_total", (webhook, ("la_code", "331"))): 1,
+    }
