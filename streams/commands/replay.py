@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +29,56 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("file", type=Path, help="replay file; '-' reads standard input")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes to spread children over (default: one per core); the output is the same for any value",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from processors.timeline import memory_timeline
+    from streams.parallel_replay import parallel_replay
 
-    timeline = memory_timeline(build_rule_config(settings))
+    if args.jobs < 1:
+        print("rollwatch replay: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    config = build_rule_config(settings)
     out = sys.stdout
 
     def on_alert(alert: Alert) -> None:
         out.write(json.dumps(alert_to_json(alert), separators=(",", ":")) + "\n")
+
+    def on_alert_line(line: str) -> None:
+        out.write(line + "\n")
 
     def on_progress(stats: ReplayStats) -> None:
         if not args.quiet:
             print(f"replay: {stats.records:,} records, {stats.alerts:,} alerts, "
                   f"{stats.per_second:,.0f} records/s", file=sys.stderr)
 
+    def run_over(lines: Iterable[str]) -> ReplayStats:
+        if args.jobs == 1:
+            return replay(lines, memory_timeline(config), on_alert, on_progress)
+        return parallel_replay(lines, config, args.jobs, on_alert_line, on_progress)
+
     if str(args.file) == "-":
-        stats = replay(sys.stdin, timeline, on_alert, on_progress)
+        stats = run_over(sys.stdin)
     else:
         if not args.file.is_file():
             print(f"rollwatch replay: no such file: {args.file}", file=sys.stderr)
             return 2
         with args.file.open(encoding="utf-8") as lines:
-            stats = replay(lines, timeline, on_alert, on_progress)
+            stats = run_over(lines)
     out.flush()
     if not args.quiet:
         print(
             f"replay: {stats.records:,} records, {stats.applied:,} applied, "
             f"{sum(stats.dead_letters.values()):,} dead-lettered, {stats.alerts:,} alerts in "
-            f"{stats.seconds:.2f} s ({stats.per_second:,.0f} records/s)",
+            f"{stats.seconds:.2f} s ({stats.per_second:,.0f} records/s, {args.jobs} process(es))",
             file=sys.stderr,
         )
         for code, count in sorted(stats.dead_letters.items()):

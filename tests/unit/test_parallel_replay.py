@@ -1,0 +1,60 @@
+"""Replay over several processes writes exactly what the single-process replay writes, in the same order."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from processors.calendar import default_calendar
+from processors.config import RuleConfig
+from processors.records import Alert
+from processors.timeline import memory_timeline
+from schemas.jsonformat import alert_to_json
+from streams.generator import GeneratorOptions, generate_lines
+from streams.parallel_replay import parallel_replay, shard_of
+from streams.replay import replay
+from tests.scenarios.catalogue import SCENARIOS
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+
+
+def single(lines: list[str]) -> tuple[list[str], dict[str, int]]:
+    alerts: list[Alert] = []
+    stats = replay(lines, memory_timeline(RuleConfig(default_calendar())), alerts.append)
+    return [json.dumps(alert_to_json(a), separators=(",", ":")) for a in alerts], dict(stats.dead_letters)
+
+
+def parallel(lines: list[str], jobs: int) -> tuple[list[str], dict[str, int]]:
+    out: list[str] = []
+    stats = parallel_replay(lines, RuleConfig(default_calendar()), jobs, out.append)
+    return out, dict(stats.dead_letters)
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_generated_year_gives_identical_output(jobs: int) -> None:
+    lines = list(generate_lines(GeneratorOptions(pupils=20_000, seed=5, start=date(2024, 9, 1),
+                                                 end=date(2025, 8, 31))))
+    expected = single(lines)
+    assert len(expected[0]) > 100
+    assert parallel(lines, jobs) == expected
+
+
+def test_scenarios_and_bad_lines_give_identical_output() -> None:
+    lines = [line for s in SCENARIOS for line in s.lines()]
+    lines += [p.read_text().rstrip("\n") for p in sorted(SHARED.glob("*.jsonl"))]
+    lines += ["not json", '{"topic": "roll.events", "value": {}}', '{"topic": "nowhere", "value": {"upn": "x"}}']
+    expected = single(lines)
+    assert expected[1], "the bad lines are dead-lettered"
+    assert parallel(lines, 2) == expected
+
+
+def test_ticks_go_to_every_shard_and_children_stay_on_one() -> None:
+    tick = '{"topic": "clock.ticks", "value": {"today": "2025-03-05"}}'
+    assert shard_of(tick, 4) is None
+    line = '{"topic": "roll.events", "value": {"upn": "L330210024001", "event_id": "x"}}'
+    other = '{"topic": "ehe.notifications", "value": {"notification_id": "y", "upn": "L330210024001"}}'
+    assert shard_of(line, 4) == shard_of(other, 4) is not None
+    assert shard_of("garbage", 4) == 0
