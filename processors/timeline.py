@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from processors.config import RuleConfig
 from processors.records import (
@@ -122,19 +122,12 @@ class Timeline:
     def apply(self, record: InputRecord) -> Applied:
         if isinstance(record, ClockTick):
             return self.advance(record.today)
+        rule = _APPLY.get(type(record))
+        if rule is None:
+            raise TypeError(f"cannot apply {type(record).__name__}")
         stored = self.children.get(record.upn)
         state = stored or ChildState(upn=record.upn)
-        outcome: Outcome
-        if isinstance(record, RollEvent):
-            outcome = apply_roll_event(state, record, self.config)
-        elif isinstance(record, EHENotification):
-            outcome = apply_ehe_notification(state, record, self.config)
-        elif isinstance(record, SafeguardingStatus):
-            outcome = apply_status(state, record, self.config)
-        elif isinstance(record, CaseAction):
-            outcome = apply_case_action(state, record, self.config)
-        else:
-            raise TypeError(f"cannot apply {type(record).__name__}")
+        outcome: Outcome = rule(state, record, self.config)
         changes = NO_CHANGES
         if outcome.state is not state:
             self.children.put(outcome.state)
@@ -161,6 +154,14 @@ class Timeline:
                 changes += changes_between(state, outcome.state)
             alerts.extend(outcome.alerts)
         return Applied(tuple(alerts), True, changes)
+
+
+_APPLY: dict[type, Callable[[ChildState, Any, RuleConfig], Outcome]] = {
+    RollEvent: apply_roll_event,
+    EHENotification: apply_ehe_notification,
+    SafeguardingStatus: apply_status,
+    CaseAction: apply_case_action,
+}
 
 
 class MemoryChildStore:
