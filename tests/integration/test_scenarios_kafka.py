@@ -155,3 +155,61 @@ def test_scenarios_without_alerts_raised_none(scenario_run: tuple[list[Any], lis
                     quiet_upns.add(value["upn"])
     assert quiet_upns, "there are scenarios that expect no alert"
     assert [a for a in alerts if a.upn in quiet_upns] == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def register_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'register.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_register_fed_from_the_scenarios_holds_exactly_their_cases_and_alerts(
+    scenario_run: tuple[list[Any], list[Alert], WorkerProcess], register_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    from processors.rules import CASE_RULES
+    from sinks.register import CaseStatus, open_register
+    from tests.integration.workers import ROOT, worker_env
+
+    _cases, alerts, worker = scenario_run
+    settings = worker.settings.model_copy(
+        update={"database_url": register_url, "register_group": f"reg-{uuid.uuid4().hex[:8]}"}
+    )
+    # One alert delivered twice, as a retrying producer might: the register must store it once.
+    codec = AvroCodec()
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all")
+    producer.send(settings.topic(alerts[0].topic), key=alerts[0].upn.encode(), value=codec.encode(alerts[0])).get(30)
+    producer.close()
+    for command in (["register", "migrate"], ["register", "sync", "--once", "--timeout", "60"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *command], cwd=ROOT, env=worker_env(settings),
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    register = open_register(register_url)
+    try:
+        stored = {a.alert_id: a for a in register.alerts()}
+        assert set(stored) == {a.alert_id for a in alerts}
+        assert register.counts()["alerts"] == len(alerts)
+        expected: dict[str, dict[str, Any]] = {}
+        for alert in sorted(alerts, key=lambda a: (a.raised_on, str(a.rule))):
+            if alert.case_id is None:
+                continue
+            case = expected.setdefault(alert.case_id, {"holders": set(), "closed": False, "upn": alert.upn})
+            if alert.rule in CASE_RULES and alert.recipient == "CME_OFFICER":
+                case["holders"].add(alert.la_code)
+            if alert.rule == "CHILD_LOCATED":
+                case["closed"] = True
+        got = {
+            c.case_id: {"holders": set(c.holders), "closed": c.status is CaseStatus.CLOSED, "upn": c.upn}
+            for c in register.cases()
+        }
+        assert got == expected
+    finally:
+        register.close()
