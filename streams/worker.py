@@ -253,6 +253,21 @@ def london_today(now: datetime | None = None) -> date:
     return (now or datetime.now(tz=LONDON)).astimezone(LONDON).date()
 
 
+class WallClockTicker:
+    """In live mode, decides when the calendar date in England has moved on and a tick is due."""
+
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(tz=LONDON)) -> None:
+        self.now = now
+        self.last_sent: date | None = None
+
+    def due(self) -> date | None:
+        today = london_today(self.now())
+        return today if self.last_sent is None or today > self.last_sent else None
+
+    def sent(self, today: date) -> None:
+        self.last_sent = today
+
+
 def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     """The whole worker: an App whose single agent applies every input record in partition order."""
     app = create_app(settings)
@@ -316,17 +331,17 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
 
     if settings.live_clock:
         ticks_topic = app.topic(settings.topic(CLOCK_TICKS), key_serializer="raw", value_serializer="raw")
-        last_sent: list[date] = []
+        wall_clock = WallClockTicker()
 
         @app.timer(interval=60.0, on_leader=True)
         async def advance_from_wall_clock() -> None:
-            today = london_today()
-            if last_sent and last_sent[0] >= today:
+            today = wall_clock.due()
+            if today is None:
                 return
             # Each partition keeps its own business date, so the tick goes to every partition.
             for partition in range(partitions):
                 await ticks_topic.send(value=codec.encode(ClockTick(today)), partition=partition)
-            last_sent[:] = [today]
+            wall_clock.sent(today)
             log.info("business date advanced from the wall clock to %s", today.isoformat())
 
     return app
