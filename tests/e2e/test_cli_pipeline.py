@@ -19,10 +19,11 @@ from schemas.codec import AvroCodec
 from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
+from tests.shared import SHARED_SCENARIOS
 
 pytestmark = pytest.mark.e2e
 
-SHARED = ROOT.parent / "shared" / "scenarios"
+SHARED = SHARED_SCENARIOS
 # In this order the worked examples' clock ticks only move forward, so one worker can take them all.
 ORDER = ("p01", "p02", "p04", "p03", "p05", "p06")
 

@@ -37,12 +37,13 @@ from tests.integration.test_health import free_port, get_json, wait_until
 from tests.integration.test_webhook import FAST, Receiver, always, failing_first
 from tests.integration.test_webhook import alert as webhook_alert
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
+from tests.shared import SHARED_SCENARIOS
 
 pytestmark = pytest.mark.integration
 #: The webhook tests' HTTP receiver fixture, reused for the deliverer's metrics.
 receiver = test_webhook.receiver
 
-SHARED = ROOT.parent / "shared" / "scenarios"
+SHARED = SHARED_SCENARIOS
 SCENARIOS = ("p01_missing_no_destination", "p02_child_protection_missing", "p04_transition_not_completed")
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 PARTITIONS = 2

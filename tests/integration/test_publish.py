@@ -31,10 +31,11 @@ from streams.cli import main
 from streams.generator import GeneratorOptions, write_replay
 from streams.publisher import InputPublisher, TopicLayoutError, ensure_input_topics
 from streams.settings import Settings
+from tests.shared import SHARED_SCENARIOS
 
 pytestmark = pytest.mark.integration
 
-SCENARIOS = sorted(Path("/work/shared/scenarios").glob("*.jsonl"))
+SCENARIOS = sorted(SHARED_SCENARIOS.glob("*.jsonl"))
 PARTITIONS = 3
 READ_TIMEOUT_S = 60.0
 PUBLISHED_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS)

@@ -25,10 +25,11 @@ from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
 from tests.scenarios.catalogue import SCENARIOS
+from tests.shared import SHARED_SCENARIOS
 
 pytestmark = pytest.mark.integration
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+SHARED = SHARED_SCENARIOS
 
 
 def all_scenarios() -> list[tuple[str, list[str], Counter[tuple[str, ...]]]]:

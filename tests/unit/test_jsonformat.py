@@ -36,9 +36,10 @@ from schemas.jsonformat import (
     record_to_line,
     topic_of,
 )
+from tests.shared import SHARED_SCENARIOS
 from tests.unit.test_codec import BIRTH_DATE, FORENAME, POSTCODE, SURNAME, admission, removal, sample_records
 
-SCENARIOS = Path("/work/shared/scenarios")
+SCENARIOS = SHARED_SCENARIOS
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.jsonl"))
 
 INPUT_RECORDS: list[InputRecord] = [

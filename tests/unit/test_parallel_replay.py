@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,9 @@ from streams.generator import GeneratorOptions, generate_lines
 from streams.parallel_replay import parallel_replay, shard_of
 from streams.replay import replay
 from tests.scenarios.catalogue import SCENARIOS
+from tests.shared import SHARED_SCENARIOS
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+SHARED = SHARED_SCENARIOS
 
 
 def single(lines: list[str]) -> tuple[list[str], dict[str, int]]:

@@ -25,8 +25,9 @@ from streams.publisher import (
     roll_events_to_csv,
 )
 from streams.settings import Settings
+from tests.shared import SHARED_SCENARIOS
 
-SCENARIOS = Path("/work/shared/scenarios")
+SCENARIOS = SHARED_SCENARIOS
 #: Nothing listens here: a publish that got as far as Kafka would fail with exit code 2, not 1.
 NO_BROKER = "127.0.0.1:1"
 

@@ -14,8 +14,9 @@ from processors.records import Alert
 from processors.timeline import memory_timeline
 from streams.replay import replay
 from tests.scenarios.catalogue import SCENARIOS
+from tests.shared import SHARED_SCENARIOS
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+SHARED = SHARED_SCENARIOS
 SHARED_FILES = sorted(SHARED.glob("*.jsonl"))
 
 

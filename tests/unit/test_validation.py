@@ -28,8 +28,9 @@ from processors.records import (
     SocialWorker,
 )
 from processors.validation import Problem, ProblemCode, is_valid, validate
+from tests.shared import SHARED_SCENARIOS
 
-SCENARIOS = Path("/work/shared/scenarios")
+SCENARIOS = SHARED_SCENARIOS
 FORENAME, SURNAME, POSTCODE = "Zebediah", "Quillfeather", "B15 2TT"
 BORN = date(2014, 7, 16)
 
