@@ -25,12 +25,10 @@ import csv
 import io
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
@@ -38,7 +36,6 @@ from processors.identifiers import Problem
 from processors.records import (
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
-    INPUT_TOPICS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     ClockTick,
@@ -53,6 +50,7 @@ from schemas.errors import CodecError, CodecErrorCode
 from schemas.jsonformat import record_from_json
 from streams.kafkaclients import client_options
 from streams.settings import Settings
+from streams.topics import TopicReport, ensure_topics, input_topics
 
 #: The records this SDK publishes (the MIS-facing input topics).
 PublishableRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick
@@ -65,7 +63,6 @@ logger = logging.getLogger(__name__)
 #: How long admin calls and metadata look-ups may take before the publisher gives up, milliseconds.
 ADMIN_TIMEOUT_MS = 30_000
 #: Topics whose records are state rather than history: Kafka keeps only the latest record per key.
-COMPACTED_TOPICS = frozenset({SAFEGUARDING_STATUS})
 
 
 class InvalidRecordError(ValueError):
@@ -82,10 +79,6 @@ class InvalidRecordError(ValueError):
 
 class PublishError(RuntimeError):
     """Kafka did not accept one or more records (after the producer's own retries)."""
-
-
-class TopicLayoutError(RuntimeError):
-    """Input topics exist with partition counts that break co-partitioning."""
 
 
 def topic_name(topic: str, prefix: str = "") -> str:
@@ -361,69 +354,14 @@ class InputPublisher:
 # ---- topics ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TopicReport:
-    created: tuple[str, ...]
-    existing: tuple[str, ...]
-
-
 def ensure_input_topics(settings: Settings, *, topic_prefix: str | None = None) -> TopicReport:
     """Create any missing input topic with `topic_partitions` partitions and `topic_replication_factor`.
 
-    `topic_prefix` defaults to the settings' prefix.
-
-    All input topics must have the same partition count, because the worker joins a child's records by
-    partition number (co-partitioning). An existing topic with another count raises TopicLayoutError
-    rather than being silently used; `safeguarding.status` is created compacted.
+    `topic_prefix` defaults to the settings' prefix. All input topics must have the same partition count,
+    because the worker joins a child's records by partition number (co-partitioning); an existing topic with
+    another count raises TopicLayoutError rather than being silently used.
     """
-    prefix = _prefix(settings, topic_prefix)
-    wanted = [topic_name(topic, prefix) for topic in INPUT_TOPICS]
-    admin = KafkaAdminClient(**client_options(settings), request_timeout_ms=ADMIN_TIMEOUT_MS)
-    try:
-        present = set(admin.list_topics())
-        missing = [topic for topic in wanted if topic not in present]
-        if missing:
-            admin.create_topics(
-                {
-                    topic: {
-                        "num_partitions": settings.topic_partitions,
-                        "replication_factor": settings.topic_replication_factor,
-                        "configs": {"cleanup.policy": "compact"}
-                        if topic[len(prefix) :] in COMPACTED_TOPICS
-                        else {},
-                    }
-                    for topic in missing
-                },
-                timeout_ms=ADMIN_TIMEOUT_MS,
-                raise_errors=False,  # another publisher may be creating them at the same moment
-                wait_for_metadata=True,
-            )
-        counts = _partition_counts(admin, wanted)
-    finally:
-        admin.close()
-    wrong = {topic: count for topic, count in counts.items() if count != settings.topic_partitions}
-    if wrong:
-        listed = ", ".join(f"{topic} has {count}" for topic, count in sorted(wrong.items()))
-        raise TopicLayoutError(
-            f"input topics must all have {settings.topic_partitions} partitions (ROLLWATCH_TOPIC_PARTITIONS) "
-            f"to stay co-partitioned, but {listed}; set ROLLWATCH_TOPIC_PARTITIONS to match, or recreate them"
-        )
-    return TopicReport(
-        created=tuple(topic for topic in wanted if topic in missing),
-        existing=tuple(topic for topic in wanted if topic not in missing),
-    )
-
-
-def _partition_counts(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for description in admin.describe_topics(list(topics)):
-        name = description.get("topic") or description.get("name")
-        if name in topics:
-            counts[name] = len(description.get("partitions") or ())
-    absent = [topic for topic in topics if not counts.get(topic)]
-    if absent:
-        raise TopicLayoutError(f"topic(s) {', '.join(absent)} could not be created or described")
-    return counts
+    return ensure_topics(settings, input_topics(settings, _prefix(settings, topic_prefix)))
 
 
 # ---- CSV import of roll events ----------------------------------------------------------------------------

@@ -1,15 +1,15 @@
-"""Creates the worker's topics up front, co-partitioned, and waits until every partition has a leader."""
+"""The topic layout Rollwatch relies on: co-partitioned inputs, compacted state, created up front."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from processors.records import INPUT_TOPICS
+from processors.records import INPUT_TOPICS, SAFEGUARDING_STATUS
 from streams.kafkaclients import client_options
 from streams.settings import Settings
 
@@ -17,35 +17,59 @@ log = logging.getLogger(__name__)
 
 #: The worker's changelog-backed tables; Faust names their changelogs `<app id>-<table>-changelog`.
 TABLES = ("children", "deadlines", "clocks", "totals")
+#: Input topics where only the latest record per child matters (design.md: latest status wins).
+COMPACTED_INPUTS = frozenset({SAFEGUARDING_STATUS})
+COMPACT = {"cleanup.policy": "compact"}
 
 
 class TopicLayoutError(RuntimeError):
-    """An existing topic has a partition count that breaks co-partitioning."""
+    """Topics that cannot be used as they are: a partition count that breaks co-partitioning, or none at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+
+
+def input_topics(settings: Settings, prefix: str | None = None) -> dict[str, dict[str, str]]:
+    """Every input topic with its configuration, under the settings' prefix unless another is given."""
+    prefix = settings.topic_prefix if prefix is None else prefix
+    return {f"{prefix}{name}": dict(COMPACT) if name in COMPACTED_INPUTS else {} for name in INPUT_TOPICS}
 
 
 def worker_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the worker reads or keeps state in, with its topic configuration."""
-    topics: dict[str, dict[str, str]] = {settings.topic(name): {} for name in INPUT_TOPICS}
+    topics = input_topics(settings)
     for table in TABLES:
-        topics[f"{settings.app_id}-{table}-changelog"] = {"cleanup.policy": "compact"}
+        topics[f"{settings.app_id}-{table}-changelog"] = dict(COMPACT)
     return topics
 
 
-def ensure_worker_topics(settings: Settings, timeout: float = 60.0) -> None:
+def ensure_worker_topics(settings: Settings, timeout: float = 60.0) -> TopicReport:
     """Creating topics in advance spares the first rebalance a race with topic creation, and lets a
     mismatched partition count fail loudly before any record is applied."""
+    return ensure_topics(settings, worker_topics(settings), timeout)
+
+
+def ensure_topics(settings: Settings, wanted: dict[str, dict[str, str]], timeout: float = 60.0) -> TopicReport:
+    """Creates the missing topics with the settings' partition count and replication factor, then waits
+    until every partition has a leader; an existing topic with another partition count is refused."""
     admin = KafkaAdminClient(**client_options(settings))
     try:
-        wanted = worker_topics(settings)
         existing = set(admin.list_topics())
-        missing = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor, topic_configs=configs)
-            for name, configs in wanted.items()
-            if name not in existing
-        ]
+        missing = [name for name in wanted if name not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them first
-                admin.create_topics(missing)
+            new = [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication_factor, topic_configs=wanted[name])
+                for name in missing
+            ]
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker or publisher created them at the same moment
+            except KafkaError as error:
+                raise TopicLayoutError(f"cannot create topics {', '.join(missing)}: {error}") from error
             log.info("created %d topics with %d partitions", len(missing), settings.topic_partitions)
         deadline = time.monotonic() + timeout
         while True:
@@ -65,9 +89,13 @@ def ensure_worker_topics(settings: Settings, timeout: float = 60.0) -> None:
                 for t in described
             )
             if ready:
-                return
+                return TopicReport(
+                    created=tuple(name for name in wanted if name in missing),
+                    existing=tuple(name for name in wanted if name not in missing),
+                )
             if time.monotonic() > deadline:
-                raise TopicLayoutError(f"the worker's topics have no partition leaders after {timeout:.0f} s")
+                names = ", ".join(sorted(wanted))
+                raise TopicLayoutError(f"topics {names} have no partition leaders after {timeout:.0f} s")
             time.sleep(0.2)
     finally:
         admin.close()

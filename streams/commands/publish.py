@@ -50,12 +50,12 @@ from streams.publisher import (
     InputPublisher,
     InvalidRecordError,
     PublishError,
-    TopicLayoutError,
     check_csv_header,
     ensure_input_topics,
     roll_event_from_csv_row,
 )
 from streams.settings import Settings
+from streams.topics import TopicLayoutError
 
 FileFormat = Literal["jsonl", "csv"]
 

@@ -29,8 +29,9 @@ from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line, record_to_line
 from streams.cli import main
 from streams.generator import GeneratorOptions, write_replay
-from streams.publisher import InputPublisher, TopicLayoutError, ensure_input_topics
+from streams.publisher import InputPublisher, ensure_input_topics
 from streams.settings import Settings
+from streams.topics import TopicLayoutError
 from tests.shared import SHARED_SCENARIOS
 
 pytestmark = pytest.mark.integration
