@@ -492,7 +492,11 @@ class LocalCluster:
     def running_pid(self, node_id: int) -> int | None:
         """The pid of this node's broker JVM if it is running, judged by its pid file and /proc."""
         process = self._processes.get(node_id)
-        if process is not None and process.poll() is not None:
+        if process is not None:
+            if process.poll() is None:
+                # Our own child: alive, even in the instant between fork and exec when /proc still shows
+                # this Python process's command line rather than the JVM's.
+                return process.pid
             del self._processes[node_id]
         try:
             pid = int(self.pid_path(node_id).read_text(encoding="utf-8").strip())
