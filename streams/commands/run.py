@@ -129,7 +129,7 @@ def _alert_printer(settings: Settings, stop: threading.Event, counts: dict[str, 
     codec = AvroCodec()
     consumer = KafkaConsumer(
         auto_offset_reset="earliest", isolation_level="read_committed", metadata_max_age_ms=2000,
-        consumer_timeout_ms=500, **client_options(settings),
+        consumer_timeout_ms=500, enable_auto_commit=False, **client_options(settings),
     )
     consumer.subscribe(pattern=topic_pattern(settings, None, None))
     while not stop.is_set():
