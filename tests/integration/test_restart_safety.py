@@ -36,9 +36,10 @@ pytestmark = pytest.mark.integration
 DATA = GeneratorOptions(pupils=40_000, seed=11, start=date(2025, 1, 6), end=date(2025, 3, 14))
 
 
-def pipeline_settings(kafka_bootstrap: str, tmp: Path) -> Settings:
+def pipeline_settings(kafka_bootstrap: str, tmp: Path, store: str = "memory://") -> Settings:
     run_id = uuid.uuid4().hex[:8]
     return Settings(
+        store=store,
         bootstrap_servers=kafka_bootstrap, topic_prefix=f"rs{run_id}.", app_id=f"rs-{run_id}", topic_partitions=4,
         broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False, broker_session_timeout=6,
         broker_heartbeat_interval=1, broker_rebalance_timeout=10, log_level="WARNING",
@@ -122,7 +123,8 @@ def assert_same_outcome(settings: Settings, lines: list[str], logs: str) -> None
 def test_a_worker_killed_mid_stream_resumes_with_every_alert_exactly_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    settings = pipeline_settings(kafka_bootstrap, tmp_path)
+    # RocksDB, as in production: after the kill the worker reopens its on-disk state and the changelog.
+    settings = pipeline_settings(kafka_bootstrap, tmp_path, store="rocksdb://")
     lines = list(generate_lines(DATA))
     ensure_worker_topics(settings)
     first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
@@ -135,6 +137,7 @@ def test_a_worker_killed_mid_stream_resumes_with_every_alert_exactly_once(
         publishing.join(timeout=300)
         assert not publishing.is_alive() and publishing.error is None, publishing.error
         assert_same_outcome(settings, lines, first.log() + second.log())
+        assert list((tmp_path / "worker").rglob("children-*.db")), "the RocksDB store was not used"
     finally:
         second.stop()
 
