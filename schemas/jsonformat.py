@@ -41,7 +41,6 @@ JsonObject = dict[str, Any]
 E = TypeVar("E", bound=StrEnum)
 
 _ZERO_OFFSET = timedelta(0)
-_ENVELOPE_KEYS = frozenset({"topic", "value"})
 
 
 # Field readers. `path` is the dotted location of the enclosing object ("" at the top of a record) and
@@ -59,21 +58,6 @@ def _missing(context: str, path: str, key: str) -> CodecError:
 
 def _bad(context: str, path: str, key: str, problem: str) -> CodecError:
     return CodecError(CodecErrorCode.BAD_FIELD, f"{_where(context, path, key)} {problem}")
-
-
-def _printable_key(key: str) -> str:
-    # A stray key could be a misplaced value (a name, say): quote only keys shaped like field names.
-    return repr(key) if key.isidentifier() and key.isascii() and len(key) <= 40 else "(a key that is not a field name)"
-
-
-def _check_keys(obj: JsonObject, allowed: frozenset[str], context: str, path: str) -> None:
-    if not obj.keys() <= allowed:
-        unknown = ", ".join(sorted(_printable_key(key) for key in obj.keys() - allowed))
-        where = f"object '{path[:-1]}'" if path else "record"
-        raise CodecError(
-            CodecErrorCode.BAD_FIELD,
-            f"{context} {where} has unknown field(s) {unknown}; allowed: {', '.join(sorted(allowed))}",
-        )
 
 
 def _object(obj: JsonObject, key: str, context: str, path: str) -> JsonObject:
@@ -172,65 +156,10 @@ _RECIPIENTS = _symbols(Recipient)
 _SEVERITIES = _symbols(Severity)
 _CASE_ACTION_TYPES = _symbols(CaseActionType)
 
-_ROLL_EVENT_KEYS = frozenset(
-    {
-        "event_id",
-        "event_type",
-        "upn",
-        "child",
-        "school",
-        "effective_date",
-        "recorded_at",
-        "standard_transition",
-        "source_system",
-        "ground",
-        "destination",
-    }
-)
-_CHILD_KEYS = frozenset({"forename", "surname", "date_of_birth", "postcode"})
-_SCHOOL_KEYS = frozenset({"urn", "laestab", "name", "special"})
-_DESTINATION_KEYS = frozenset({"kind", "school_urn", "school_laestab", "la_code"})
-_EHE_NOTIFICATION_KEYS = frozenset({"notification_id", "upn", "la_code", "school_urn", "method", "received_on"})
-_SAFEGUARDING_STATUS_KEYS = frozenset(
-    {
-        "upn",
-        "la_code",
-        "child_protection_plan",
-        "looked_after",
-        "school_attendance_order",
-        "social_worker",
-        "updated_at",
-    }
-)
-_SOCIAL_WORKER_KEYS = frozenset({"name", "email"})
-_CLOCK_TICK_KEYS = frozenset({"today"})
-_CASE_ACTION_KEYS = frozenset({"action_id", "upn", "case_id", "action", "reason", "by", "at"})
-_ALERT_KEYS = frozenset(
-    {
-        "alert_id",
-        "rule",
-        "recipient",
-        "la_code",
-        "severity",
-        "upn",
-        "child",
-        "school_urn",
-        "case_id",
-        "raised_on",
-        "reason",
-        "trigger_event_ids",
-    }
-)
-_ALERT_CHILD_KEYS = frozenset({"forename", "surname", "date_of_birth"})
-
-
 def _roll_event_from_json(value: JsonObject) -> RollEvent:
     ctx = ROLL_EVENTS
-    _check_keys(value, _ROLL_EVENT_KEYS, ctx, "")
     child = _object(value, "child", ctx, "")
-    _check_keys(child, _CHILD_KEYS, ctx, "child.")
     school = _object(value, "school", ctx, "")
-    _check_keys(school, _SCHOOL_KEYS, ctx, "school.")
     destination = _optional_object(value, "destination", ctx, "")
     standard_transition = value.get("standard_transition")
     return RollEvent(
@@ -260,7 +189,6 @@ def _roll_event_from_json(value: JsonObject) -> RollEvent:
 
 def _destination_from_json(destination: JsonObject) -> Destination:
     ctx = ROLL_EVENTS
-    _check_keys(destination, _DESTINATION_KEYS, ctx, "destination.")
     return Destination(
         kind=_symbol(destination, "kind", _DESTINATION_KINDS, ctx, "destination."),
         school_urn=_optional_string(destination, "school_urn", ctx, "destination."),
@@ -271,7 +199,6 @@ def _destination_from_json(destination: JsonObject) -> Destination:
 
 def _ehe_notification_from_json(value: JsonObject) -> EHENotification:
     ctx = EHE_NOTIFICATIONS
-    _check_keys(value, _EHE_NOTIFICATION_KEYS, ctx, "")
     return EHENotification(
         notification_id=_string(value, "notification_id", ctx, ""),
         upn=_string(value, "upn", ctx, ""),
@@ -284,10 +211,7 @@ def _ehe_notification_from_json(value: JsonObject) -> EHENotification:
 
 def _safeguarding_status_from_json(value: JsonObject) -> SafeguardingStatus:
     ctx = SAFEGUARDING_STATUS
-    _check_keys(value, _SAFEGUARDING_STATUS_KEYS, ctx, "")
     worker = _optional_object(value, "social_worker", ctx, "")
-    if worker is not None:
-        _check_keys(worker, _SOCIAL_WORKER_KEYS, ctx, "social_worker.")
     return SafeguardingStatus(
         upn=_string(value, "upn", ctx, ""),
         la_code=_string(value, "la_code", ctx, ""),
@@ -305,13 +229,11 @@ def _safeguarding_status_from_json(value: JsonObject) -> SafeguardingStatus:
 
 
 def _clock_tick_from_json(value: JsonObject) -> ClockTick:
-    _check_keys(value, _CLOCK_TICK_KEYS, CLOCK_TICKS, "")
     return ClockTick(today=_date(value, "today", CLOCK_TICKS, ""))
 
 
 def _case_action_from_json(value: JsonObject) -> CaseAction:
     ctx = CASE_ACTIONS
-    _check_keys(value, _CASE_ACTION_KEYS, ctx, "")
     return CaseAction(
         action_id=_string(value, "action_id", ctx, ""),
         upn=_string(value, "upn", ctx, ""),
@@ -353,8 +275,6 @@ def parse_line(line: str) -> tuple[str, InputRecord]:
         raise CodecError(CodecErrorCode.BAD_JSON, "line is not valid JSON") from None
     if type(envelope) is not dict:
         raise CodecError(CodecErrorCode.BAD_JSON, 'line must be a JSON object {"topic": ..., "value": {...}}')
-    if not envelope.keys() <= _ENVELOPE_KEYS:
-        raise CodecError(CodecErrorCode.BAD_JSON, "line may hold only the keys 'topic' and 'value'")
     topic = envelope.get("topic")
     if type(topic) is not str:
         raise CodecError(CodecErrorCode.BAD_JSON, "line needs a string 'topic' naming an input topic")
@@ -533,9 +453,7 @@ def alert_from_json(value: Any) -> Alert:
     ctx = "alert"
     if type(value) is not dict:
         raise CodecError(CodecErrorCode.BAD_JSON, "an alert must be a JSON object")
-    _check_keys(value, _ALERT_KEYS, ctx, "")
     child = _object(value, "child", ctx, "")
-    _check_keys(child, _ALERT_CHILD_KEYS, ctx, "child.")
     trigger_event_ids = value.get("trigger_event_ids")
     if trigger_event_ids is None:
         raise _missing(ctx, "", "trigger_event_ids")
