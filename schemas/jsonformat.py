@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from processors.records import (
     CASE_ACTIONS,
@@ -101,6 +102,9 @@ def _boolean(obj: JsonObject, key: str, context: str, path: str) -> bool:
     raise _bad(context, path, key, "must be true or false")
 
 
+_LONDON = ZoneInfo("Europe/London")
+
+
 def _date(obj: JsonObject, key: str, context: str, path: str) -> date:
     value = obj.get(key)
     if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
@@ -120,11 +124,12 @@ def _timestamp(obj: JsonObject, key: str, context: str, path: str) -> datetime:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+        if parsed is not None:
+            # A timestamp without an offset is an MIS's local time: in England, Europe/London.
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_LONDON)
     elif value is None:
         raise _missing(context, path, key)
-    raise _bad(context, path, key, "must be an ISO-8601 timestamp with Z or a UTC offset, e.g. 2025-03-04T09:00:00Z")
+    raise _bad(context, path, key, "must be an ISO-8601 timestamp, e.g. 2025-03-04T09:00:00Z")
 
 
 def _symbol(obj: JsonObject, key: str, symbols: Mapping[str, E], context: str, path: str) -> E:

@@ -302,9 +302,7 @@ def test_missing_field(path: str, field_name: str) -> None:
         ("value.destination.kind", "school", "destination.kind", "SCHOOL"),
         ("value.school.special", "false", "school.special", "true or false"),
         ("value.standard_transition", 0, "standard_transition", "true or false"),
-        ("value.recorded_at", "2025-03-04T09:00:00", "recorded_at", "UTC offset"),
-        ("value.recorded_at", "2025-03-04", "recorded_at", "UTC offset"),
-        ("value.recorded_at", "yesterday", "recorded_at", "UTC offset"),
+        ("value.recorded_at", "yesterday", "recorded_at", "ISO-8601"),
         ("value.effective_date", 20250304, "effective_date", "YYYY-MM-DD"),
         ("value.school", "Smethwick High", "school", "JSON object"),
         ("value.destination", "UNKNOWN", "destination", "JSON object"),
@@ -383,3 +381,14 @@ def test_writing_a_naive_timestamp_is_bad_field() -> None:
 
     assert error.code == CodecErrorCode.BAD_FIELD
     assert "'recorded_at'" in error.message
+
+
+def test_a_timestamp_without_offset_is_local_time_in_england() -> None:
+    from zoneinfo import ZoneInfo
+
+    _topic, winter = parse_line(line_with("value.recorded_at", "2025-03-04T09:00:00"))
+    _topic, summer = parse_line(line_with("value.recorded_at", "2025-07-04T09:00:00"))
+    assert isinstance(winter, RollEvent) and isinstance(summer, RollEvent)
+    assert winter.recorded_at == datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
+    assert summer.recorded_at == datetime(2025, 7, 4, 8, 0, tzinfo=UTC)
+    assert summer.recorded_at.tzinfo == ZoneInfo("Europe/London")
