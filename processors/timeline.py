@@ -80,6 +80,11 @@ NO_CHANGES = Changes()
 
 def changes_between(before: ChildState | None, after: ChildState) -> Changes:
     """The case holders and deadlines that differ between two states of one child."""
+    if before is not None and before.case is after.case and before.deadlines is after.deadlines:
+        # Most records (an ADDED, a status, a notice) carry case and deadlines over untouched.
+        return NO_CHANGES
+    if before is None and after.case is None and not after.deadlines:
+        return NO_CHANGES
     case_before = before.case if before is not None else None
     held_before = set(case_before.holders) if case_before is not None else set()
     held_after = set(after.case.holders) if after.case is not None else set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -12,6 +13,15 @@ from processors.timeline import Applied, Timeline
 from processors.validation import validate
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line
+
+
+def relax_garbage_collection() -> None:
+    """Per-child state is millions of small acyclic objects; CPython's cycle collector would rescan them
+    all every few thousand allocations. Collecting the youngest generation less often costs a little memory
+    and saves about a fifth of the time per record."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class Rejected(Exception):

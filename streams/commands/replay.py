@@ -12,7 +12,7 @@ from typing import Any
 
 from processors.records import Alert
 from schemas.jsonformat import alert_to_json
-from streams.replay import ReplayStats, replay
+from streams.replay import ReplayStats, relax_garbage_collection, replay
 from streams.rulesetup import build_rule_config
 from streams.settings import Settings
 
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     config = build_rule_config(settings)
     out = sys.stdout
+    relax_garbage_collection()
 
     def on_alert(alert: Alert) -> None:
         out.write(json.dumps(alert_to_json(alert), separators=(",", ":")) + "\n")

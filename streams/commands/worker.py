@@ -27,11 +27,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
+    from streams.replay import relax_garbage_collection
     from streams.rulesetup import build_rule_config
     from streams.topics import ensure_worker_topics
     from streams.worker import build_worker
 
     ensure_worker_topics(settings)
+    relax_garbage_collection()
     app = build_worker(settings, build_rule_config(settings))
     worker = faust.Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)
     worker.execute_from_commandline()
