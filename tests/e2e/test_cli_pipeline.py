@@ -109,3 +109,48 @@ def test_undecodable_record_goes_to_the_dead_letter_topic_and_the_worker_carries
         (b"\x00garbage from a broken MIS export", topic, "BAD_MARKER")
     ]
     assert "Avro" in letters[0].message or "marker" in letters[0].message.lower()
+
+
+def test_a_case_closed_through_the_cli_changes_what_the_worker_does_next(
+    running_worker: Settings, tmp_path: Path
+) -> None:
+    from kafka.structs import TopicPartition
+
+    from streams.ordering import AppliedOffsets
+    from tests.scenarios.builder import COV_A, COV_B, UNKNOWN, added, removed, upn
+
+    register = {"database_url": f"sqlite:///{tmp_path / 'register.db'}", "register_group": f"reg-{uuid.uuid4()}"}
+    settings = running_worker.model_copy(update=register)
+    child = upn("330", 990_001)
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(json.dumps(removed(child, COV_A, "2025-11-03", "G_MOVED_AWAY", destination=UNKNOWN)) + "\n")
+    assert rollwatch(settings, "publish", "--ordered", str(missing)).returncode == 0
+    for command in (("register", "migrate"), ("register", "sync", "--once", "--timeout", "60")):
+        done = rollwatch(settings, *command)
+        assert done.returncode == 0, done.stderr
+    listed = rollwatch(settings, "cases", "list", "--status", "open", "--json")
+    [case] = [c for c in map(json.loads, listed.stdout.splitlines()) if c["upn"] == child]
+
+    reason, officer = "On roll in Wales", "A. Officer"
+    closed = rollwatch(settings, "cases", "close", case["case_id"], "--reason", reason, "--by", officer)
+    assert closed.returncode == 0, closed.stderr
+    again = rollwatch(settings, "cases", "close", "00000000-0000-5000-8000-000000000000", "--reason", "x", "--by", "y")
+    assert again.returncode != 0 and "00000000-0000-5000-8000-000000000000" in again.stderr
+    # Wait until the worker has applied the officer's action, then the child turns up at another school.
+    actions = TopicPartition(settings.topic("case.actions"), 0)
+    applied = AppliedOffsets(settings)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_list)
+    ends = consumer.end_offsets([TopicPartition(actions.topic, p) for p in range(settings.topic_partitions)])
+    consumer.close()
+    applied.wait_for({tp: end for tp, end in ends.items() if end > 0}, timeout=60)
+    applied.close()
+    found = tmp_path / "found.jsonl"
+    found.write_text(json.dumps(added(child, COV_B, "2025-11-05")) + "\n")
+    assert rollwatch(settings, "publish", "--ordered", str(found)).returncode == 0
+
+    printed = rollwatch(settings, "alerts", "--from-beginning", "--idle-seconds", "5")
+    rules = sorted(a["rule"] for a in map(json.loads, printed.stdout.splitlines()) if a["upn"] == child)
+    assert rules == ["MISSING_NO_DESTINATION"], "no CHILD_LOCATED for a case the officer closed"
+    assert rollwatch(settings, "register", "sync", "--once", "--timeout", "60").returncode == 0
+    shown = json.loads(rollwatch(settings, "cases", "show", case["case_id"], "--json").stdout)
+    assert (shown["status"], shown["closing_reason"], shown["closed_by"]) == ("closed", reason, officer)
