@@ -1,17 +1,18 @@
-"""Replay on several cores: children split by UPN across processes, clock ticks to all, output in file order."""
+"""Replay on several cores: each process reads the file, applies its own children and every clock tick."""
 
 from __future__ import annotations
 
 import heapq
 import json
 import multiprocessing
+import sys
+import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from processors.config import RuleConfig
 from processors.timeline import memory_timeline
@@ -19,14 +20,8 @@ from schemas.errors import CodecError
 from schemas.jsonformat import alert_to_json, parse_line
 from streams.replay import Rejected, ReplayStats, apply_checked
 
-#: Lines handed to the shards at a time; large enough to amortise the pipes, small enough to stream.
-CHUNK_LINES = 20_000
-
 _TICK_MARK = '"clock.ticks"'
 _UPN_MARK = '"upn"'
-
-# A shard's answer for one line: its number, the dead-letter code or None, and (UPN, alert JSON) pairs.
-LineResult = tuple[int, str | None, list[tuple[str, str]]]
 
 
 def shard_of(line: str, shards: int) -> int | None:
@@ -46,133 +41,94 @@ def shard_of(line: str, shards: int) -> int | None:
     return zlib.crc32(line[start + 1 : end].encode()) % shards
 
 
-def _shard_main(connection: Connection, config: RuleConfig) -> None:
+@dataclass
+class _ShardResult:
+    records: int = 0
+    applied: int = 0
+    alerts: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Path, progress_every: int) -> None:
+    """Applies this shard's children and every tick; writes `line<TAB>upn<TAB>alert` rows and a summary.
+
+    A tick is counted (and, if bad, dead-lettered) by shard 0 only, so the totals add up to one process's."""
     timeline = memory_timeline(config)
+    result = _ShardResult()
     dumps = json.dumps
-    while True:
-        chunk: list[tuple[int, str]] | None = connection.recv()
-        if chunk is None:
-            connection.close()
-            return
-        results: list[LineResult] = []
-        for number, line in chunk:
+    started = time.perf_counter()
+    with path.open(encoding="utf-8") as lines, out.open("w", encoding="utf-8") as rows:
+        for number, line in enumerate(lines):
+            if not line.strip():
+                continue
+            owner = shard_of(line, shards)
+            if owner is not None and owner != shard:
+                continue
+            counts = owner is not None or shard == 0
+            if counts:
+                result.records += 1
             try:
                 _topic, record = parse_line(line)
                 alerts = apply_checked(timeline, record)
-            except CodecError as error:
-                results.append((number, str(error.code), []))
+            except (CodecError, Rejected) as error:
+                if counts:
+                    result.dead_letters[str(error.code)] += 1
                 continue
-            except Rejected as error:
-                results.append((number, error.code, []))
-                continue
-            results.append(
-                (number, None, [(a.upn, dumps(alert_to_json(a), separators=(",", ":"))) for a in alerts])
-            )
-        connection.send(results)
+            if counts:
+                result.applied += 1
+            for alert in alerts:
+                result.alerts += 1
+                rows.write(f"{number:012d}\t{alert.upn}\t{dumps(alert_to_json(alert), separators=(',', ':'))}\n")
+            if shard == 0 and progress_every and number and number % progress_every == 0:
+                rate = number / (time.perf_counter() - started)
+                print(f"replay: about {number:,} lines read, {rate:,.0f} lines/s", file=sys.stderr, flush=True)
+    summary = {"records": result.records, "applied": result.applied, "alerts": result.alerts,
+               "dead_letters": dict(result.dead_letters)}
+    out.with_suffix(".summary").write_text(json.dumps(summary), encoding="utf-8")
 
 
-@dataclass
-class _Shard:
-    process: Any
-    connection: Connection
-
-
-def _merge_line(answers: list[LineResult]) -> tuple[str | None, Iterator[tuple[str, str]]]:
-    """One line's outcome from the shards that applied it. A tick's deadline alerts come from every shard,
-    each in UPN order; merging by UPN gives exactly the order a single process produces."""
-    if len(answers) == 1:
-        return answers[0][1], iter(answers[0][2])
-    return answers[0][1], heapq.merge(*(answer[2] for answer in answers), key=lambda pair: pair[0])
+def _rows(path: Path) -> Iterator[tuple[str, str, str]]:
+    with path.open(encoding="utf-8") as rows:
+        for row in rows:
+            number, upn, alert = row.rstrip("\n").split("\t", 2)
+            yield number, upn, alert
 
 
 def parallel_replay(
-    lines: Iterable[str],
+    path: Path,
     config: RuleConfig,
     jobs: int,
     on_alert_line: Callable[[str], None],
-    on_progress: Callable[[ReplayStats], None] | None = None,
+    progress_every: int = 0,
 ) -> ReplayStats:
-    """Same output, byte for byte and in the same order, as the single-process replay of the same lines."""
+    """The same output, byte for byte and in the same order, as the single-process replay of the file.
+
+    Every shard reads the whole file but parses only its own children's lines and the ticks, so nothing but
+    alerts crosses between processes. Alerts are merged by line; a tick's deadline alerts come from every
+    shard, each in UPN order, and merging by UPN gives exactly the order one process produces."""
     context = multiprocessing.get_context("fork")
-    shards: list[_Shard] = []
-    for _ in range(jobs):
-        parent_end, child_end = context.Pipe()
-        process = context.Process(target=_shard_main, args=(child_end, config), daemon=True)
-        process.start()
-        child_end.close()
-        shards.append(_Shard(process, parent_end))
-    stats = ReplayStats()
     started = time.perf_counter()
-    dead_letters: Counter[str] = stats.dead_letters
-    try:
-        in_flight: list[int | None] | None = None
-        for chunk in _chunks(lines):
-            # Route this chunk while the shards work on the previous one; send it only once they have
-            # answered, because a shard blocked writing a large answer does not read its pipe.
-            owners, routed = _route(chunk, jobs)
-            if in_flight is not None:
-                _collect(shards, in_flight, stats, dead_letters, on_alert_line)
-                if on_progress is not None:
-                    stats.seconds = time.perf_counter() - started
-                    on_progress(stats)
-            for shard, batch in zip(shards, routed, strict=True):
-                shard.connection.send(batch)
-            in_flight = owners
-        if in_flight is not None:
-            _collect(shards, in_flight, stats, dead_letters, on_alert_line)
-    finally:
-        for shard in shards:
-            shard.connection.send(None)
-        for shard in shards:
-            shard.process.join(timeout=30)
-            shard.connection.close()
+    with tempfile.TemporaryDirectory(prefix="rollwatch-replay-") as scratch:
+        outputs = [Path(scratch) / f"shard-{i}.tsv" for i in range(jobs)]
+        processes = [
+            context.Process(target=_run_shard, args=(path, i, jobs, config, outputs[i], progress_every))
+            for i in range(jobs)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        failed = [i for i, process in enumerate(processes) if process.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"replay shard(s) {failed} failed; run with --jobs 1 to see the error")
+        stats = ReplayStats()
+        for output in outputs:
+            summary = json.loads(output.with_suffix(".summary").read_text(encoding="utf-8"))
+            stats.records += summary["records"]
+            stats.applied += summary["applied"]
+            stats.dead_letters.update(summary["dead_letters"])
+        for _number, _upn, alert in heapq.merge(*(_rows(o) for o in outputs), key=lambda row: (row[0], row[1])):
+            stats.alerts += 1
+            on_alert_line(alert)
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-def _route(chunk: list[tuple[int, str]], jobs: int) -> tuple[list[int | None], list[list[tuple[int, str]]]]:
-    routed: list[list[tuple[int, str]]] = [[] for _ in range(jobs)]
-    owners: list[int | None] = []
-    for number, line in chunk:
-        owner = shard_of(line, jobs)
-        owners.append(owner)
-        if owner is None:
-            for batch in routed:
-                batch.append((number, line))
-        else:
-            routed[owner].append((number, line))
-    return owners, routed
-
-
-def _chunks(lines: Iterable[str]) -> Iterator[list[tuple[int, str]]]:
-    chunk: list[tuple[int, str]] = []
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        chunk.append((number, line))
-        if len(chunk) >= CHUNK_LINES:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _collect(
-    shards: list[_Shard],
-    owners: list[int | None],
-    stats: ReplayStats,
-    dead_letters: Counter[str],
-    on_alert_line: Callable[[str], None],
-) -> None:
-    answers = [iter(shard.connection.recv()) for shard in shards]
-    for owner in owners:
-        line_answers = [next(a) for a in answers] if owner is None else [next(answers[owner])]
-        code, alerts = _merge_line(line_answers)
-        stats.records += 1
-        if code is not None:
-            dead_letters[code] += 1
-            continue
-        stats.applied += 1
-        for _upn, alert_line in alerts:
-            stats.alerts += 1
-            on_alert_line(alert_line)

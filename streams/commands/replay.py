@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ def register(subparsers: Any) -> None:
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="processes to spread children over (default: one per core); the output is the same for any value",
+        help="processes to spread children over (default: one per core; standard input uses one); the output "
+        "is the same for any value",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
@@ -61,19 +61,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"replay: {stats.records:,} records, {stats.alerts:,} alerts, "
                   f"{stats.per_second:,.0f} records/s", file=sys.stderr)
 
-    def run_over(lines: Iterable[str]) -> ReplayStats:
-        if args.jobs == 1:
-            return replay(lines, memory_timeline(config), on_alert, on_progress)
-        return parallel_replay(lines, config, args.jobs, on_alert_line, on_progress)
-
     if str(args.file) == "-":
-        stats = run_over(sys.stdin)
-    else:
-        if not args.file.is_file():
-            print(f"rollwatch replay: no such file: {args.file}", file=sys.stderr)
-            return 2
+        # Standard input can be read only once, so it is replayed in this one process.
+        stats = replay(sys.stdin, memory_timeline(config), on_alert, on_progress)
+    elif not args.file.is_file():
+        print(f"rollwatch replay: no such file: {args.file}", file=sys.stderr)
+        return 2
+    elif args.jobs == 1:
         with args.file.open(encoding="utf-8") as lines:
-            stats = run_over(lines)
+            stats = replay(lines, memory_timeline(config), on_alert, on_progress)
+    else:
+        stats = parallel_replay(args.file, config, args.jobs, on_alert_line, 0 if args.quiet else 100_000)
     out.flush()
     if not args.quiet:
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -27,28 +28,35 @@ def single(lines: list[str]) -> tuple[list[str], dict[str, int]]:
     return [json.dumps(alert_to_json(a), separators=(",", ":")) for a in alerts], dict(stats.dead_letters)
 
 
-def parallel(lines: list[str], jobs: int) -> tuple[list[str], dict[str, int]]:
+def parallel(lines: list[str], jobs: int, folder: Path) -> tuple[list[str], dict[str, int]]:
+    path = folder / "replay.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out: list[str] = []
-    stats = parallel_replay(lines, RuleConfig(default_calendar()), jobs, out.append)
+    stats = parallel_replay(path, RuleConfig(default_calendar()), jobs, out.append)
+    single_stats = replay(lines, memory_timeline(RuleConfig(default_calendar())), lambda _alert: None)
+    assert (stats.records, stats.applied, stats.alerts) == (
+        single_stats.records, single_stats.applied, single_stats.alerts
+    )
     return out, dict(stats.dead_letters)
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
-def test_generated_year_gives_identical_output(jobs: int) -> None:
+def test_generated_year_gives_identical_output(jobs: int, tmp_path: Path) -> None:
     lines = list(generate_lines(GeneratorOptions(pupils=20_000, seed=5, start=date(2024, 9, 1),
                                                  end=date(2025, 8, 31))))
     expected = single(lines)
     assert len(expected[0]) > 100
-    assert parallel(lines, jobs) == expected
+    assert parallel(lines, jobs, tmp_path) == expected
 
 
-def test_scenarios_and_bad_lines_give_identical_output() -> None:
+def test_scenarios_and_bad_lines_give_identical_output(tmp_path: Path) -> None:
     lines = [line for s in SCENARIOS for line in s.lines()]
-    lines += [p.read_text().rstrip("\n") for p in sorted(SHARED.glob("*.jsonl"))]
-    lines += ["not json", '{"topic": "roll.events", "value": {}}', '{"topic": "nowhere", "value": {"upn": "x"}}']
+    lines += [line for p in sorted(SHARED.glob("*.jsonl")) for line in p.read_text().splitlines()]
+    lines += ["not json", '{"topic": "roll.events", "value": {}}', '{"topic": "nowhere", "value": {"upn": "x"}}',
+              '{"topic": "clock.ticks", "value": {"today": "someday"}}']
     expected = single(lines)
     assert expected[1], "the bad lines are dead-lettered"
-    assert parallel(lines, 2) == expected
+    assert parallel(lines, 2, tmp_path) == expected
 
 
 def test_ticks_go_to_every_shard_and_children_stay_on_one() -> None:
