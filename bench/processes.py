@@ -63,6 +63,14 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine have spent busy since boot (everyone's work, not just the bench's)."""
+    # The first line of /proc/stat: user nice system idle iowait irq softirq steal ..., in clock ticks.
+    ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 class ChildProcess:
     """One Python module run as a child with ROLLWATCH_* settings, its output in a log file, in a session of
     its own so that Ctrl-C reaches the bench alone and the bench stops it in order."""
