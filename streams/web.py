@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -18,6 +17,7 @@ from faust.tables.manager import TableManager
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.kafkaclients import client_options
 from streams.metrics import Metrics, PartitionLag, PartitionState
 from streams.settings import Settings
 
@@ -41,24 +41,12 @@ class KafkaBrokerProbe:
         self.timeout = timeout
 
     def client_options(self) -> dict[str, Any]:
-        settings = self.settings
-        options: dict[str, Any] = {
-            "bootstrap_servers": settings.bootstrap_list,
-            "security_protocol": settings.security_protocol,
+        # aiokafka's client takes the same connection and security options as kafka-python's.
+        return {
+            **client_options(self.settings),
             "request_timeout_ms": int(self.timeout * 1000),
-            "client_id": f"{settings.app_id}-ready-probe",
+            "client_id": f"{self.settings.app_id}-ready-probe",
         }
-        if settings.security_protocol.startswith("SASL"):
-            options["sasl_mechanism"] = settings.sasl_mechanism
-            options["sasl_plain_username"] = settings.sasl_username
-            options["sasl_plain_password"] = (
-                settings.sasl_password.get_secret_value() if settings.sasl_password else None
-            )
-        if settings.security_protocol in ("SSL", "SASL_SSL"):
-            options["ssl_context"] = ssl.create_default_context(
-                cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
-            )
-        return options
 
     async def reachable(self) -> bool:
         client = AIOKafkaClient(**self.client_options())
