@@ -24,7 +24,7 @@ DATASET_END = date(2026, 8, 31)
 LINES_PER_PUPIL = 0.75
 
 #: A made-up school in Birmingham (LA 330) that the crafted events name.
-BENCH_SCHOOL = School(urn="199001", laestab="3302999", name="Benchmark Primary School")
+BENCH_SCHOOL = School(urn="199001", laestab="3302999", name="Benchmark Primary School", special=False)
 BENCH_LA = BENCH_SCHOOL.la_code
 #: Crafted children are invented: the same placeholder name for all, and no postcode.
 BENCH_CHILD = Child(forename="Bench", surname="Child", date_of_birth=date(2016, 3, 1))

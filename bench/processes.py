@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -12,32 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+from streams.processes import dies_with_parent
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-#: prctl option that delivers a signal to a child when its parent dies.
-_PR_SET_PDEATHSIG = 1
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-# Loaded here, in the parent, so that the child between fork and exec only calls a function pointer: no
-# import, no dlopen, no lock that another thread of the bench (a Kafka client's) might hold at fork time.
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _LIBC = None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: a bench killed outright (SIGKILL) still takes its workers with it."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -112,7 +95,7 @@ class ChildProcess:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=dies_with_parent(signal.SIGTERM),  # a bench killed outright takes its workers along
             )
         return self
 

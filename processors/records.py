@@ -90,7 +90,7 @@ class School:
     urn: str
     laestab: str
     name: str
-    special: bool = False
+    special: bool
 
     @property
     def la_code(self) -> str:

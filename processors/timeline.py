@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import date
@@ -93,14 +92,16 @@ def changes_between(before: ChildState | None, after: ChildState) -> Changes:
     else:
         # A different case (or none) on either side: every holder of the old one let go, of the new one joined.
         opened, closed = held_after, held_before
-    deadlines_before = Counter(before.deadlines if before is not None else ())
-    deadlines_after = Counter(after.deadlines)
-    return Changes(
-        tuple(sorted(opened)),
-        tuple(sorted(closed)),
-        sum((deadlines_after - deadlines_before).values()),
-        sum((deadlines_before - deadlines_after).values()),
-    )
+    # A child has a handful of deadlines at most, so matching them off a list beats building Counters; a
+    # deadline carried over is the same object, which list.remove finds by identity before comparing fields.
+    unmatched = list(before.deadlines) if before is not None else []
+    added = 0
+    for deadline in after.deadlines:
+        try:
+            unmatched.remove(deadline)
+        except ValueError:
+            added += 1
+    return Changes(tuple(sorted(opened)), tuple(sorted(closed)), added, len(unmatched))
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ class ReplayStats:
 
 
 def replay(
-    lines: Iterable[str],
+    lines: Iterable[str] | Iterable[bytes],
     timeline: Timeline,
     on_alert: Callable[[Alert], None],
     on_progress: Callable[[ReplayStats], None] | None = None,

@@ -63,12 +63,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if str(args.file) == "-":
         # Standard input can be read only once, so it is replayed in this one process.
-        stats = replay(sys.stdin, memory_timeline(config), on_alert, on_progress)
+        stats = replay(sys.stdin.buffer, memory_timeline(config), on_alert, on_progress)
     elif not args.file.is_file():
         print(f"rollwatch replay: no such file: {args.file}", file=sys.stderr)
         return 2
     elif args.jobs == 1:
-        with args.file.open(encoding="utf-8") as lines:
+        with args.file.open("rb") as lines:
             stats = replay(lines, memory_timeline(config), on_alert, on_progress)
     else:
         stats = parallel_replay(args.file, config, args.jobs, on_alert_line, 0 if args.quiet else 100_000)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from streams.processes import dies_with_parent
 from streams.settings import Settings
 
 DEMO_FROM = date(2025, 2, 24)  # the first day of the spring half-term after February's break
@@ -160,6 +161,9 @@ class Children:
             process = subprocess.Popen(  # noqa: S603 - this interpreter and our own CLI
                 [sys.executable, "-m", "streams.cli", *arguments], env=self.env, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                # If `run` itself is killed outright nobody is left to stop the children in order, and a worker
+                # whose broker is gone can hang in its graceful stop; exactly_once makes a hard stop safe.
+                preexec_fn=dies_with_parent(signal.SIGKILL),
             )
         self.started.append((name, process, log_path))
         return process

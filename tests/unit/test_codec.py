@@ -69,7 +69,7 @@ def admission() -> RollEvent:
         event_type=EventType.ADDED,
         upn="W330215224052",
         child=Child(forename=FORENAME, surname=SURNAME, date_of_birth=BIRTH_DATE),
-        school=School(urn="150001", laestab="3304001", name="Perry Beeches"),
+        school=School(urn="150001", laestab="3304001", name="Perry Beeches", special=False),
         effective_date=date(2025, 3, 6),
         recorded_at=datetime(2025, 3, 6, 9, 0, tzinfo=timezone(timedelta(hours=1))),
         source_system="OTHERMIS",

@@ -61,8 +61,8 @@ def test_scenarios_and_bad_lines_give_identical_output(tmp_path: Path) -> None:
 
 def test_ticks_go_to_every_shard_and_children_stay_on_one() -> None:
     tick = '{"topic": "clock.ticks", "value": {"today": "2025-03-05"}}'
-    assert shard_of(tick, 4) is None
+    assert shard_of(tick.encode(), 4) is None
     line = '{"topic": "roll.events", "value": {"upn": "L330210024001", "event_id": "x"}}'
     other = '{"topic": "ehe.notifications", "value": {"notification_id": "y", "upn": "L330210024001"}}'
-    assert shard_of(line, 4) == shard_of(other, 4) is not None
-    assert shard_of("garbage", 4) == 0
+    assert shard_of(line.encode(), 4) == shard_of(other.encode(), 4) is not None
+    assert shard_of(b"garbage", 4) == 0

@@ -281,7 +281,7 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
         REMOVED,
         event_id="nope",
         upn="L330210024002",
-        school=School(urn="1", laestab="9990001", name="Nowhere"),
+        school=School(urn="1", laestab="9990001", name="Nowhere", special=False),
         ground=None,
         destination=Destination(DestinationKind.ABROAD, la_code="330"),
         child=Child(FORENAME, SURNAME, date(2024, 1, 1)),
