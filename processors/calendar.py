@@ -172,12 +172,27 @@ class LenientCalendar:
     less bank holidays. Without term breaks that count reaches a deadline sooner, never later, so an
     LA whose configuration has run out gets alerts early rather than a refused record and no alert."""
 
-    __slots__ = ("strict",)
+    __slots__ = ("_after", "_before", "strict")
 
     def __init__(self, strict: SchoolCalendar) -> None:
         self.strict = strict
+        # The calendar never changes and records cluster on a few hundred dates, so answers are kept.
+        self._after: dict[tuple[date, int], date] = {}
+        self._before: dict[tuple[date, int], date] = {}
 
     def nth_school_day_after(self, day: date, n: int) -> date:
+        answer = self._after.get((day, n))
+        if answer is None:
+            answer = self._after[(day, n)] = self._count_after(day, n)
+        return answer
+
+    def nth_school_day_before(self, day: date, n: int) -> date:
+        answer = self._before.get((day, n))
+        if answer is None:
+            answer = self._before[(day, n)] = self._count_before(day, n)
+        return answer
+
+    def _count_after(self, day: date, n: int) -> date:
         strict = self.strict
         if strict.covers(day):
             try:
@@ -194,7 +209,7 @@ class LenientCalendar:
                 counted += 1
         return current
 
-    def nth_school_day_before(self, day: date, n: int) -> date:
+    def _count_before(self, day: date, n: int) -> date:
         strict = self.strict
         if strict.covers(day):
             try:
