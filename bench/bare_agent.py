@@ -13,7 +13,7 @@ import os
 import faust
 
 from processors.records import INPUT_TOPICS
-from sinks.kafka import StagedWrite, send_with_input
+from sinks.kafka import send_with_input
 from streams.app import create_app
 from streams.settings import Settings
 
@@ -32,7 +32,7 @@ def build_bare_agent(settings: Settings, forward_topic: str) -> faust.App:
     @app.agent(inputs, concurrency=1, name="forward-records")
     async def forward_records(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await send_with_input(app, [StagedWrite(forward_topic, event.message.key, event.value)])
+            await send_with_input(app, forward_topic, event.message.key, event.value)
 
     return app
 

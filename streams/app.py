@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-from collections.abc import Mapping
 from typing import Any
 
 import faust
-from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
 
@@ -16,16 +13,14 @@ from streams.settings import Settings
 
 
 class RevocationSafeTransactionManager(TransactionManager):
-    """Faust's transaction manager with two changes.
+    """Faust's transaction manager, except that a rebalance stops the transactional producer of every
+    partition this worker no longer owns. Faust skips partitions it keeps as standbys, so such a producer
+    lived on, was fenced once another worker took the partition, and crashed this worker when the
+    partition came back to it.
 
-    A rebalance stops the transactional producer of every partition this worker no longer owns: Faust skips
-    partitions it keeps as standbys, so such a producer lived on, was fenced once another worker took the
-    partition, and crashed this worker when the partition came back to it.
-
-    A commit ends every partition's transaction at once rather than one after another. Each partition's
-    commit is a few broker round trips during which that partition's sends wait, so with several partitions
-    the sequential commit kept the agent waiting for most of a short commit interval and alerts came late.
-    """
+    Partitions' transactions are still committed one after another, as Faust does: committing them
+    concurrently was tried and can leave the producers' metadata refreshing in a loop after an alert topic
+    is created, stalling the worker."""
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
         keep = self._tps_to_transactional_ids(assigned)
@@ -35,27 +30,6 @@ class RevocationSafeTransactionManager(TransactionManager):
             self.log.info("Stopping %d transactional producers of partitions no longer owned", len(stale))
             await self._stop_transactions(stale)
         await super().on_rebalance(assigned, revoked, newly_assigned)
-
-    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
-        group_id = self.app.conf.id
-        by_transactional_id: dict[str, dict[TP, int]] = {}
-        for tp, offset in offsets.items():
-            group = self.app.assignor.group_for_topic(tp.topic)
-            by_transactional_id.setdefault(f"{group_id}-{group}-{tp.partition}", {})[tp] = offset
-        if not by_transactional_id:
-            return True
-        try:
-            # Each call commits one transaction under that transaction's own lock, so they cannot interfere.
-            await asyncio.gather(*(
-                self.producer.commit_transactions(
-                    {transactional_id: tp_offsets}, group_id, start_new_transaction=start_new_transaction
-                )
-                for transactional_id, tp_offsets in by_transactional_id.items()
-            ))
-        except ProducerFenced as fenced:
-            self.log.warning("Producer fenced: %r", fenced)
-            await self.app.crash(fenced)
-        return True
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:

@@ -8,15 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol, cast
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import faust
 import mode
-from aiokafka.structs import RecordMetadata
-from faust.streams import current_event
 from faust.types import TableT
-from faust.types.stores import StoreT
 from prometheus_client import CollectorRegistry
 
 from processors.config import RuleConfig
@@ -39,7 +36,7 @@ from processors.timeline import Changes, Timeline
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
-from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink, RecordWrites
+from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
 from streams.app import create_app
 from streams.dashboard import install_dashboard
 from streams.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState
@@ -60,55 +57,10 @@ RECORD_TYPES: dict[str, type[InputRecord]] = {
 }
 
 
-class StagedTable:
-    """A changelog-backed Faust table written the way the rest of a record's output is: the local store at
-    once (later records read it), and the changelog record staged to go out with the record's alerts in
-    the same transaction (see sinks.kafka.RecordWrites). Faust restores and replicates the table from the
-    changelog as usual; only its write path is bypassed."""
-
-    def __init__(self, table: TableT, writes: RecordWrites) -> None:
-        self.table = table
-        self.writes = writes
-        self.changelog = table.changelog_topic.get_topic_name()
-
-    def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self.table.data.get(key)
-        return value
-
-    def all_keys(self) -> list[bytes]:
-        return list(self.table.data)
-
-    def set(self, key: bytes, value: bytes) -> None:
-        self.table.data[key] = value
-        self.writes.stage(self.changelog, key, value, self._partition(), self._delivered)
-
-    def delete(self, key: bytes) -> None:
-        del self.table.data[key]
-        self.writes.stage(self.changelog, key, None, self._partition(), self._delivered)
-
-    @staticmethod
-    def _partition() -> int:
-        # A table is co-partitioned with the input: its changelog partition is the record's own.
-        event = current_event()
-        if event is None:
-            raise RuntimeError("a table is written only while a record is processed")
-        return int(event.message.partition)
-
-    def _delivered(self, metadata: RecordMetadata) -> None:
-        # What Faust's own table write does once the changelog record is sent, so a RocksDB store knows at
-        # start-up which changelog offsets it already holds.
-        app = self.table.app
-        store = cast("StoreT[bytes, bytes]", self.table.data)
-        if app.in_transaction:
-            app.tables.persist_offset_on_commit(store, metadata.topic_partition, metadata.offset)
-        else:
-            store.set_persisted_offset(metadata.topic_partition, metadata.offset)
-
-
 class TableChildStore:
     """Child states in a changelog-backed table keyed by UPN."""
 
-    def __init__(self, table: StagedTable) -> None:
+    def __init__(self, table: TableT) -> None:
         self.table = table
 
     def get(self, upn: str) -> ChildState | None:
@@ -116,37 +68,37 @@ class TableChildStore:
         return decode_state(raw) if raw is not None else None
 
     def put(self, state: ChildState) -> None:
-        self.table.set(state.upn.encode(), encode_state(state))
+        self.table[state.upn.encode()] = encode_state(state)
 
 
 class TableDeadlineIndex:
     """Pending deadlines of one partition as `<partition>|<due date>|<UPN>` keys in a table; the partition
     prefix keeps each partition's index apart in a worker that owns several."""
 
-    def __init__(self, table: StagedTable, partition: int) -> None:
+    def __init__(self, table: TableT, partition: int) -> None:
         self.table = table
         self.prefix = f"{partition}|".encode()
 
     def add(self, due: date, upn: str) -> None:
-        self.table.set(self.prefix + f"{due.isoformat()}|{upn}".encode(), b"1")
+        self.table[self.prefix + f"{due.isoformat()}|{upn}".encode()] = b"1"
 
     def pop_due_before(self, business_date: date) -> list[str]:
         limit = business_date.isoformat().encode()
         start = len(self.prefix)
         due_keys = [
-            key for key in self.table.all_keys() if key.startswith(self.prefix) and key[start : start + 10] < limit
+            key for key in list(self.table.keys()) if key.startswith(self.prefix) and key[start : start + 10] < limit
         ]
         upns = set()
         for key in due_keys:
             upns.add(key[start + 11 :].decode())
-            self.table.delete(key)
+            del self.table[key]
         return sorted(upns)
 
 
 class TableBusinessClock:
     """One partition's business date in a table keyed by partition number."""
 
-    def __init__(self, table: StagedTable, partition: int) -> None:
+    def __init__(self, table: TableT, partition: int) -> None:
         self.table = table
         self.key = str(partition).encode()
 
@@ -155,7 +107,7 @@ class TableBusinessClock:
         return date.fromisoformat(raw.decode()) if raw is not None else None
 
     def set(self, today: date) -> None:
-        self.table.set(self.key, today.isoformat().encode())
+        self.table[self.key] = today.isoformat().encode()
 
 
 @dataclass(frozen=True)
@@ -193,11 +145,12 @@ class PartitionCounts(Protocol):
 class TablePartitionCounts:
     """Each partition's totals under its partition number in a changelog-backed table."""
 
-    def __init__(self, table: StagedTable) -> None:
+    def __init__(self, table: TableT) -> None:
         self.table = table
 
     def add(self, partition: int, changes: Changes) -> None:
-        self.table.set(str(partition).encode(), self.get(partition).plus(changes).encode())
+        key = str(partition).encode()
+        self.table[key] = self.get(partition).plus(changes).encode()
 
     def get(self, partition: int) -> PartitionTotals:
         raw = self.table.get(str(partition).encode())
@@ -235,24 +188,6 @@ def alert_origin(record: InputRecord, broker_timestamp: float | None) -> tuple[f
     return broker_timestamp, MeasuredFrom.BROKER
 
 
-class StagedWrites(Protocol):
-    """A record's staged Kafka writes (sinks.kafka.RecordWrites in the worker): sent or dropped together."""
-
-    async def send(self) -> None: ...
-
-    def discard(self) -> None: ...
-
-
-class NothingStaged:
-    """For handlers whose sinks deliver at once (unit tests, in-process runs)."""
-
-    async def send(self) -> None:
-        return None
-
-    def discard(self) -> None:
-        return None
-
-
 @dataclass
 class HandledRecord:
     applied: bool
@@ -273,7 +208,6 @@ class RecordHandler:
         metrics: MetricsRecorder | None = None,
         counts: PartitionCounts | None = None,
         clock: Callable[[], float] = time.time,
-        writes: StagedWrites | None = None,
     ) -> None:
         self.codec = codec
         self.timeline_for = timeline_for
@@ -283,7 +217,6 @@ class RecordHandler:
         self.metrics: MetricsRecorder = metrics or NoMetrics()
         self.counts: PartitionCounts = counts or MemoryPartitionCounts()
         self.clock = clock
-        self.writes: StagedWrites = writes or NothingStaged()
 
     async def handle(
         self,
@@ -299,23 +232,17 @@ class RecordHandler:
             record = self.codec.decode(value, self.record_types[topic])
             applied = apply_record(self.timeline_for(partition), record)
         except (CodecError, Rejected) as error:
-            # Rules check the whole record before they change anything, so nothing is staged yet; discarding
-            # anyway keeps a half-applied record's writes from ever leaving.
-            self.writes.discard()
             code = str(error.code)
             message = error.message if isinstance(error, Rejected) else str(error)
             log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
             await self.dead_letters.send(DeadLetter(value, topic, partition, offset, code, message), key)
-            await self.writes.send()
             self.metrics.record_dead_lettered(topic, code)
             return HandledRecord(applied=False, error_code=code)
         if applied.changes:
             self.counts.add(partition, applied.changes)
-        for alert in applied.alerts:
-            await self.alerts.send(alert)
-        await self.writes.send()
         origin, measured_from = alert_origin(record, timestamp)
         for alert in applied.alerts:
+            await self.alerts.send(alert)
             latency = self.clock() - origin if origin is not None else None
             self.metrics.alert_sent(alert, latency, measured_from)
         self.metrics.record_applied(topic, applied.new)
@@ -348,12 +275,10 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     partitions = settings.topic_partitions
     record_types = {settings.topic(name): kind for name, kind in RECORD_TYPES.items()}
     inputs = app.topic(*record_types, key_serializer="raw", value_serializer="raw", partitions=partitions)
-    writes = RecordWrites(app)
-
-    def table(name: str) -> StagedTable:
-        return StagedTable(app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes), writes)
-
-    children, deadlines, clocks, totals = table("children"), table("deadlines"), table("clocks"), table("totals")
+    children = app.Table("children", partitions=partitions, key_type=bytes, value_type=bytes)
+    deadlines = app.Table("deadlines", partitions=partitions, key_type=bytes, value_type=bytes)
+    clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
+    totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
     child_store = TableChildStore(children)
     counts = TablePartitionCounts(totals)
     metrics = Metrics(CollectorRegistry())
@@ -374,12 +299,11 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, writes, settings.topic_prefix),
-        KafkaDeadLetterSink(app, codec, partitions, writes),
+        KafkaAlertSink(app, codec, partitions, settings.topic_prefix),
+        KafkaDeadLetterSink(app, codec, partitions),
         record_types,
         metrics,
         counts,
-        writes=writes,
     )
 
     def partition_state(partition: int) -> PartitionState:

@@ -100,37 +100,3 @@ def test_a_valid_removal_raises_its_alert() -> None:
         (Rule.MISSING_NO_DESTINATION, "CME_OFFICER", "331")
     ]
     assert result.alerts == 1
-
-
-class StagingLog:
-    """Records what the handler staged and when it sent or dropped it, as RecordWrites would see it."""
-
-    def __init__(self, alerts: MemoryAlertSink, letters: MemoryDeadLetterSink) -> None:
-        self.alerts = alerts
-        self.letters = letters
-        self.events: list[str] = []
-
-    async def send(self) -> None:
-        self.events.append(f"send after {len(self.alerts.alerts)} alerts, {len(self.letters.letters)} letters")
-
-    def discard(self) -> None:
-        self.events.append("discard")
-
-
-def test_a_record_sends_its_staged_writes_once_after_all_its_alerts() -> None:
-    timeline = memory_timeline(RuleConfig(default_calendar()))
-    alerts, letters = MemoryAlertSink(), MemoryDeadLetterSink()
-    staging = StagingLog(alerts, letters)
-    handler = RecordHandler(CODEC, lambda _p: timeline, alerts, letters, RECORD_TYPES, writes=staging)
-    asyncio.run(handler.handle(ROLL_EVENTS, 0, 1, None, CODEC.encode(MISSING)))
-    assert len(alerts.alerts) >= 1
-    assert staging.events == [f"send after {len(alerts.alerts)} alerts, 0 letters"]
-
-
-def test_a_rejected_record_drops_anything_staged_and_sends_only_its_dead_letter() -> None:
-    timeline = memory_timeline(RuleConfig(default_calendar()))
-    alerts, letters = MemoryAlertSink(), MemoryDeadLetterSink()
-    staging = StagingLog(alerts, letters)
-    handler = RecordHandler(CODEC, lambda _p: timeline, alerts, letters, RECORD_TYPES, writes=staging)
-    asyncio.run(handler.handle(ROLL_EVENTS, 0, 1, None, b"not avro at all"))
-    assert staging.events == ["discard", "send after 0 alerts, 1 letters"]
