@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -71,17 +71,7 @@ def child_added(index: int, recorded_at: datetime) -> RollEvent:
 def removal_without_destination(index: int, recorded_at: datetime) -> RollEvent:
     """A REMOVED (moved away, destination unknown) of a child on no other roll: MISSING_NO_DESTINATION fires
     at once, so each such event yields exactly one alert to the bench school's CME officer."""
-    return RollEvent(
-        event_id=str(uuid.uuid4()),
-        event_type=EventType.REMOVED,
-        upn=bench_upn(index),
-        child=BENCH_CHILD,
-        school=BENCH_SCHOOL,
-        effective_date=recorded_at.date(),
-        recorded_at=recorded_at,
-        source_system=BENCH_SOURCE,
-        ground=Ground.G_MOVED_AWAY,
-    )
+    return replace(child_added(index, recorded_at), event_type=EventType.REMOVED, ground=Ground.G_MOVED_AWAY)
 
 
 def records_of_file(path: Path) -> Iterator[InputRecord]:

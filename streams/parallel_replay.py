@@ -9,9 +9,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from processors.config import RuleConfig
@@ -41,20 +39,12 @@ def shard_of(line: bytes, shards: int) -> int | None:
     return zlib.crc32(line[start + 1 : end]) % shards
 
 
-@dataclass
-class _ShardResult:
-    records: int = 0
-    applied: int = 0
-    alerts: int = 0
-    dead_letters: Counter[str] = field(default_factory=Counter)
-
-
 def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Path, progress_every: int) -> None:
     """Applies this shard's children and every tick; writes `line<TAB>upn<TAB>alert` rows and a summary.
 
     A tick is counted (and, if bad, dead-lettered) by shard 0 only, so the totals add up to one process's."""
     timeline = memory_timeline(config)
-    result = _ShardResult()
+    result = ReplayStats()
     dumps = json.dumps
     started = time.perf_counter()
     # Bytes, not text: the decoder reads UTF-8 itself, and a shard skips most lines without decoding them.

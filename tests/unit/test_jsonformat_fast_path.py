@@ -11,20 +11,14 @@ import pytest
 
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line, parse_line_by_fields
+from tests.unit.test_jsonformat import REMOVAL_LINE
 
+# The removal line of the format tests, with a destination that fills every destination field.
 ROLL_LINE: dict[str, Any] = {
-    "topic": "roll.events",
+    "topic": REMOVAL_LINE["topic"],
     "value": {
+        **REMOVAL_LINE["value"],
         "event_id": "8d3c1f0e-2b1a-4c55-9a57-6a5f9d1e2c11",
-        "event_type": "REMOVED",
-        "upn": "W330215224052",
-        "child": {"forename": "Ann", "surname": "Example", "date_of_birth": "2014-08-17", "postcode": "B66 1AA"},
-        "school": {"urn": "140401", "laestab": "3334101", "name": "Smethwick High", "special": False},
-        "effective_date": "2025-03-04",
-        "recorded_at": "2025-03-04T09:00:00Z",
-        "standard_transition": False,
-        "source_system": "TESTMIS",
-        "ground": "I_CONTINUOUS_ABSENCE",
         "destination": {"kind": "OTHER_LA", "school_urn": "150001", "school_laestab": "3304001", "la_code": "330"},
     },
 }
