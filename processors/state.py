@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
+
+from msgspec import Struct
 
 from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 
+# State is made of msgspec Structs: as immutable as frozen dataclasses, but built in C, and every record
+# builds several. gc=False because state never refers back to itself, so the cycle collector has no reason
+# to rescan the millions of entries a large replay or memory store holds.
 
-@dataclass(frozen=True, slots=True)
-class RollEntry:
+class RollEntry(Struct, frozen=True, gc=False):
     """One applied roll change; `seq` is its arrival order within the child."""
 
     event_type: EventType
@@ -19,8 +22,7 @@ class RollEntry:
     event_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class NoticeEntry:
+class NoticeEntry(Struct, frozen=True, gc=False):
     """One applied EHE notification."""
 
     notification_id: str
@@ -29,8 +31,7 @@ class NoticeEntry:
     received_on: date
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEntry:
+class StatusEntry(Struct, frozen=True, gc=False):
     """The latest safeguarding status applied (arrival order), reduced to what the rules read."""
 
     la_code: str
@@ -43,8 +44,7 @@ class StatusEntry:
         return self.child_protection_plan or self.looked_after
 
 
-@dataclass(frozen=True, slots=True)
-class Removal:
+class Removal(Struct, frozen=True, gc=False):
     """The removal a deadline or a case refers back to."""
 
     event_id: str
@@ -56,8 +56,7 @@ class Removal:
     destination_la: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
+class Deadline(Struct, frozen=True, gc=False):
     """A deadline rule waiting for the business date to pass `due` (the last school day of its window)."""
 
     rule: Rule
@@ -66,8 +65,7 @@ class Deadline:
     due: date
 
 
-@dataclass(frozen=True, slots=True)
-class Case:
+class Case(Struct, frozen=True, gc=False):
     """The child's open CME case, and every LA that holds it."""
 
     case_id: str
@@ -78,8 +76,7 @@ class Case:
     social_care_alerted: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ChildState:
+class ChildState(Struct, frozen=True, gc=False):
     upn: str
     child: AlertChild | None = None
     rolls: tuple[RollEntry, ...] = ()
@@ -87,7 +84,7 @@ class ChildState:
     status: StatusEntry | None = None
     case: Case | None = None
     deadlines: tuple[Deadline, ...] = ()
-    seen_ids: frozenset[str] = field(default_factory=frozenset)
+    seen_ids: frozenset[str] = frozenset()
     closed_case_ids: tuple[str, ...] = ()
 
     @property

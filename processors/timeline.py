@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from processors.config import RuleConfig
 from processors.records import (
@@ -52,8 +53,7 @@ class BusinessClock(Protocol):
     def set(self, today: date) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Changes:
+class Changes(Struct, frozen=True, gc=False):
     """How a record moved the totals operators watch: the LAs that began or stopped holding an open case, and
     how many deadlines were added or ended (fired, cancelled or closed with the case)."""
 
@@ -104,8 +104,7 @@ def changes_between(before: ChildState | None, after: ChildState) -> Changes:
     return Changes(tuple(sorted(opened)), tuple(sorted(closed)), added, len(unmatched))
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(Struct, frozen=True, gc=False):
     """What applying one record did: the alerts it raised, whether it was new (not a duplicate), and how it
     changed open cases and pending deadlines."""
 

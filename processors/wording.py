@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 from processors.records import DestinationKind, Ground, Rule
@@ -30,7 +31,9 @@ PROTECTED_NOTE = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def day(value: date) -> str:
+    """A date as officers read it ("Mon 30 Sep 2024"); kept, since alerts fall on a few hundred dates."""
     return f"{value:%a} {value.day} {value:%b %Y}"
 
 

@@ -518,9 +518,12 @@ def alert_to_json(alert: Alert) -> JsonObject:
     }
 
 
-def alert_to_line(alert: Alert) -> str:
-    """One alerts JSON Lines line for `alert`, without a newline."""
-    return json.dumps(alert_to_json(alert), ensure_ascii=False)
+_encode_json = msgspec.json.Encoder().encode
+
+
+def alert_to_line(alert: Alert) -> bytes:
+    """One alerts JSON Lines line for `alert`: compact UTF-8 JSON, without a newline."""
+    return _encode_json(alert_to_json(alert))
 
 
 def alert_from_json(value: Any) -> Alert:

@@ -15,7 +15,7 @@ from pathlib import Path
 from processors.config import RuleConfig
 from processors.timeline import memory_timeline
 from schemas.errors import CodecError
-from schemas.jsonformat import alert_to_json, parse_line
+from schemas.jsonformat import alert_to_line, parse_line
 from streams.replay import Rejected, ReplayStats, apply_checked
 
 _TICK_MARK = b'"clock.ticks"'
@@ -45,10 +45,9 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
     A tick is counted (and, if bad, dead-lettered) by shard 0 only, so the totals add up to one process's."""
     timeline = memory_timeline(config)
     result = ReplayStats()
-    dumps = json.dumps
     started = time.perf_counter()
     # Bytes, not text: the decoder reads UTF-8 itself, and a shard skips most lines without decoding them.
-    with path.open("rb") as lines, out.open("w", encoding="utf-8") as rows:
+    with path.open("rb") as lines, out.open("wb") as rows:
         for number, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -69,7 +68,7 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
                 result.applied += 1
             for alert in alerts:
                 result.alerts += 1
-                rows.write(f"{number:012d}\t{alert.upn}\t{dumps(alert_to_json(alert), separators=(',', ':'))}\n")
+                rows.write(b"%012d\t%s\t%s\n" % (number, alert.upn.encode(), alert_to_line(alert)))
             if shard == 0 and progress_every and number and number % progress_every == 0:
                 rate = number / (time.perf_counter() - started)
                 print(f"replay: about {number:,} lines read, {rate:,.0f} lines/s", file=sys.stderr, flush=True)
@@ -78,10 +77,10 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
     out.with_suffix(".summary").write_text(json.dumps(summary), encoding="utf-8")
 
 
-def _rows(path: Path) -> Iterator[tuple[str, str, str]]:
-    with path.open(encoding="utf-8") as rows:
+def _rows(path: Path) -> Iterator[tuple[bytes, bytes, bytes]]:
+    with path.open("rb") as rows:
         for row in rows:
-            number, upn, alert = row.rstrip("\n").split("\t", 2)
+            number, upn, alert = row.rstrip(b"\n").split(b"\t", 2)
             yield number, upn, alert
 
 
@@ -89,7 +88,7 @@ def parallel_replay(
     path: Path,
     config: RuleConfig,
     jobs: int,
-    on_alert_line: Callable[[str], None],
+    on_alert_line: Callable[[bytes], None],
     progress_every: int = 0,
 ) -> ReplayStats:
     """The same output, byte for byte and in the same order, as the single-process replay of the file.

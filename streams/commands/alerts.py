@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from typing import Any
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from kafka import KafkaConsumer
 
     from schemas.codec import AvroCodec
-    from schemas.jsonformat import alert_to_json
+    from schemas.jsonformat import alert_to_line
     from streams.kafkaclients import client_options
 
     if args.la and not all(re.fullmatch(r"\d{3}", la) for la in args.la):
@@ -66,8 +65,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for message in consumer:
             alert = codec.decode(message.value, Alert)
-            sys.stdout.write(json.dumps(alert_to_json(alert), separators=(",", ":")) + "\n")
-            sys.stdout.flush()
+            sys.stdout.buffer.write(alert_to_line(alert) + b"\n")
+            sys.stdout.buffer.flush()
             count += 1
     except KeyboardInterrupt:
         pass

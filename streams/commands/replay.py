@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from processors.records import Alert
-from schemas.jsonformat import alert_to_json
+from schemas.jsonformat import alert_to_line
 from streams.replay import ReplayStats, relax_garbage_collection, replay
 from streams.rulesetup import build_rule_config
 from streams.settings import Settings
@@ -47,14 +46,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("rollwatch replay: --jobs must be at least 1", file=sys.stderr)
         return 2
     config = build_rule_config(settings)
-    out = sys.stdout
+    out = sys.stdout.buffer
     relax_garbage_collection()
 
     def on_alert(alert: Alert) -> None:
-        out.write(json.dumps(alert_to_json(alert), separators=(",", ":")) + "\n")
+        out.write(alert_to_line(alert) + b"\n")
 
-    def on_alert_line(line: str) -> None:
-        out.write(line + "\n")
+    def on_alert_line(line: bytes) -> None:
+        out.write(line + b"\n")
 
     def on_progress(stats: ReplayStats) -> None:
         if not args.quiet:

@@ -224,7 +224,7 @@ def test_alert_without_case_writes_null_case_id() -> None:
     alert = next(alert for alert in ALERTS if alert.case_id is None)
 
     assert alert_to_json(alert)["case_id"] is None
-    assert '"case_id": null' in alert_to_line(alert)
+    assert b'"case_id":null' in alert_to_line(alert)
 
 
 # Errors: each code, and messages that name the field without echoing personal data.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import Alert
 from processors.timeline import memory_timeline
-from schemas.jsonformat import alert_to_json
+from schemas.jsonformat import alert_to_line
 from streams.generator import GeneratorOptions, generate_lines
 from streams.parallel_replay import parallel_replay, shard_of
 from streams.replay import replay
@@ -22,16 +21,16 @@ from tests.shared import SHARED_SCENARIOS
 SHARED = SHARED_SCENARIOS
 
 
-def single(lines: list[str]) -> tuple[list[str], dict[str, int]]:
+def single(lines: list[str]) -> tuple[list[bytes], dict[str, int]]:
     alerts: list[Alert] = []
     stats = replay(lines, memory_timeline(RuleConfig(default_calendar())), alerts.append)
-    return [json.dumps(alert_to_json(a), separators=(",", ":")) for a in alerts], dict(stats.dead_letters)
+    return [alert_to_line(a) for a in alerts], dict(stats.dead_letters)
 
 
-def parallel(lines: list[str], jobs: int, folder: Path) -> tuple[list[str], dict[str, int]]:
+def parallel(lines: list[str], jobs: int, folder: Path) -> tuple[list[bytes], dict[str, int]]:
     path = folder / "replay.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out: list[str] = []
+    out: list[bytes] = []
     stats = parallel_replay(path, RuleConfig(default_calendar()), jobs, out.append)
     single_stats = replay(lines, memory_timeline(RuleConfig(default_calendar())), lambda _alert: None)
     assert (stats.records, stats.applied, stats.alerts) == (
