@@ -11,32 +11,48 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from processors.config import RuleConfig
+from processors.records import CLOCK_TICKS
 from processors.timeline import memory_timeline
 from schemas.errors import CodecError
 from schemas.jsonformat import alert_to_line, parse_line
-from streams.replay import Rejected, ReplayStats, apply_checked
+from streams.replay import SETTLE_EVERY, Rejected, ReplayStats, apply_checked, settle_garbage
 
-_TICK_MARK = b'"clock.ticks"'
-_UPN_MARK = b'"upn"'
+
+class _Owner(msgspec.Struct):
+    # Any value: a tick carrying a stray non-text "upn" must still route to every shard.
+    upn: Any = None
+
+
+class _Route(msgspec.Struct):
+    topic: str
+    value: _Owner
+
+
+# Reads only the topic and the UPN and skips the rest in C: every shard routes every line of the file.
+_ROUTE = msgspec.json.Decoder(_Route)
 
 
 def shard_of(line: bytes, shards: int) -> int | None:
     """The shard that owns a line's child, or None for a clock tick, which every shard must apply.
 
-    Only the UPN's text is needed, so the line is searched rather than parsed; a line whose UPN cannot be
-    found goes to shard 0, which dead-letters it exactly as a single process would."""
-    if _TICK_MARK in line:
+    The line is decoded as JSON (not searched for text) so that a UPN written with escapes still finds its
+    child's shard and a field that merely mentions a topic cannot pass for one. A line that cannot be routed
+    cannot be applied either: it goes to shard 0, which dead-letters it exactly as a single process would."""
+    try:
+        route = _ROUTE.decode(line)
+    except msgspec.MsgspecError:
+        return 0
+    if route.topic == CLOCK_TICKS:
         return None
-    at = line.find(_UPN_MARK)
-    if at < 0:
+    upn = route.value.upn
+    if type(upn) is not str:
         return 0
-    start = line.find(b'"', at + len(_UPN_MARK) + 1)
-    end = line.find(b'"', start + 1)
-    if start < 0 or end < 0:
-        return 0
-    return zlib.crc32(line[start + 1 : end]) % shards
+    return zlib.crc32(upn.encode()) % shards
 
 
 def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Path, progress_every: int) -> None:
@@ -46,10 +62,11 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
     timeline = memory_timeline(config)
     result = ReplayStats()
     started = time.perf_counter()
+    parsed = 0
     # Bytes, not text: the decoder reads UTF-8 itself, and a shard skips most lines without decoding them.
-    with path.open("rb") as lines, out.open("wb") as rows:
-        for number, line in enumerate(lines):
-            if not line.strip():
+    with path.open("rb") as stream, out.open("wb") as rows:
+        for number, line in enumerate(stream):
+            if not line or line.isspace():
                 continue
             owner = shard_of(line, shards)
             if owner is not None and owner != shard:
@@ -57,6 +74,9 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
             counts = owner is not None or shard == 0
             if counts:
                 result.records += 1
+            parsed += 1
+            if parsed % SETTLE_EVERY == 0:
+                settle_garbage()
             try:
                 _topic, record = parse_line(line)
                 alerts = apply_checked(timeline, record)

@@ -24,6 +24,18 @@ def relax_garbage_collection() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+#: How many records apart replay puts the state built so far out of the cycle collector's sight.
+SETTLE_EVERY = 50_000
+
+
+def settle_garbage() -> None:
+    """Collects the youngest generation (where the reference cycles of a dead-lettered record's exception
+    are) and freezes everything still alive. Replay state lives until the end of the run; left to the
+    collector, each entry would be rescanned in the older generations, about a twelfth of a replay's time."""
+    gc.collect(0)
+    gc.freeze()
+
+
 class Rejected(Exception):
     """A record that cannot be applied; it goes to a dead-letter topic (or a replay's count) with a code."""
 
@@ -80,9 +92,11 @@ def replay(
     stats = ReplayStats()
     started = time.perf_counter()
     for line in lines:
-        if not line.strip():
+        if not line or line.isspace():
             continue
         stats.records += 1
+        if stats.records % SETTLE_EVERY == 0:
+            settle_garbage()
         try:
             _topic, record = parse_line(line)
             alerts = apply_checked(timeline, record)

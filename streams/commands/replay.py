@@ -67,8 +67,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"rollwatch replay: no such file: {args.file}", file=sys.stderr)
         return 2
     elif args.jobs == 1:
-        with args.file.open("rb") as lines:
-            stats = replay(lines, memory_timeline(config), on_alert, on_progress)
+        with args.file.open("rb") as stream:
+            stats = replay(stream, memory_timeline(config), on_alert, on_progress)
     else:
         stats = parallel_replay(args.file, config, args.jobs, on_alert_line, 0 if args.quiet else 100_000)
     out.flush()

@@ -52,7 +52,9 @@ def test_scenarios_and_bad_lines_give_identical_output(tmp_path: Path) -> None:
     lines = [line for s in SCENARIOS for line in s.lines()]
     lines += [line for p in sorted(SHARED.glob("*.jsonl")) for line in p.read_text().splitlines()]
     lines += ["not json", '{"topic": "roll.events", "value": {}}', '{"topic": "nowhere", "value": {"upn": "x"}}',
-              '{"topic": "clock.ticks", "value": {"today": "someday"}}']
+              '{"topic": "clock.ticks", "value": {"today": "someday"}}',
+              # A tick with a stray field must still reach every shard, or deadlines stall in the others.
+              '{"topic": "clock.ticks", "value": {"today": "2099-01-05", "upn": 7}}']
     expected = single(lines)
     assert expected[1], "the bad lines are dead-lettered"
     assert parallel(lines, 2, tmp_path) == expected
@@ -65,3 +67,9 @@ def test_ticks_go_to_every_shard_and_children_stay_on_one() -> None:
     other = '{"topic": "ehe.notifications", "value": {"notification_id": "y", "upn": "L330210024001"}}'
     assert shard_of(line.encode(), 4) == shard_of(other.encode(), 4) is not None
     assert shard_of(b"garbage", 4) == 0
+    escaped = '{"topic": "roll.events", "value": {"upn": "\\u004c330210024001", "event_id": "z"}}'
+    assert shard_of(escaped.encode(), 4) == shard_of(line.encode(), 4)
+    named_like_a_tick = '{"topic": "roll.events", "value": {"upn": "L330210024001", "note": "clock.ticks"}}'
+    assert shard_of(named_like_a_tick.encode(), 4) == shard_of(line.encode(), 4)
+    stray_upn_on_tick = '{"topic": "clock.ticks", "value": {"today": "2025-01-06", "upn": 7}}'
+    assert shard_of(stray_upn_on_tick.encode(), 4) is None
