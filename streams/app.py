@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -12,15 +13,35 @@ from faust.types import TP
 from streams.settings import Settings
 
 
+async def drain(buffer: Any) -> None:
+    """Returns once Faust's producer buffer has handed every queued message on to be sent.
+
+    The buffer's flush gives up after 0.1 s without a message sent, hence the loop. A message the buffer
+    has taken already waits on (or holds) its transaction's lock, which the commit takes after it."""
+    while buffer.size:
+        await buffer.flush()
+
+
 class RevocationSafeTransactionManager(TransactionManager):
-    """Faust's transaction manager, except that a rebalance stops the transactional producer of every
-    partition this worker no longer owns. Faust skips partitions it keeps as standbys, so such a producer
-    lived on, was fenced once another worker took the partition, and crashed this worker when the
-    partition came back to it.
+    """Faust's transaction manager, with two changes.
+
+    A commit first drains the producer buffer that Faust's tables write their changelogs through. Faust
+    commits without waiting for it, so a record's new child state could miss the transaction that commits
+    its offset and its alerts; a crash before the next commit then lost the state for good (the record is
+    not read again), and with it the case and deadlines that later alerts depend on. Drained first, every
+    table write of a record whose offset is committed goes out in that same transaction.
+
+    A rebalance stops the transactional producer of every partition this worker no longer owns. Faust
+    skips partitions it keeps as standbys, so such a producer lived on, was fenced once another worker
+    took the partition, and crashed this worker when the partition came back to it.
 
     Partitions' transactions are still committed one after another, as Faust does: committing them
     concurrently was tried and can leave the producers' metadata refreshing in a loop after an alert topic
     is created, stalling the worker."""
+
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        await drain(self.producer.buffer)
+        return bool(await super().commit(offsets, start_new_transaction))
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
         keep = self._tps_to_transactional_ids(assigned)
