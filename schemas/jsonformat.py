@@ -80,10 +80,21 @@ def _optional_object(obj: JsonObject, key: str, context: str, path: str) -> Json
     raise _bad(context, path, key, "must be a JSON object or null")
 
 
+# A JSON escape such as \ud800 can put a lone UTF-16 surrogate in a string. No UTF-8 text holds one, so the
+# compiled decoder, the Avro codec and any alert reader would refuse it; this reader refuses it too.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str, key: str, context: str, path: str) -> str:
+    if not value.isascii() and _LONE_SURROGATE.search(value) is not None:
+        raise _bad(context, path, key, "holds a lone surrogate escape (\\ud800-\\udfff), which is not text")
+    return value
+
+
 def _string(obj: JsonObject, key: str, context: str, path: str) -> str:
     value = obj.get(key)
     if type(value) is str:
-        return value
+        return _text(value, key, context, path)
     if value is None:
         raise _missing(context, path, key)
     raise _bad(context, path, key, "must be a string")
@@ -91,8 +102,10 @@ def _string(obj: JsonObject, key: str, context: str, path: str) -> str:
 
 def _optional_string(obj: JsonObject, key: str, context: str, path: str) -> str | None:
     value = obj.get(key)
-    if value is None or type(value) is str:
+    if value is None:
         return value
+    if type(value) is str:
+        return _text(value, key, context, path)
     raise _bad(context, path, key, "must be a string or null")
 
 

@@ -297,6 +297,9 @@ def test_missing_field(path: str, field_name: str) -> None:
         ("value.child.date_of_birth", "2014-02-30", "child.date_of_birth", "YYYY-MM-DD"),
         ("value.child.forename", 12, "child.forename", "string"),
         ("value.child.postcode", ["B66", "1AA"], "child.postcode", "string"),
+        # The Avro codec cannot encode a lone surrogate, so `rollwatch publish` refuses it as BAD_FIELD too.
+        ("value.child.forename", "Zo\ud800", "child.forename", "lone surrogate"),
+        ("value.child.postcode", "\udfffB66 1AA", "child.postcode", "lone surrogate"),
         ("value.event_type", "DELETED", "event_type", "ADDED, REMOVED"),
         ("value.ground", "F", "ground", "F_HOME_EDUCATION"),
         ("value.destination.kind", "school", "destination.kind", "SCHOOL"),
