@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import random
 import time
@@ -54,7 +53,7 @@ from typing import Protocol
 import aiohttp
 
 from processors.records import Alert
-from schemas.jsonformat import alert_to_json
+from schemas.jsonformat import alert_to_line
 from sinks.register import WEBHOOK_CHANNEL, DeliveryLog, DeliveryOutcome, PendingDelivery
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ def verify_signature(
 
 
 def alert_body(alert: Alert) -> bytes:
-    return json.dumps(alert_to_json(alert), ensure_ascii=False, separators=(",", ":")).encode()
+    return alert_to_line(alert)
 
 
 def signed_headers(secret: str, alert_id: str, body: bytes, timestamp: int) -> dict[str, str]:
