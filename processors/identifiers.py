@@ -165,12 +165,9 @@ def is_la_code_format(value: str) -> bool:
 def _weighted_groups(first_weight: int, length: int) -> dict[str, int]:
     """Every group of `length` digits, to its digits' weighted sum when the group's first digit has weight
     `first_weight`."""
-    return {
-        f"{number:0{length}d}": sum(
-            int(digit) * weight for digit, weight in zip(f"{number:0{length}d}", range(first_weight, 99), strict=False)
-        )
-        for number in range(10**length)
-    }
+    weights = range(first_weight, first_weight + length)
+    groups = (f"{number:0{length}d}" for number in range(10**length))
+    return {group: sum(int(digit) * weight for digit, weight in zip(group, weights, strict=True)) for group in groups}
 
 
 # The eleven digits (weights 2 to 12) as three looked-up groups: a third of the cost of weighting them one
