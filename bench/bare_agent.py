@@ -1,9 +1,9 @@
 """The baseline: a Faust agent from the app factory that forwards every input record, unchanged, to one topic.
 
 It reads the worker's input topics under the same settings (guarantee, partitions, commit interval) and
-sends each record inside the input's transaction exactly as the worker sends an alert, so the gap between
-its throughput and the worker's is what decoding, rules, state and metrics cost. Run by `bench.pipeline`
-as `python -m bench.bare_agent` with ROLLWATCH_* settings and BENCH_FORWARD_TOPIC in the environment.
+sends each record inside the input's transaction through the same outbox as the worker's alerts and state,
+so the gap between its throughput and the worker's is what decoding, rules, state and metrics cost. Run by
+`bench.pipeline` as `python -m bench.bare_agent` with ROLLWATCH_* settings and BENCH_FORWARD_TOPIC in the environment.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import faust
 
 from processors.records import INPUT_TOPICS
-from sinks.kafka import send_with_input
+from sinks.kafka import RecordOutbox
 from streams.app import create_app
 from streams.settings import Settings
 
@@ -29,10 +29,13 @@ def build_bare_agent(settings: Settings, forward_topic: str) -> faust.App:
         partitions=settings.topic_partitions,
     )
 
+    outbox = RecordOutbox(app)
+
     @app.agent(inputs, concurrency=1, name="forward-records")
     async def forward_records(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await send_with_input(app, forward_topic, event.message.key, event.value)
+            outbox.stage(forward_topic, event.message.key, event.value)
+            await outbox.flush()
 
     return app
 

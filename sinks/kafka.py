@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -50,17 +53,102 @@ async def send_with_input(app: faust.App, topic: str, key: bytes | None, value: 
     await delivered
 
 
-class KafkaAlertSink:
-    """Sends each alert to its LA's recipient topic, keyed by UPN, in the input record's transaction."""
+Delivered = Callable[["asyncio.Future[Any]"], None]
 
-    def __init__(self, app: faust.App, codec: AvroCodec, partitions: int, prefix: str = "") -> None:
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    #: None lets the producer pick the partition by key (alert topics); changelogs name theirs.
+    partition: int | None
+    on_delivered: Delivered | None
+
+
+class RecordOutbox:
+    """Everything one input record sends (its alerts and its table changelog writes), sent together.
+
+    Under exactly_once the whole lot goes to the input partition's transactional producer while holding
+    that transaction's lock once, so a commit can never fall between a record's state and its alerts:
+    both are in the same transaction, and a record read again after a crash finds its state (and so its
+    event id) and raises nothing twice. Sending straight to aiokafka also spares each message Faust's
+    per-send lock, signal and buffer. Under at_least_once each message is acknowledged before the record
+    is done.
+    """
+
+    def __init__(self, app: faust.App) -> None:
         self.app = app
+        self.staged: list[Staged] = []
+
+    def stage(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        on_delivered: Delivered | None = None,
+    ) -> None:
+        self.staged.append(Staged(topic, key, value, partition, on_delivered))
+
+    async def flush(self) -> None:
+        if not self.staged:
+            return
+        staged, self.staged = self.staged, []
+        event = current_event()
+        if self.app.in_transaction and event is not None:
+            tp = event.message.tp
+            transactional_id = f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+            # Faust's driver keeps a producer and a lock per transaction; its own send takes the lock per message.
+            driver: Any = self.app.producer
+            producer = driver._transaction_producers.get(transactional_id)
+            if producer is None:
+                raise RuntimeError(f"no transactional producer for {transactional_id}: partition not assigned")
+            keep_in_metadata(producer, staged)
+            async with driver._trn_locks[transactional_id]:
+                deliveries = [
+                    await producer.send(message.topic, message.value, key=message.key, partition=message.partition)
+                    for message in staged
+                ]
+        else:
+            plain: Any = await self.app.maybe_start_producer()
+            deliveries = [
+                await plain.send(message.topic, message.key, message.value, message.partition, None, None)
+                for message in staged
+            ]
+            await asyncio.gather(*deliveries)
+        for message, delivery in zip(staged, deliveries, strict=True):
+            if message.on_delivered is not None:
+                delivery.add_done_callback(message.on_delivered)
+
+
+def keep_in_metadata(producer: Any, staged: list[Staged]) -> None:
+    """Makes the producer's metadata requests name every topic it sends to.
+
+    An aiokafka client that has learnt a topic from a request for all topics does not add it to the topics
+    it names later. Once a new topic (an LA's first alert) makes it ask for named topics only, the answer
+    drops the unnamed ones; a batch already waiting for such a topic then has no known leader, and the
+    metadata requests meant to find one never name its topic. The transaction's commit waits for that
+    batch while holding the lock every later send needs: the worker stalls with no error."""
+    client = producer.client
+    for message in staged:
+        if message.topic not in client._topics:
+            client.add_topic(message.topic)
+
+
+class KafkaAlertSink:
+    """Stages each alert for its LA's recipient topic, keyed by UPN, in the input record's outbox."""
+
+    def __init__(
+        self, app: faust.App, codec: AvroCodec, partitions: int, outbox: RecordOutbox, prefix: str = ""
+    ) -> None:
         self.codec = codec
+        self.outbox = outbox
         self.topics = _TopicCache(app, partitions, prefix)
 
     async def send(self, alert: Alert) -> None:
         topic = await self.topics.get(alert.topic)
-        await send_with_input(self.app, topic.get_topic_name(), alert.upn.encode(), self.codec.encode(alert))
+        self.outbox.stage(topic.get_topic_name(), alert.upn.encode(), self.codec.encode(alert))
 
 
 class KafkaDeadLetterSink:

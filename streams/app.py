@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 import faust
+from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
 
@@ -23,25 +26,43 @@ async def drain(buffer: Any) -> None:
 
 
 class RevocationSafeTransactionManager(TransactionManager):
-    """Faust's transaction manager, with two changes.
+    """Faust's transaction manager, with three changes.
 
-    A commit first drains the producer buffer that Faust's tables write their changelogs through. Faust
-    commits without waiting for it, so a record's new child state could miss the transaction that commits
-    its offset and its alerts; a crash before the next commit then lost the state for good (the record is
-    not read again), and with it the case and deadlines that later alerts depend on. Drained first, every
-    table write of a record whose offset is committed goes out in that same transaction.
+    A commit first drains Faust's producer buffer. The worker's own table writes and alerts no longer pass
+    through it (see sinks.kafka.RecordOutbox), but anything Faust sends there for a record must join the
+    transaction that commits the record's offset, and Faust commits without waiting for the buffer.
+
+    Partitions' transactions are committed concurrently instead of one after another: each commit holds
+    its partition's lock, which the agent's sends for that partition wait on, so one after another they
+    stopped the agent for the sum of every partition's commit round trips at each interval.
 
     A rebalance stops the transactional producer of every partition this worker no longer owns. Faust
     skips partitions it keeps as standbys, so such a producer lived on, was fenced once another worker
-    took the partition, and crashed this worker when the partition came back to it.
-
-    Partitions' transactions are still committed one after another, as Faust does: committing them
-    concurrently was tried and can leave the producers' metadata refreshing in a loop after an alert topic
-    is created, stalling the worker."""
+    took the partition, and crashed this worker when the partition came back to it."""
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         await drain(self.producer.buffer)
-        return bool(await super().commit(offsets, start_new_transaction))
+        group_id = self.app.conf.id
+        by_transaction: dict[str, dict[TP, int]] = defaultdict(dict)
+        for tp, offset in offsets.items():
+            group = self.app.assignor.group_for_topic(tp.topic)
+            by_transaction[f"{group_id}-{group}-{tp.partition}"][tp] = offset
+        outcomes = await asyncio.gather(
+            *(
+                self.producer.commit_transactions({transactional_id: tp_offsets}, group_id, start_new_transaction)
+                for transactional_id, tp_offsets in by_transaction.items()
+            ),
+            return_exceptions=True,  # every partition's commit ends before this one returns
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        fenced = [failure for failure in failures if isinstance(failure, ProducerFenced)]
+        if len(fenced) < len(failures):
+            raise next(failure for failure in failures if not isinstance(failure, ProducerFenced))
+        if fenced:
+            # As Faust does: another worker owns the partition now; crash, to be restarted and rebalanced.
+            self.log.warning("Producer fenced: %r", fenced[0])
+            await self.app.crash(fenced[0])
+        return True
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
         keep = self._tps_to_transactional_ids(assigned)
@@ -97,6 +118,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_request_timeout=settings.broker_request_timeout,
         broker_commit_interval=settings.broker_commit_interval,
+        producer_linger=settings.producer_linger,
         stream_recovery_delay=0.5,
         producer_acks=-1,
         web_enabled=settings.web_enabled,

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         description="How often the worker commits its transactions, seconds. Alerts become visible to "
         "read_committed consumers at each commit: lower means sooner alerts, higher means more records a second.",
     )
+    producer_linger: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="How long the worker's producers gather records into one request, seconds. Each request "
+        "costs the worker and the broker CPU; a commit sends whatever is gathered at once, so alerts become "
+        "visible no later for it.",
+    )
     web_enabled: bool = Field(True, description="Serve metrics, health and the dashboard.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
     web_port: int = Field(6066, description="Port of the worker's web server.")

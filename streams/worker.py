@@ -36,13 +36,14 @@ from processors.timeline import Changes, Timeline
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
-from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
+from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink, RecordOutbox
 from streams.app import create_app
 from streams.dashboard import install_dashboard
 from streams.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState
 from streams.replay import Rejected, apply_record
 from streams.settings import Settings
 from streams.statecodec import decode_state, encode_state
+from streams.tablewrites import ChangelogWrites
 from streams.web import KafkaBrokerProbe, install_views
 
 log = logging.getLogger(__name__)
@@ -60,27 +61,29 @@ RECORD_TYPES: dict[str, type[InputRecord]] = {
 class TableChildStore:
     """Child states in a changelog-backed table keyed by UPN."""
 
-    def __init__(self, table: TableT) -> None:
+    def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
         self.table = table
+        self.writes = writes
 
     def get(self, upn: str) -> ChildState | None:
         raw = self.table.get(upn.encode())
         return decode_state(raw) if raw is not None else None
 
     def put(self, state: ChildState) -> None:
-        self.table[state.upn.encode()] = encode_state(state)
+        self.writes.set(self.table, state.upn.encode(), encode_state(state))
 
 
 class TableDeadlineIndex:
     """Pending deadlines of one partition as `<partition>|<due date>|<UPN>` keys in a table; the partition
     prefix keeps each partition's index apart in a worker that owns several."""
 
-    def __init__(self, table: TableT, partition: int) -> None:
+    def __init__(self, table: TableT, partition: int, writes: ChangelogWrites) -> None:
         self.table = table
         self.prefix = f"{partition}|".encode()
+        self.writes = writes
 
     def add(self, due: date, upn: str) -> None:
-        self.table[self.prefix + f"{due.isoformat()}|{upn}".encode()] = b"1"
+        self.writes.set(self.table, self.prefix + f"{due.isoformat()}|{upn}".encode(), b"1")
 
     def pop_due_before(self, business_date: date) -> list[str]:
         limit = business_date.isoformat().encode()
@@ -91,23 +94,26 @@ class TableDeadlineIndex:
         upns = set()
         for key in due_keys:
             upns.add(key[start + 11 :].decode())
-            del self.table[key]
+            self.writes.delete(self.table, key)
         return sorted(upns)
 
 
 class TableBusinessClock:
     """One partition's business date in a table keyed by partition number."""
 
-    def __init__(self, table: TableT, partition: int) -> None:
+    def __init__(self, table: TableT, partition: int, writes: ChangelogWrites | None = None) -> None:
         self.table = table
         self.key = str(partition).encode()
+        self.writes = writes
 
     def get(self) -> date | None:
         raw = self.table.get(self.key)
         return date.fromisoformat(raw.decode()) if raw is not None else None
 
     def set(self, today: date) -> None:
-        self.table[self.key] = today.isoformat().encode()
+        if self.writes is None:
+            raise RuntimeError("a business clock read for a report cannot be moved")
+        self.writes.set(self.table, self.key, today.isoformat().encode())
 
 
 @dataclass(frozen=True)
@@ -145,12 +151,12 @@ class PartitionCounts(Protocol):
 class TablePartitionCounts:
     """Each partition's totals under its partition number in a changelog-backed table."""
 
-    def __init__(self, table: TableT) -> None:
+    def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
         self.table = table
+        self.writes = writes
 
     def add(self, partition: int, changes: Changes) -> None:
-        key = str(partition).encode()
-        self.table[key] = self.get(partition).plus(changes).encode()
+        self.writes.set(self.table, str(partition).encode(), self.get(partition).plus(changes).encode())
 
     def get(self, partition: int) -> PartitionTotals:
         raw = self.table.get(str(partition).encode())
@@ -195,6 +201,19 @@ class HandledRecord:
     error_code: str | None = None
 
 
+class StateWrites(Protocol):
+    """Sends the state a record wrote to where it is kept durably, before the record counts as handled."""
+
+    async def flush(self) -> None: ...
+
+
+class NoStateWrites:
+    """For stores that keep nothing beyond this process (in-memory timelines in tests)."""
+
+    async def flush(self) -> None:
+        return None
+
+
 class RecordHandler:
     """Decode, validate, apply, deliver: everything the agent does with one message, with no Faust in it."""
 
@@ -208,6 +227,7 @@ class RecordHandler:
         metrics: MetricsRecorder | None = None,
         counts: PartitionCounts | None = None,
         clock: Callable[[], float] = time.time,
+        writes: StateWrites | None = None,
     ) -> None:
         self.codec = codec
         self.timeline_for = timeline_for
@@ -217,6 +237,7 @@ class RecordHandler:
         self.metrics: MetricsRecorder = metrics or NoMetrics()
         self.counts: PartitionCounts = counts or MemoryPartitionCounts()
         self.clock = clock
+        self.writes: StateWrites = writes or NoStateWrites()
 
     async def handle(
         self,
@@ -235,6 +256,9 @@ class RecordHandler:
             code = str(error.code)
             message = error.message if isinstance(error, Rejected) else str(error)
             log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
+            # A record refused part-way (a calendar refusing a date) may have written already; the local
+            # store has those writes, so the changelog must get them too, and in this record's transaction.
+            await self.writes.flush()
             await self.dead_letters.send(DeadLetter(value, topic, partition, offset, code, message), key)
             self.metrics.record_dead_lettered(topic, code)
             return HandledRecord(applied=False, error_code=code)
@@ -243,6 +267,9 @@ class RecordHandler:
         origin, measured_from = alert_origin(record, timestamp)
         for alert in applied.alerts:
             await self.alerts.send(alert)
+        # The record's state and alerts go out together: see RecordOutbox.
+        await self.writes.flush()
+        for alert in applied.alerts:
             latency = self.clock() - origin if origin is not None else None
             self.metrics.alert_sent(alert, latency, measured_from)
         self.metrics.record_applied(topic, applied.new)
@@ -279,8 +306,10 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     deadlines = app.Table("deadlines", partitions=partitions, key_type=bytes, value_type=bytes)
     clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
-    child_store = TableChildStore(children)
-    counts = TablePartitionCounts(totals)
+    outbox = RecordOutbox(app)
+    writes = ChangelogWrites(outbox)
+    child_store = TableChildStore(children, writes)
+    counts = TablePartitionCounts(totals, writes)
     metrics = Metrics(CollectorRegistry())
     timelines: dict[int, Timeline] = {}
 
@@ -289,8 +318,8 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
         if timeline is None:
             timeline = Timeline(
                 child_store,
-                TableDeadlineIndex(deadlines, partition),
-                TableBusinessClock(clocks, partition),
+                TableDeadlineIndex(deadlines, partition, writes),
+                TableBusinessClock(clocks, partition, writes),
                 rule_config,
             )
             timelines[partition] = timeline
@@ -299,11 +328,12 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, settings.topic_prefix),
+        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix),
         KafkaDeadLetterSink(app, codec, partitions),
         record_types,
         metrics,
         counts,
+        writes=outbox,
     )
 
     def partition_state(partition: int) -> PartitionState:

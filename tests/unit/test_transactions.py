@@ -1,4 +1,4 @@
-"""A worker's commit waits for the table writes queued before it, so they join the committed transaction."""
+"""A worker's commit: queued table writes first, then every partition's transaction at once; fencing crashes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-from faust.transport.consumer import TransactionManager
+from aiokafka.errors import ProducerFenced
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
@@ -48,29 +47,89 @@ async def test_drain_outlasts_faust_flush_giving_up() -> None:
         await buffer.stop()
 
 
-async def test_commit_starts_only_after_queued_table_writes_have_gone(monkeypatch: pytest.MonkeyPatch) -> None:
-    buffer = SlowBuffer()
-    await buffer.start()
-    seen_at_commit: list[tuple[int, list[Any]]] = []
+class RecordingProducer:
+    """Commits like Faust's driver: under each transaction's lock, one round trip long."""
 
-    async def faust_commit(self: TransactionManager, offsets: Any, start_new_transaction: bool = True) -> bool:
-        async with buffer.transaction_lock:
-            seen_at_commit.append((buffer.size, list(buffer.sent)))
-        return True
+    def __init__(self, buffer: SlowBuffer, fenced: set[str] | None = None) -> None:
+        self.buffer = buffer
+        self.fenced = fenced or set()
+        self.committed: list[tuple[str, dict[TP, int], int, list[Any]]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
 
-    monkeypatch.setattr(TransactionManager, "commit", faust_commit)
-    app = SimpleNamespace(conf=SimpleNamespace(id="rollwatch"))
-    manager = RevocationSafeTransactionManager(
+    async def commit_transactions(
+        self, offsets_by_transaction: dict[str, dict[TP, int]], group_id: str, start_new_transaction: bool
+    ) -> None:
+        [(transactional_id, offsets)] = offsets_by_transaction.items()
+        if transactional_id in self.fenced:
+            raise ProducerFenced()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        async with self.buffer.transaction_lock:
+            queued, sent = self.buffer.size, list(self.buffer.sent)
+        await asyncio.sleep(0.05)
+        self.in_flight -= 1
+        self.committed.append((transactional_id, offsets, queued, sent))
+
+
+def manager_for(producer: RecordingProducer, crashes: list[BaseException]) -> RevocationSafeTransactionManager:
+    async def crash(reason: BaseException) -> None:
+        crashes.append(reason)
+
+    app = SimpleNamespace(
+        conf=SimpleNamespace(id="rollwatch"), assignor=SimpleNamespace(group_for_topic=lambda _topic: 0), crash=crash
+    )
+    return RevocationSafeTransactionManager(
         SimpleNamespace(app=app),  # type: ignore[arg-type]
         consumer=SimpleNamespace(),  # type: ignore[arg-type]
-        producer=SimpleNamespace(buffer=buffer),  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
     )
+
+
+async def test_commit_starts_only_after_queued_table_writes_have_gone() -> None:
+    buffer = SlowBuffer()
+    await buffer.start()
+    producer = RecordingProducer(buffer)
     try:
         for change in ("state-a", "state-b", "deadline-a"):
             buffer.put(change)  # type: ignore[arg-type]
 
-        assert await manager.commit({TP("roll.events", 0): 42})
+        assert await manager_for(producer, []).commit({TP("roll.events", 0): 42})
 
-        assert seen_at_commit == [(0, ["state-a", "state-b", "deadline-a"])]
+        assert producer.committed == [
+            ("rollwatch-0-0", {TP("roll.events", 0): 42}, 0, ["state-a", "state-b", "deadline-a"])
+        ]
     finally:
         await buffer.stop()
+
+
+async def test_partitions_commit_together_each_in_its_own_transaction() -> None:
+    buffer = SlowBuffer()
+    await buffer.start()
+    producer = RecordingProducer(buffer)
+    offsets = {TP(topic, partition): 10 + partition for partition in range(4) for topic in ("roll.events", "ehe")}
+    try:
+        assert await manager_for(producer, []).commit(offsets)
+    finally:
+        await buffer.stop()
+
+    assert producer.most_in_flight == 4, "a partition's commit waited for another's"
+    by_transaction = {transactional_id: tp_offsets for transactional_id, tp_offsets, _, _ in producer.committed}
+    assert by_transaction == {
+        f"rollwatch-0-{partition}": {TP("roll.events", partition): 10 + partition, TP("ehe", partition): 10 + partition}
+        for partition in range(4)
+    }
+
+
+async def test_a_fenced_partition_crashes_the_worker_and_the_others_still_commit() -> None:
+    buffer = SlowBuffer()
+    await buffer.start()
+    producer = RecordingProducer(buffer, fenced={"rollwatch-0-1"})
+    crashes: list[BaseException] = []
+    try:
+        await manager_for(producer, crashes).commit({TP("roll.events", p): 5 for p in range(3)})
+    finally:
+        await buffer.stop()
+
+    assert [type(reason) for reason in crashes] == [ProducerFenced]
+    assert sorted(transactional_id for transactional_id, *_ in producer.committed) == ["rollwatch-0-0", "rollwatch-0-2"]

@@ -1,0 +1,64 @@
+"""A record's table writes: applied to the local store at once, sent to the changelogs in the record's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.streams import current_event
+from faust.types import TableT
+
+from sinks.kafka import Delivered, RecordOutbox
+
+
+class ChangelogWrites:
+    """Writes to changelog-backed tables on behalf of the input record in hand.
+
+    A plain `table[key] = value` queues the changelog record in Faust's producer buffer, which sends it
+    later: its transaction is then whichever is open at that moment (possibly the next one, so a crash
+    could keep the record's offset and alerts but lose its state), and each write costs several Faust
+    objects, a buffer round and callbacks. Here the local store takes the value at once (later reads in
+    the same record see it) and the changelog record joins the record's outbox, which sends it with the
+    record's alerts.
+    """
+
+    def __init__(self, outbox: RecordOutbox) -> None:
+        self.outbox = outbox
+        self.keepers: dict[int, Delivered] = {}
+
+    def set(self, table: TableT, key: bytes, value: bytes) -> None:
+        table.data[key] = value
+        self._stage(table, key, value)
+
+    def delete(self, table: TableT, key: bytes) -> None:
+        del table.data[key]
+        self._stage(table, key, None)
+
+    def _stage(self, table: TableT, key: bytes, value: bytes | None) -> None:
+        event = current_event()
+        if event is None:
+            raise RuntimeError("tables are written only while an input record is in hand")
+        # A table's changelog partition is its input's: that is where recovery looks for the key.
+        self.outbox.stage(
+            table.changelog_topic.get_topic_name(), key, value, event.message.partition, self._keeper(table)
+        )
+
+    def _keeper(self, table: TableT) -> Delivered:
+        keeper = self.keepers.get(id(table))
+        if keeper is None:
+            keeper = self.keepers[id(table)] = _offset_keeper(table)
+        return keeper
+
+
+def _offset_keeper(table: TableT) -> Delivered:
+    """A delivery callback that records the changelog offset a persistent store has reached, as Faust's own
+    changelog sends do (under exactly_once it is kept until the transaction commits), so that a restart
+    reads the changelog only from there."""
+
+    def keep(delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled() or delivery.exception() is not None:
+            return
+        # Faust's own callback for its changelog sends; it only reads `.result()`, which the delivery has.
+        table._on_changelog_sent(delivery)  # type: ignore[attr-defined]
+
+    return keep
