@@ -34,25 +34,6 @@ class _TopicCache:
         return topic
 
 
-async def send_with_input(app: faust.App, topic: str, key: bytes | None, value: bytes) -> None:
-    """Sends a record as part of processing the input record in hand.
-
-    Under exactly_once it joins the transaction that commits that input's offset: Faust's own send picks
-    the transaction by the destination's partition, which only works for co-partitioned outputs, so an
-    alert topic's record would otherwise go out non-transactionally and be repeated after a crash. Under
-    at_least_once it waits for the broker's acknowledgement, so the input is acked only after its output.
-    """
-    producer: Any = await app.maybe_start_producer()
-    event = current_event()
-    if app.in_transaction and event is not None:
-        tp = event.message.tp
-        transactional_id = f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
-        await producer.producer.send(topic, key, value, None, None, None, transactional_id=transactional_id)
-        return
-    delivered = await producer.send(topic, key, value, None, None, None)
-    await delivered
-
-
 Delivered = Callable[["asyncio.Future[Any]"], None]
 
 
@@ -70,16 +51,21 @@ class RecordOutbox:
     """Everything one input record sends (its alerts and its table changelog writes), sent together.
 
     Under exactly_once the whole lot goes to the input partition's transactional producer while holding
-    that transaction's lock once, so a commit can never fall between a record's state and its alerts:
-    both are in the same transaction, and a record read again after a crash finds its state (and so its
-    event id) and raises nothing twice. Sending straight to aiokafka also spares each message Faust's
-    per-send lock, signal and buffer. Under at_least_once each message is acknowledged before the record
-    is done.
+    that transaction's lock once, so a commit can never fall between a record's state and its alerts.
+    While a commit holds the lock, the record's messages are held back instead and the agent goes on: they
+    go out, in order, ahead of that partition's next messages, and at the latest at the start of its next
+    commit (`send_held_back`, which the worker's transaction manager calls), the first that can include
+    the record's offset. A record whose offset is committed has therefore always had its messages sent in
+    that transaction or an earlier one; one read again after a crash finds its state (and so its event id)
+    and raises nothing twice. Sending straight to aiokafka also spares each message Faust's per-send lock,
+    signal and buffer. Under at_least_once each message is acknowledged before the record is done.
     """
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self.staged: list[Staged] = []
+        #: Per transaction: the producer they were meant for, and the messages held back during a commit.
+        self.held_back: dict[str, tuple[Any, list[Staged]]] = {}
 
     def stage(
         self,
@@ -104,22 +90,54 @@ class RecordOutbox:
             producer = driver._transaction_producers.get(transactional_id)
             if producer is None:
                 raise RuntimeError(f"no transactional producer for {transactional_id}: partition not assigned")
-            keep_in_metadata(producer, staged)
-            async with driver._trn_locks[transactional_id]:
-                deliveries = [
-                    await producer.send(message.topic, message.value, key=message.key, partition=message.partition)
-                    for message in staged
-                ]
-        else:
-            plain: Any = await self.app.maybe_start_producer()
-            deliveries = [
-                await plain.send(message.topic, message.key, message.value, message.partition, None, None)
-                for message in staged
-            ]
-            await asyncio.gather(*deliveries)
-        for message, delivery in zip(staged, deliveries, strict=True):
-            if message.on_delivered is not None:
-                delivery.add_done_callback(message.on_delivered)
+            lock = driver._trn_locks[transactional_id]
+            if lock.locked():
+                _, waiting = self.held_back.setdefault(transactional_id, (producer, []))
+                waiting.extend(staged)
+                return
+            async with lock:
+                staged = self._take_held_back(transactional_id, producer) + staged
+                await _send_all(producer, staged)
+            return
+        plain: Any = await self.app.maybe_start_producer()
+        keep_in_metadata(plain._producer, staged)  # the aiokafka producer behind Faust's
+        deliveries = [
+            await plain.send(message.topic, message.key, message.value, message.partition, None, None)
+            for message in staged
+        ]
+        await asyncio.gather(*deliveries)
+        _on_delivered(staged, deliveries)
+
+    async def send_held_back(self, transactional_id: str) -> None:
+        """Sends what was held back for a transaction, ahead of its commit."""
+        driver: Any = self.app.producer
+        producer = driver._transaction_producers.get(transactional_id)
+        if producer is None or transactional_id not in self.held_back:
+            return
+        async with driver._trn_locks[transactional_id]:
+            await _send_all(producer, self._take_held_back(transactional_id, producer))
+
+    def _take_held_back(self, transactional_id: str, producer: Any) -> list[Staged]:
+        meant_for, waiting = self.held_back.pop(transactional_id, (producer, []))
+        # A partition that moved away and came back has a new producer; the records behind what was held
+        # back for the old one had their offsets left uncommitted, so whoever owned the partition since has
+        # applied them again.
+        return waiting if meant_for is producer else []
+
+
+async def _send_all(producer: Any, staged: list[Staged]) -> None:
+    keep_in_metadata(producer, staged)
+    deliveries = [
+        await producer.send(message.topic, message.value, key=message.key, partition=message.partition)
+        for message in staged
+    ]
+    _on_delivered(staged, deliveries)
+
+
+def _on_delivered(staged: list[Staged], deliveries: list[asyncio.Future[Any]]) -> None:
+    for message, delivery in zip(staged, deliveries, strict=True):
+        if message.on_delivered is not None:
+            delivery.add_done_callback(message.on_delivered)
 
 
 def keep_in_metadata(producer: Any, staged: list[Staged]) -> None:
@@ -152,13 +170,15 @@ class KafkaAlertSink:
 
 
 class KafkaDeadLetterSink:
-    """Sends each dead letter to `<source topic>.dlq`; the source topic already carries any prefix."""
+    """Sends each dead letter to `<source topic>.dlq` (the source topic already carries any prefix), through
+    the record's outbox: in its transaction, its topic kept in the producer's metadata like every other."""
 
-    def __init__(self, app: faust.App, codec: AvroCodec, partitions: int) -> None:
-        self.app = app
+    def __init__(self, app: faust.App, codec: AvroCodec, partitions: int, outbox: RecordOutbox) -> None:
         self.codec = codec
+        self.outbox = outbox
         self.topics = _TopicCache(app, partitions, prefix="")
 
     async def send(self, letter: DeadLetter, key: bytes | None) -> None:
         topic = await self.topics.get(dead_letter_topic(letter.source_topic))
-        await send_with_input(self.app, topic.get_topic_name(), key, self.codec.encode(letter))
+        self.outbox.stage(topic.get_topic_name(), key, self.codec.encode(letter))
+        await self.outbox.flush()

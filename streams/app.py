@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -50,7 +50,7 @@ class RevocationSafeTransactionManager(TransactionManager):
             by_transaction[f"{group_id}-{group}-{tp.partition}"][tp] = offset
         outcomes = await asyncio.gather(
             *(
-                self.producer.commit_transactions({transactional_id: tp_offsets}, group_id, start_new_transaction)
+                self._commit_one(transactional_id, tp_offsets, group_id, start_new_transaction)
                 for transactional_id, tp_offsets in by_transaction.items()
             ),
             return_exceptions=True,  # every partition's commit ends before this one returns
@@ -64,6 +64,13 @@ class RevocationSafeTransactionManager(TransactionManager):
             self.log.warning("Producer fenced: %r", fenced[0])
             await self.app.crash(fenced[0])
         return True
+
+    async def _commit_one(
+        self, transactional_id: str, offsets: dict[TP, int], group_id: str, start_new_transaction: bool
+    ) -> None:
+        for send_held_back in getattr(self.app, "before_commit", ()):
+            await send_held_back(transactional_id)
+        await self.producer.commit_transactions({transactional_id: offsets}, group_id, start_new_transaction)
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
         keep = self._tps_to_transactional_ids(assigned)
@@ -121,10 +128,22 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
     return None
 
 
-def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
+BeforeCommit = Callable[[str], Awaitable[None]]
+
+
+class RollwatchApp(faust.App):
+    """A Faust App whose transaction manager first awaits each of `before_commit` with the transactional id
+    of every partition it is about to commit (the worker's outbox sends what it held back)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_commit: list[BeforeCommit] = []
+
+
+def create_app(settings: Settings, *, app_id: str | None = None) -> RollwatchApp:
     """A Faust App tuned for real brokers: agent concurrency 1 (see kafka-notes), explicit timeouts,
     co-partitioned topics, nothing discovered or connected until the worker starts it."""
-    app = faust.App(
+    app = RollwatchApp(
         app_id or settings.app_id,
         broker=settings.faust_broker_url,
         broker_credentials=broker_credentials(settings),

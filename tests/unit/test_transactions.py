@@ -73,12 +73,17 @@ class RecordingProducer:
         self.committed.append((transactional_id, offsets, queued, sent))
 
 
-def manager_for(producer: RecordingProducer, crashes: list[BaseException]) -> RevocationSafeTransactionManager:
+def manager_for(
+    producer: RecordingProducer, crashes: list[BaseException], before_commit: list[Any] | None = None
+) -> RevocationSafeTransactionManager:
     async def crash(reason: BaseException) -> None:
         crashes.append(reason)
 
     app = SimpleNamespace(
-        conf=SimpleNamespace(id="rollwatch"), assignor=SimpleNamespace(group_for_topic=lambda _topic: 0), crash=crash
+        conf=SimpleNamespace(id="rollwatch"),
+        assignor=SimpleNamespace(group_for_topic=lambda _topic: 0),
+        crash=crash,
+        before_commit=before_commit or [],
     )
     return RevocationSafeTransactionManager(
         SimpleNamespace(app=app),  # type: ignore[arg-type]
@@ -120,6 +125,21 @@ async def test_partitions_commit_together_each_in_its_own_transaction() -> None:
         f"rollwatch-0-{partition}": {TP("roll.events", partition): 10 + partition, TP("ehe", partition): 10 + partition}
         for partition in range(4)
     }
+
+
+async def test_each_partition_sends_what_was_held_back_for_it_before_it_commits() -> None:
+    producer = RecordingProducer(SlowBuffer())  # nothing queued in Faust's buffer
+    held_back_sent: list[tuple[str, int]] = []
+
+    async def send_held_back(transactional_id: str) -> None:
+        held_back_sent.append((transactional_id, len(producer.committed)))
+
+    manager = manager_for(producer, [], [send_held_back])
+    await manager.commit({TP("roll.events", 0): 1, TP("roll.events", 1): 1})
+
+    # every partition's held-back sends ran before any transaction was committed
+    assert sorted(held_back_sent) == [("rollwatch-0-0", 0), ("rollwatch-0-1", 0)]
+    assert len(producer.committed) == 2
 
 
 async def test_a_fenced_partition_crashes_the_worker_and_the_others_still_commit() -> None:
