@@ -11,7 +11,6 @@ from typing import Any
 import faust
 from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
 from streams.settings import Settings
@@ -80,33 +79,6 @@ class RevocationSafeTransactionManager(TransactionManager):
             self.log.info("Stopping %d transactional producers of partitions no longer owned", len(stale))
             await self._stop_transactions(stale)
         await super().on_rebalance(assigned, revoked, newly_assigned)
-
-
-class PromptConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the broker's wait for new records made a setting.
-
-    Faust fixes that wait at 1.5 s. aiokafka leaves out of its next fetch every partition it still holds
-    records of, so while the agent works through one partition's records the fetch in flight asks only
-    for the others; when they are quiet (a stream of roll events and no EHE notices, say) the broker holds
-    it the whole wait, and the busy partition's new records sit there meanwhile: every alert came ~1.3 s
-    late at 1,000 events a second."""
-
-    fetch_max_wait_ms = 1500
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # Read when the consumer starts and builds its fetcher, which is after this.
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
-        return consumer
-
-
-class PromptConsumer(Consumer):
-    """Faust's aiokafka consumer, run on a PromptConsumerThread."""
-
-    thread_class: type[PromptConsumerThread] = PromptConsumerThread
-
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
@@ -178,8 +150,4 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> RollwatchApp
     )
     # Building the transport object opens no connection; it only picks the classes the worker will use.
     app.transport.TransactionManager = RevocationSafeTransactionManager  # type: ignore[misc]
-    thread_class = type(
-        "PromptConsumerThread", (PromptConsumerThread,), {"fetch_max_wait_ms": round(settings.fetch_max_wait * 1000)}
-    )
-    app.transport.Consumer = type("PromptConsumer", (PromptConsumer,), {"thread_class": thread_class})  # type: ignore[misc]
     return app
