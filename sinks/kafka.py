@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 from faust.streams import current_event
+from faust.types import TP, AppT
 
 from processors.records import Alert, DeadLetter, dead_letter_topic
 from schemas.codec import AvroCodec
@@ -32,6 +33,11 @@ class _TopicCache:
             await topic.maybe_declare()
             self.topics[name] = topic
         return topic
+
+
+def transactional_id(app: AppT, tp: TP) -> str:
+    """The id of the transaction that commits an input partition's offsets, as Faust names it."""
+    return f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
 
 
 Delivered = Callable[["asyncio.Future[Any]"], None]
@@ -83,20 +89,19 @@ class RecordOutbox:
         staged, self.staged = self.staged, []
         event = current_event()
         if self.app.in_transaction and event is not None:
-            tp = event.message.tp
-            transactional_id = f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+            transaction = transactional_id(self.app, event.message.tp)
             # Faust's driver keeps a producer and a lock per transaction; its own send takes the lock per message.
             driver: Any = self.app.producer
-            producer = driver._transaction_producers.get(transactional_id)
+            producer = driver._transaction_producers.get(transaction)
             if producer is None:
-                raise RuntimeError(f"no transactional producer for {transactional_id}: partition not assigned")
-            lock = driver._trn_locks[transactional_id]
+                raise RuntimeError(f"no transactional producer for {transaction}: partition not assigned")
+            lock = driver._trn_locks[transaction]
             if lock.locked():
-                _, waiting = self.held_back.setdefault(transactional_id, (producer, []))
+                _, waiting = self.held_back.setdefault(transaction, (producer, []))
                 waiting.extend(staged)
                 return
             async with lock:
-                staged = self._take_held_back(transactional_id, producer) + staged
+                staged = self._take_held_back(transaction, producer) + staged
                 await _send_all(producer, staged)
             return
         plain: Any = await self.app.maybe_start_producer()
@@ -108,17 +113,17 @@ class RecordOutbox:
         await asyncio.gather(*deliveries)
         _on_delivered(staged, deliveries)
 
-    async def send_held_back(self, transactional_id: str) -> None:
+    async def send_held_back(self, transaction: str) -> None:
         """Sends what was held back for a transaction, ahead of its commit."""
         driver: Any = self.app.producer
-        producer = driver._transaction_producers.get(transactional_id)
-        if producer is None or transactional_id not in self.held_back:
+        producer = driver._transaction_producers.get(transaction)
+        if producer is None or transaction not in self.held_back:
             return
-        async with driver._trn_locks[transactional_id]:
-            await _send_all(producer, self._take_held_back(transactional_id, producer))
+        async with driver._trn_locks[transaction]:
+            await _send_all(producer, self._take_held_back(transaction, producer))
 
-    def _take_held_back(self, transactional_id: str, producer: Any) -> list[Staged]:
-        meant_for, waiting = self.held_back.pop(transactional_id, (producer, []))
+    def _take_held_back(self, transaction: str, producer: Any) -> list[Staged]:
+        meant_for, waiting = self.held_back.pop(transaction, (producer, []))
         # A partition that moved away and came back has a new producer; the records behind what was held
         # back for the old one had their offsets left uncommitted, so whoever owned the partition since has
         # applied them again.

@@ -13,6 +13,7 @@ from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
 
+from sinks.kafka import transactional_id
 from streams.settings import Settings
 
 
@@ -45,12 +46,11 @@ class RevocationSafeTransactionManager(TransactionManager):
         group_id = self.app.conf.id
         by_transaction: dict[str, dict[TP, int]] = defaultdict(dict)
         for tp, offset in offsets.items():
-            group = self.app.assignor.group_for_topic(tp.topic)
-            by_transaction[f"{group_id}-{group}-{tp.partition}"][tp] = offset
+            by_transaction[transactional_id(self.app, tp)][tp] = offset
         outcomes = await asyncio.gather(
             *(
-                self._commit_one(transactional_id, tp_offsets, group_id, start_new_transaction)
-                for transactional_id, tp_offsets in by_transaction.items()
+                self._commit_one(transaction, tp_offsets, group_id, start_new_transaction)
+                for transaction, tp_offsets in by_transaction.items()
             ),
             return_exceptions=True,  # every partition's commit ends before this one returns
         )
@@ -65,11 +65,11 @@ class RevocationSafeTransactionManager(TransactionManager):
         return True
 
     async def _commit_one(
-        self, transactional_id: str, offsets: dict[TP, int], group_id: str, start_new_transaction: bool
+        self, transaction: str, offsets: dict[TP, int], group_id: str, start_new_transaction: bool
     ) -> None:
         for send_held_back in getattr(self.app, "before_commit", ()):
-            await send_held_back(transactional_id)
-        await self.producer.commit_transactions({transactional_id: offsets}, group_id, start_new_transaction)
+            await send_held_back(transaction)
+        await self.producer.commit_transactions({transaction: offsets}, group_id, start_new_transaction)
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
         keep = self._tps_to_transactional_ids(assigned)
