@@ -175,8 +175,8 @@ class KafkaAlertSink:
 
 
 class KafkaDeadLetterSink:
-    """Sends each dead letter to `<source topic>.dlq` (the source topic already carries any prefix), through
-    the record's outbox: in its transaction, its topic kept in the producer's metadata like every other."""
+    """Stages each dead letter for `<source topic>.dlq` (the source topic already carries any prefix) in the
+    record's outbox, which sends it with whatever the record wrote."""
 
     def __init__(self, app: faust.App, codec: AvroCodec, partitions: int, outbox: RecordOutbox) -> None:
         self.codec = codec
@@ -186,4 +186,3 @@ class KafkaDeadLetterSink:
     async def send(self, letter: DeadLetter, key: bytes | None) -> None:
         topic = await self.topics.get(dead_letter_topic(letter.source_topic))
         self.outbox.stage(topic.get_topic_name(), key, self.codec.encode(letter))
-        await self.outbox.flush()

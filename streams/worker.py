@@ -256,10 +256,10 @@ class RecordHandler:
             code = str(error.code)
             message = error.message if isinstance(error, Rejected) else str(error)
             log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
-            # A record refused part-way (a calendar refusing a date) may have written already; the local
-            # store has those writes, so the changelog must get them too, and in this record's transaction.
-            await self.writes.flush()
             await self.dead_letters.send(DeadLetter(value, topic, partition, offset, code, message), key)
+            # A record refused part-way (a calendar refusing a date) may have written already; the local
+            # store has those writes, so the changelog gets them too, with the dead letter.
+            await self.writes.flush()
             self.metrics.record_dead_lettered(topic, code)
             return HandledRecord(applied=False, error_code=code)
         if applied.changes:
