@@ -1,4 +1,4 @@
-"""A worker's commit: queued table writes first, then every partition's transaction at once; fencing crashes."""
+"""The worker's Faust transport: commits (buffer first, partitions at once, fencing crashes) and its fetch wait."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from aiokafka.errors import ProducerFenced
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from streams.app import RevocationSafeTransactionManager, drain
+from streams.app import RevocationSafeTransactionManager, create_app, drain
+from streams.settings import Settings
 
 
 class SlowBuffer(ProducerBuffer):
@@ -153,3 +154,12 @@ async def test_a_fenced_partition_crashes_the_worker_and_the_others_still_commit
 
     assert [type(reason) for reason in crashes] == [ProducerFenced]
     assert sorted(transactional_id for transactional_id, *_ in producer.committed) == ["rollwatch-0-0", "rollwatch-0-2"]
+
+
+async def test_the_worker_consumer_fetches_with_the_configured_wait_not_fausts() -> None:
+    app = create_app(Settings(fetch_max_wait=0.03))
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+    try:
+        assert consumer._fetch_max_wait_ms == 30  # Faust's own would be 1,500
+    finally:
+        await consumer.stop()
