@@ -65,7 +65,9 @@ MEASURED_FIRST_INDEX = 100_000_000
 WARM_UP_LIMIT_SECONDS = 60.0
 #: Shortest warm-up at that rate: long enough for a backlog to show if the worker cannot keep up, seconds.
 WARM_UP_MIN_SECONDS = 5.0
-#: The worker keeps up once the newest alert was produced within this many seconds of its event.
+#: The worker keeps up once, at every check for this long, the newest alert was produced within
+#: CAUGHT_UP_SECONDS of its event: one quick alert can come from a worker about to fall behind again.
+KEEPS_UP_FOR_SECONDS = 5.0
 CAUGHT_UP_SECONDS = 0.5
 #: How often progress is polled from the broker while a group drains its input, seconds.
 POLL_SECONDS = 0.25
@@ -405,19 +407,29 @@ class BenchRun:
                 warm_sent: dict[str, float] = {}
                 warm_started = time.monotonic()
                 caught_up = False
+                keeping_up_since: float | None = None
                 for index in self.paced(self.options.rate, WARM_UP_LIMIT_SECONDS):
                     recorded_at = datetime.now(tz=UTC)
                     event = removal_without_destination(warm_up + index, recorded_at)
                     publisher.publish(event)
                     warm_sent[event.upn] = recorded_at.timestamp()
-                    checking = index % (self.options.rate // 2 or 1) == 0
-                    if checking and time.monotonic() - warm_started > WARM_UP_MIN_SECONDS:
-                        worker.check_alive()
-                        latest = listener.arrivals[-1]
-                        origin = warm_sent.get(latest.upn)
-                        if origin is not None and latest.produced_at - origin < CAUGHT_UP_SECONDS:
-                            caught_up = True
-                            break
+                    if index % (self.options.rate // 2 or 1) != 0:
+                        continue
+                    worker.check_alive()
+                    latest = listener.arrivals[-1]
+                    origin = warm_sent.get(latest.upn)
+                    now = time.monotonic()
+                    if origin is None or latest.produced_at - origin >= CAUGHT_UP_SECONDS:
+                        keeping_up_since = None
+                    elif keeping_up_since is None:
+                        keeping_up_since = now
+                    if (
+                        keeping_up_since is not None
+                        and now - keeping_up_since >= KEEPS_UP_FOR_SECONDS
+                        and now - warm_started >= WARM_UP_MIN_SECONDS
+                    ):
+                        caught_up = True
+                        break
                 warm_up_seconds = time.monotonic() - warm_started
                 if not caught_up:
                     progress(f"  the worker is still behind after {warm_up_seconds:.0f} s; measuring anyway")

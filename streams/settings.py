@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "seconds. A record arriving meanwhile on a partition left out of that fetch waits as long; shorter "
         "costs a little CPU in empty fetches when input is idle.",
     )
+    fetch_min_bytes: int = Field(
+        256 * 1024,
+        ge=1,
+        description="Input the broker gathers for the worker's fetch before answering it, unless the fetch "
+        "wait ends first, bytes. Answered at the first record, a steady stream costs the worker and the broker "
+        "a fetch per few records; gathering adds at most the fetch wait to an alert.",
+    )
     producer_linger: float = Field(
         0.02,
         ge=0.0,
