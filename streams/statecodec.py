@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
+
+import msgspec
 
 from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 from processors.state import Case, ChildState, Deadline, NoticeEntry, Removal, RollEntry, StatusEntry
@@ -61,11 +62,11 @@ def encode_state(state: ChildState) -> bytes:
         document["seen"] = sorted(state.seen_ids)
     if state.closed_case_ids:
         document["closed"] = list(state.closed_case_ids)
-    return json.dumps(document, separators=(",", ":")).encode()
+    return msgspec.json.encode(document)
 
 
 def decode_state(data: bytes) -> ChildState:
-    d = json.loads(data)
+    d = msgspec.json.decode(data)
     if d.get("v") != STATE_VERSION:
         raise ValueError(f"child state version {d.get('v')!r} is not {STATE_VERSION}; upgrade the worker")
     child = d.get("child")
