@@ -93,34 +93,17 @@ async def seek_to_committed_or_start(consumer: Any, changelog_topics: Container[
     committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
     never_committed = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelog_topics]
     if never_committed:
-        await consumer.seek_to_beginning(*never_committed)
+        # Seeking to the offsets looked up, not with seek_to_beginning: that leaves a partition with no
+        # position until a reset completes, and Faust's livelock check then crashes the worker reading it.
+        starts: Mapping[Any, int] = await consumer.beginning_offsets(never_committed)
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
     return committed
 
 
-class PromptConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, with three changes.
-
-    The broker's wait for new records is a setting. Faust fixes it at 1.5 s, and aiokafka leaves out of its
-    next fetch every partition it still holds records of: while the agent works through one partition's
-    records the fetch in flight asks only for the others, and when they are quiet (a stream of roll events
-    and no EHE notices, say) the broker holds it the whole wait while the busy partition's new records sit
-    there. Every alert came about 1.3 s late at 1,000 events a second.
-
-    The broker also gathers a batch of input before answering (fetch_min_bytes): at 1,000 events a second,
-    fetches answered at their first record made the broker the machine's busiest process.
-
-    Seeking to committed offsets after a rebalance also rewinds partitions never committed
+class WorkerConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, seeking partitions never committed to their start after a rebalance
     (`seek_to_committed_or_start`)."""
-
-    fetch_max_wait_ms = 1500
-    fetch_min_bytes = 1
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # Read when the consumer starts and builds its fetcher, which is after this.
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
-        consumer._fetch_min_bytes = self.fetch_min_bytes
-        return consumer
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         consumer = self._ensure_consumer()
@@ -128,13 +111,11 @@ class PromptConsumerThread(AIOKafkaConsumerThread):
         return await self.call_thread(seek_to_committed_or_start, consumer, changelogs)
 
 
-class PromptConsumer(Consumer):
-    """Faust's aiokafka consumer, run on a PromptConsumerThread."""
-
-    thread_class: type[PromptConsumerThread] = PromptConsumerThread
+class WorkerConsumer(Consumer):
+    """Faust's aiokafka consumer, run on a WorkerConsumerThread."""
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
+        return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
@@ -206,10 +187,5 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> RollwatchApp
     )
     # Building the transport object opens no connection; it only picks the classes the worker will use.
     app.transport.TransactionManager = RevocationSafeTransactionManager  # type: ignore[misc]
-    thread_class = type(
-        "PromptConsumerThread",
-        (PromptConsumerThread,),
-        {"fetch_max_wait_ms": round(settings.fetch_max_wait * 1000), "fetch_min_bytes": settings.fetch_min_bytes},
-    )
-    app.transport.Consumer = type("PromptConsumer", (PromptConsumer,), {"thread_class": thread_class})  # type: ignore[misc]
+    app.transport.Consumer = WorkerConsumer  # type: ignore[misc]
     return app

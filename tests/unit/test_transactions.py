@@ -1,4 +1,4 @@
-"""The worker's Faust transport: commits (buffer first, partitions at once, fencing crashes) and its fetch wait."""
+"""The worker's Faust transport: commits (buffer first, partitions at once, fencing crashes) and its consumer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka.errors import ProducerFenced
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from streams.app import RevocationSafeTransactionManager, create_app, drain
+from streams.app import RevocationSafeTransactionManager, WorkerConsumerThread, create_app, drain
 from streams.settings import Settings
 
 
@@ -156,11 +156,6 @@ async def test_a_fenced_partition_crashes_the_worker_and_the_others_still_commit
     assert sorted(transactional_id for transactional_id, *_ in producer.committed) == ["rollwatch-0-0", "rollwatch-0-2"]
 
 
-async def test_the_worker_consumer_fetches_with_the_configured_wait_and_batch_not_fausts() -> None:
-    app = create_app(Settings(fetch_max_wait=0.03, fetch_min_bytes=4096))
-    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
-    try:
-        assert consumer._fetch_max_wait_ms == 30  # Faust's own would be 1,500
-        assert consumer._fetch_min_bytes == 4096  # and 1
-    finally:
-        await consumer.stop()
+async def test_the_worker_consumer_runs_on_the_thread_that_rewinds_partitions_never_committed() -> None:
+    app = create_app(Settings())
+    assert isinstance(app.consumer._thread, WorkerConsumerThread)  # type: ignore[attr-defined]
