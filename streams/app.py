@@ -102,8 +102,23 @@ async def seek_to_committed_or_start(consumer: Any, changelog_topics: Container[
 
 
 class WorkerConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, seeking partitions never committed to their start after a rebalance
-    (`seek_to_committed_or_start`)."""
+    """Faust's consumer thread, with two changes.
+
+    The broker's wait for new records is a setting. Faust fixes it at 1.5 s, and aiokafka leaves out of its
+    next fetch every partition it still holds records of: while the agent works through one partition's
+    records the fetch in flight asks only for the others, and when they are quiet (a stream of roll events
+    and no EHE notices, say) the broker holds it the whole wait while the busy partition's new records sit
+    there. Every alert came about 1.3 s late at 1,000 events a second.
+
+    After a rebalance, partitions never committed are sought to their start (`seek_to_committed_or_start`)."""
+
+    fetch_max_wait_ms = 1500
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read when the consumer starts and builds its fetcher, which is after this.
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         consumer = self._ensure_consumer()
@@ -114,8 +129,10 @@ class WorkerConsumerThread(AIOKafkaConsumerThread):
 class WorkerConsumer(Consumer):
     """Faust's aiokafka consumer, run on a WorkerConsumerThread."""
 
+    thread_class: type[WorkerConsumerThread] = WorkerConsumerThread
+
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
@@ -187,5 +204,8 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> RollwatchApp
     )
     # Building the transport object opens no connection; it only picks the classes the worker will use.
     app.transport.TransactionManager = RevocationSafeTransactionManager  # type: ignore[misc]
-    app.transport.Consumer = WorkerConsumer  # type: ignore[misc]
+    thread_class = type(
+        "WorkerConsumerThread", (WorkerConsumerThread,), {"fetch_max_wait_ms": round(settings.fetch_max_wait * 1000)}
+    )
+    app.transport.Consumer = type("WorkerConsumer", (WorkerConsumer,), {"thread_class": thread_class})  # type: ignore[misc]
     return app

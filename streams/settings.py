@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         description="How often the worker commits its transactions, seconds. Alerts become visible to "
         "read_committed consumers at each commit: lower means sooner alerts, higher means more records a second.",
     )
+    fetch_max_wait: float = Field(
+        0.02,
+        gt=0.0,
+        le=1.5,
+        description="Longest the broker holds the worker's fetch while the partitions it asks for are quiet, "
+        "seconds. A record arriving meanwhile on a partition left out of that fetch waits as long; shorter "
+        "costs a little CPU in empty fetches when input is idle.",
+    )
     producer_linger: float = Field(
         0.02,
         ge=0.0,

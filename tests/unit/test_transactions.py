@@ -156,6 +156,11 @@ async def test_a_fenced_partition_crashes_the_worker_and_the_others_still_commit
     assert sorted(transactional_id for transactional_id, *_ in producer.committed) == ["rollwatch-0-0", "rollwatch-0-2"]
 
 
-async def test_the_worker_consumer_runs_on_the_thread_that_rewinds_partitions_never_committed() -> None:
-    app = create_app(Settings())
+async def test_the_worker_consumer_fetches_with_the_configured_wait_not_fausts() -> None:
+    app = create_app(Settings(fetch_max_wait=0.03))
     assert isinstance(app.consumer._thread, WorkerConsumerThread)  # type: ignore[attr-defined]
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+    try:
+        assert consumer._fetch_max_wait_ms == 30  # Faust's own would be 1,500
+    finally:
+        await consumer.stop()
