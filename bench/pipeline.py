@@ -205,6 +205,10 @@ class Drain:
     steady_cpu: CpuUse
 
     @property
+    def members(self) -> int:
+        return len(self.peak_rss)
+
+    @property
     def rate(self) -> float:
         return self.steady_records / self.steady_seconds if self.steady_seconds > 0 else math.nan
 
@@ -680,7 +684,7 @@ def drain_detail(drains: Sequence[Drain], rates: Measured) -> str:
         f"CPU a record {cpu} us (all members)",
         f"cores busy {cores}",
         f"start-up to first commit (excluded) {startups} s"
-        if all(len(d.peak_rss) == 1 for d in drains)
+        if all(d.members == 1 for d in drains)
         else f"start-up to the first commit after the group settled and restored its tables (excluded) {startups} s",
     ]
     return "; ".join(part for part in parts if part)

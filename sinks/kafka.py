@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 from faust.streams import current_event
+from faust.transport.consumer import TopicPartitionGroup, TransactionManager
 from faust.types import TP, AppT
 
 from processors.records import Alert, DeadLetter, dead_letter_topic
@@ -36,8 +37,10 @@ class _TopicCache:
 
 
 def transactional_id(app: AppT, tp: TP) -> str:
-    """The id of the transaction that commits an input partition's offsets, as Faust names it."""
-    return f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+    """The id of the transaction that commits an input partition's offsets, in the format Faust's transaction
+    manager names (and starts and stops) its producers by."""
+    group = TopicPartitionGroup(tp.topic, tp.partition, app.assignor.group_for_topic(tp.topic))
+    return TransactionManager.transactional_id_format.format(group_id=app.conf.id, tpg=group)
 
 
 Delivered = Callable[["asyncio.Future[Any]"], None]
