@@ -30,7 +30,7 @@ def build_bare_agent(settings: Settings, forward_topic: str) -> faust.App:
     )
 
     outbox = RecordOutbox(app)
-    app.before_commit.append(outbox.send_held_back)
+    app.before_commit.append(outbox.send_pending)
 
     @app.agent(inputs, concurrency=1, name="forward-records")
     async def forward_records(stream: faust.StreamT[bytes]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,27 +55,52 @@ class Staged:
     #: None lets the producer pick the partition by key (alert topics); changelogs name theirs.
     partition: int | None
     on_delivered: Delivered | None
+    #: A changelog write: only the latest value of its key in a transaction needs sending.
+    latest_only: bool = False
+
+
+class PendingSends:
+    """What a transaction will send at its commit: every alert and dead letter, and each changelog key's
+    latest value, in the order they were first staged."""
+
+    def __init__(self, producer: Any) -> None:
+        #: The transactional producer they are meant for; a partition that comes back gets a new one.
+        self.producer = producer
+        self.messages: dict[Hashable, Staged] = {}
+        self.numbers = itertools.count()
+
+    def add(self, staged: list[Staged]) -> None:
+        for message in staged:
+            slot = (message.topic, message.partition, message.key) if message.latest_only else next(self.numbers)
+            self.messages[slot] = message
+
+    def __len__(self) -> int:
+        return len(self.messages)
 
 
 class RecordOutbox:
     """Everything one input record sends (its alerts and its table changelog writes), sent together.
 
-    Under exactly_once the whole lot goes to the input partition's transactional producer while holding
-    that transaction's lock once, so a commit can never fall between a record's state and its alerts.
-    While a commit holds the lock, the record's messages are held back instead and the agent goes on: they
-    go out, in order, ahead of that partition's next messages, and at the latest at the start of its next
-    commit (`send_held_back`, which the worker's transaction manager calls), the first that can include
-    the record's offset. A record whose offset is committed has therefore always had its messages sent in
-    that transaction or an earlier one; one read again after a crash finds its state (and so its event id)
-    and raises nothing twice. Sending straight to aiokafka also spares each message Faust's per-send lock,
-    signal and buffer. Under at_least_once each message is acknowledged before the record is done.
+    Under exactly_once a record's messages wait for the commit of its input partition's transaction
+    (`send_pending`, which the worker's transaction manager awaits before each commit) and go out then, in
+    one go, on that transaction's producer and under its lock: a commit can never fall between a record's
+    state and its alerts, and a record whose offset is committed has always had its messages sent in that
+    transaction or an earlier one, so one read again after a crash finds its state (and so its event id)
+    and raises nothing twice. A table key written by several records in one commit interval (a partition's
+    totals, a busy child) is sent once, with its latest value, which is all a changelog keeps anyway.
+    Readers see nothing before the commit in any case (read_committed), so waiting for it costs no latency;
+    `max_pending` messages waiting send early, whole records at a time. Sending straight to aiokafka also
+    spares each message Faust's per-send lock, signal and buffer. Under at_least_once each message is
+    acknowledged before the record is done.
     """
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, max_pending: int = 5000) -> None:
         self.app = app
+        self.max_pending = max_pending
         self.staged: list[Staged] = []
-        #: Per transaction: the producer they were meant for, and the messages held back during a commit.
-        self.held_back: dict[str, tuple[Any, list[Staged]]] = {}
+        #: Per transactional id, what its next commit sends.
+        self.pending: dict[str, PendingSends] = {}
+        self.transaction_of: dict[TP, str] = {}
 
     def stage(
         self,
@@ -83,29 +109,36 @@ class RecordOutbox:
         value: bytes | None,
         partition: int | None = None,
         on_delivered: Delivered | None = None,
+        *,
+        latest_only: bool = False,
     ) -> None:
-        self.staged.append(Staged(topic, key, value, partition, on_delivered))
+        self.staged.append(Staged(topic, key, value, partition, on_delivered, latest_only))
 
     async def flush(self) -> None:
+        """Hands on the messages of the record in hand: to its transaction's next commit under exactly_once,
+        otherwise sent and acknowledged at once."""
         if not self.staged:
             return
         staged, self.staged = self.staged, []
         event = current_event()
         if self.app.in_transaction and event is not None:
-            transaction = transactional_id(self.app, event.message.tp)
+            tp = event.message.tp
+            transaction = self.transaction_of.get(tp)
+            if transaction is None:
+                transaction = self.transaction_of[tp] = transactional_id(self.app, tp)
             # Faust's driver keeps a producer and a lock per transaction; its own send takes the lock per message.
             driver: Any = self.app.producer
             producer = driver._transaction_producers.get(transaction)
             if producer is None:
                 raise RuntimeError(f"no transactional producer for {transaction}: partition not assigned")
-            lock = driver._trn_locks[transaction]
-            if lock.locked():
-                _, waiting = self.held_back.setdefault(transaction, (producer, []))
-                waiting.extend(staged)
-                return
-            async with lock:
-                staged = self._take_held_back(transaction, producer) + staged
-                await _send_all(producer, staged)
+            pending = self.pending.get(transaction)
+            if pending is None or pending.producer is not producer:
+                # What waited for an earlier producer belongs to records whose offsets that owner never
+                # committed: whoever owned the partition since has applied them again.
+                pending = self.pending[transaction] = PendingSends(producer)
+            pending.add(staged)
+            if len(pending) >= self.max_pending and not driver._trn_locks[transaction].locked():
+                await self.send_pending(transaction)
             return
         plain: Any = await self.app.maybe_start_producer()
         keep_in_metadata(plain._producer, staged)  # the aiokafka producer behind Faust's
@@ -116,21 +149,17 @@ class RecordOutbox:
         await asyncio.gather(*deliveries)
         _on_delivered(staged, deliveries)
 
-    async def send_held_back(self, transaction: str) -> None:
-        """Sends what was held back for a transaction, ahead of its commit."""
+    async def send_pending(self, transaction: str) -> None:
+        """Sends what waits for a transaction, ahead of its commit."""
+        pending = self.pending.pop(transaction, None)
+        if pending is None:
+            return
         driver: Any = self.app.producer
         producer = driver._transaction_producers.get(transaction)
-        if producer is None or transaction not in self.held_back:
+        if producer is not pending.producer:
             return
         async with driver._trn_locks[transaction]:
-            await _send_all(producer, self._take_held_back(transaction, producer))
-
-    def _take_held_back(self, transaction: str, producer: Any) -> list[Staged]:
-        meant_for, waiting = self.held_back.pop(transaction, (producer, []))
-        # A partition that moved away and came back has a new producer; the records behind what was held
-        # back for the old one had their offsets left uncommitted, so whoever owned the partition since has
-        # applied them again.
-        return waiting if meant_for is producer else []
+            await _send_all(producer, list(pending.messages.values()))
 
 
 async def _send_all(producer: Any, staged: list[Staged]) -> None:

@@ -35,8 +35,8 @@ class RevocationSafeTransactionManager(TransactionManager):
     transaction that commits the record's offset, and Faust commits without waiting for the buffer.
 
     Partitions' transactions are committed concurrently instead of one after another: each commit holds
-    its partition's lock, which the agent's sends for that partition wait on, so one after another they
-    stopped the agent for the sum of every partition's commit round trips at each interval.
+    its partition's lock and carries what the partition's records sent since the last, so one after another
+    they took the sum of every partition's round trips at each interval.
 
     A rebalance stops the transactional producer of every partition this worker no longer owns. Faust
     skips partitions it keeps as standbys, so such a producer lived on, was fenced once another worker
@@ -68,8 +68,8 @@ class RevocationSafeTransactionManager(TransactionManager):
     async def _commit_one(
         self, transaction: str, offsets: dict[TP, int], group_id: str, start_new_transaction: bool
     ) -> None:
-        for send_held_back in getattr(self.app, "before_commit", ()):
-            await send_held_back(transaction)
+        for send_pending in getattr(self.app, "before_commit", ()):
+            await send_pending(transaction)
         await self.producer.commit_transactions({transaction: offsets}, group_id, start_new_transaction)
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
@@ -159,7 +159,7 @@ BeforeCommit = Callable[[str], Awaitable[None]]
 
 class RollwatchApp(faust.App):
     """A Faust App whose transaction manager first awaits each of `before_commit` with the transactional id
-    of every partition it is about to commit (the worker's outbox sends what it held back)."""
+    of every partition it is about to commit (the worker's outbox sends what waits for that commit)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -110,19 +110,32 @@ class Metrics:
         self.ready = Gauge(
             "rollwatch_worker_ready", "1 when the worker would answer /ready with 200, else 0.", registry=registry,
         )
+        # A labelled child found once: `labels()` validates and locks on every call, a cost paid per record.
+        # These counters are never cleared, so a child found stays the one the registry reports.
+        self._topic_counters: dict[str, tuple[Counter, Counter, Counter]] = {}
+        self._alert_counters: dict[tuple[str, str, str, str], Counter] = {}
 
     def record_applied(self, topic: str, changed: bool) -> None:
-        self.consumed.labels(topic).inc()
-        self.applied.labels(topic).inc()
+        counters = self._topic_counters.get(topic)
+        if counters is None:
+            counters = (self.consumed.labels(topic), self.applied.labels(topic), self.unchanged.labels(topic))
+            self._topic_counters[topic] = counters
+        consumed, applied, unchanged = counters
+        consumed.inc()
+        applied.inc()
         if not changed:
-            self.unchanged.labels(topic).inc()
+            unchanged.inc()
 
     def record_dead_lettered(self, topic: str, error_code: str) -> None:
         self.consumed.labels(topic).inc()
         self.dead_lettered.labels(topic, error_code).inc()
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
-        self.alerts.labels(alert.rule.value, alert.recipient.value, alert.severity.value, alert.la_code).inc()
+        labels = (alert.rule.value, alert.recipient.value, alert.severity.value, alert.la_code)
+        counter = self._alert_counters.get(labels)
+        if counter is None:
+            counter = self._alert_counters[labels] = self.alerts.labels(*labels)
+        counter.inc()
         if latency_seconds is not None:
             # Clocks of other machines may run a little ahead; a negative latency means "immediately".
             self.latency.labels(measured_from.value).observe(max(latency_seconds, 0.0))

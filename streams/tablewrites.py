@@ -19,7 +19,7 @@ class ChangelogWrites:
     could keep the record's offset and alerts but lose its state), and each write costs several Faust
     objects, a buffer round and callbacks. Here the local store takes the value at once (later reads in
     the same record see it) and the changelog record joins the record's outbox, which sends it with the
-    record's alerts.
+    record's alerts, once per key and transaction.
     """
 
     def __init__(self, outbox: RecordOutbox) -> None:
@@ -40,7 +40,12 @@ class ChangelogWrites:
             raise RuntimeError("tables are written only while an input record is in hand")
         # A table's changelog partition is its input's: that is where recovery looks for the key.
         self.outbox.stage(
-            table.changelog_topic.get_topic_name(), key, value, event.message.partition, self._keeper(table)
+            table.changelog_topic.get_topic_name(),
+            key,
+            value,
+            event.message.partition,
+            self._keeper(table),
+            latest_only=True,
         )
 
     def _keeper(self, table: TableT) -> Delivered:

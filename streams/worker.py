@@ -307,7 +307,7 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
     outbox = RecordOutbox(app)
-    app.before_commit.append(outbox.send_held_back)
+    app.before_commit.append(outbox.send_pending)
     writes = ChangelogWrites(outbox)
     child_store = TableChildStore(children, writes)
     counts = TablePartitionCounts(totals, writes)

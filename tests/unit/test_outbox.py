@@ -1,4 +1,4 @@
-"""The record outbox: a record's messages together, in order, held back (not lost) while a commit holds the lock."""
+"""The record outbox: a record's messages together, sent with its transaction's commit, each changelog key once."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Event:
         self.message = SimpleNamespace(tp=TP("roll.events", partition), partition=partition)
 
 
-def outbox_with(producer: FakeProducer) -> tuple[RecordOutbox, asyncio.Lock, Any]:
+def outbox_with(producer: FakeProducer, max_pending: int = 5000) -> tuple[RecordOutbox, asyncio.Lock, Any]:
     lock = asyncio.Lock()
     driver = SimpleNamespace(_transaction_producers={TRANSACTION: producer}, _trn_locks={TRANSACTION: lock})
     app = SimpleNamespace(
@@ -43,28 +43,38 @@ def outbox_with(producer: FakeProducer) -> tuple[RecordOutbox, asyncio.Lock, Any
         assignor=SimpleNamespace(group_for_topic=lambda _topic: 0),
         producer=driver,
     )
-    return RecordOutbox(app), lock, driver  # type: ignore[arg-type]
+    return RecordOutbox(app, max_pending), lock, driver  # type: ignore[arg-type]
 
 
-async def handle_record(outbox: RecordOutbox, *values: bytes) -> None:
-    """Stages and flushes like the worker's handler, with an input record of partition 2 in hand."""
+async def handle_record(outbox: RecordOutbox, state: bytes, *alerts: bytes) -> None:
+    """Stages and flushes like the worker's handler, with an input record of partition 2 in hand: the
+    child's state (one changelog key), then its alerts."""
     event = Event(2)
     _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    for value in values:
-        outbox.stage("children-changelog", b"upn", value, 2)
+    outbox.stage("children-changelog", b"upn", state, 2, latest_only=True)
+    for alert in alerts:
+        outbox.stage("la.330.alerts.cme-officer", b"upn", alert)
     await outbox.flush()
 
 
-async def test_a_record_goes_out_at_once_when_no_commit_holds_the_lock() -> None:
+def values(producer: FakeProducer) -> list[bytes | None]:
+    return [value for _, value, _ in producer.sent]
+
+
+async def test_a_records_messages_wait_for_its_transactions_commit_then_go_out_together() -> None:
     producer = FakeProducer()
     outbox, _lock, _driver = outbox_with(producer)
     delivered: list[Any] = []
     event = Event(2)
     _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    outbox.stage("children-changelog", b"upn", b"state", 2, delivered.append)
+    outbox.stage("children-changelog", b"upn", b"state", 2, delivered.append, latest_only=True)
     outbox.stage("la.330.alerts.cme-officer", b"upn", b"alert")
 
     await outbox.flush()
+    assert producer.sent == []
+
+    await outbox.send_pending(TRANSACTION)
+    await outbox.send_pending(TRANSACTION)  # nothing left: sends nothing twice
 
     assert producer.sent == [("children-changelog", b"state", 2), ("la.330.alerts.cme-officer", b"alert", None)]
     await asyncio.sleep(0)
@@ -72,40 +82,85 @@ async def test_a_record_goes_out_at_once_when_no_commit_holds_the_lock() -> None
     assert producer.client._topics == {"children-changelog", "la.330.alerts.cme-officer"}
 
 
-async def test_during_a_commit_records_are_held_back_then_sent_in_order_ahead_of_the_next() -> None:
+async def test_a_key_written_by_several_records_is_sent_once_with_its_latest_value_and_every_alert() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    await handle_record(outbox, b"state-1", b"alert-1")
+    await handle_record(outbox, b"state-2")
+    await handle_record(outbox, b"state-3", b"alert-3a", b"alert-3b")
+
+    await outbox.send_pending(TRANSACTION)
+
+    assert values(producer) == [b"state-3", b"alert-1", b"alert-3a", b"alert-3b"]
+
+
+async def test_a_deleted_key_is_sent_as_its_tombstone() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    await handle_record(outbox, b"deadline")
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    outbox.stage("children-changelog", b"upn", None, 2, latest_only=True)
+    await outbox.flush()
+
+    await outbox.send_pending(TRANSACTION)
+
+    assert producer.sent == [("children-changelog", None, 2)]
+
+
+async def test_records_handled_during_a_commit_wait_for_the_next_one() -> None:
     producer = FakeProducer()
     outbox, lock, _driver = outbox_with(producer)
-    async with lock:  # a commit in progress
-        await asyncio.wait_for(handle_record(outbox, b"first"), timeout=1)
-        await asyncio.wait_for(handle_record(outbox, b"second"), timeout=1)
+    await handle_record(outbox, b"before", b"alert-before")
+
+    async def commit() -> None:
+        await outbox.send_pending(TRANSACTION)
+        async with lock:  # the producer's commit holds the lock
+            await asyncio.sleep(0.01)
+
+    committing = asyncio.create_task(commit())
+    await asyncio.sleep(0)
+    await handle_record(outbox, b"during", b"alert-during")
+    await committing
+
+    assert values(producer) == [b"before", b"alert-before"]
+    await outbox.send_pending(TRANSACTION)
+    assert values(producer) == [b"before", b"alert-before", b"during", b"alert-during"]
+
+
+async def test_a_full_outbox_sends_whole_records_early_unless_a_commit_holds_the_lock() -> None:
+    producer = FakeProducer()
+    outbox, lock, _driver = outbox_with(producer, max_pending=3)
+    async with lock:
+        await asyncio.wait_for(handle_record(outbox, b"state-1", b"alert-1", b"alert-2"), timeout=1)
         assert producer.sent == []
 
-    await handle_record(outbox, b"third")
+    await handle_record(outbox, b"state-2", b"alert-3")
 
-    assert [value for _, value, _ in producer.sent] == [b"first", b"second", b"third"]
-    assert outbox.held_back == {}
-
-
-async def test_the_next_commit_sends_what_was_held_back_before_committing() -> None:
-    producer = FakeProducer()
-    outbox, lock, _driver = outbox_with(producer)
-    async with lock:
-        await handle_record(outbox, b"during-commit")
-
-    await outbox.send_held_back(TRANSACTION)
-    await outbox.send_held_back(TRANSACTION)  # nothing left: sends nothing twice
-
-    assert [value for _, value, _ in producer.sent] == [b"during-commit"]
+    assert values(producer) == [b"state-2", b"alert-1", b"alert-2", b"alert-3"]
+    assert outbox.pending == {}
 
 
-async def test_what_was_held_back_for_a_producer_since_replaced_is_dropped() -> None:
+async def test_what_waited_for_a_producer_since_replaced_is_dropped() -> None:
     old, new = FakeProducer(), FakeProducer()
-    outbox, lock, driver = outbox_with(old)
-    async with lock:
-        await handle_record(outbox, b"for-the-old-owner")
+    outbox, _lock, driver = outbox_with(old)
+    await handle_record(outbox, b"for-the-old-owner")
     driver._transaction_producers[TRANSACTION] = new  # the partition went away and came back
 
     await handle_record(outbox, b"after-return")
+    await outbox.send_pending(TRANSACTION)
 
     assert old.sent == []
-    assert [value for _, value, _ in new.sent] == [b"after-return"]
+    assert values(new) == [b"after-return"]
+
+
+async def test_a_commit_after_the_partition_went_away_sends_nothing() -> None:
+    old = FakeProducer()
+    outbox, _lock, driver = outbox_with(old)
+    await handle_record(outbox, b"uncommitted")
+    del driver._transaction_producers[TRANSACTION]
+
+    await outbox.send_pending(TRANSACTION)
+
+    assert old.sent == []
+    assert outbox.pending == {}

@@ -127,18 +127,18 @@ async def test_partitions_commit_together_each_in_its_own_transaction() -> None:
     }
 
 
-async def test_each_partition_sends_what_was_held_back_for_it_before_it_commits() -> None:
+async def test_each_partition_sends_what_waits_for_it_before_it_commits() -> None:
     producer = RecordingProducer(SlowBuffer())  # nothing queued in Faust's buffer
-    held_back_sent: list[tuple[str, int]] = []
+    pending_sent: list[tuple[str, int]] = []
 
-    async def send_held_back(transactional_id: str) -> None:
-        held_back_sent.append((transactional_id, len(producer.committed)))
+    async def send_pending(transactional_id: str) -> None:
+        pending_sent.append((transactional_id, len(producer.committed)))
 
-    manager = manager_for(producer, [], [send_held_back])
+    manager = manager_for(producer, [], [send_pending])
     await manager.commit({TP("roll.events", 0): 1, TP("roll.events", 1): 1})
 
     # every partition's held-back sends ran before any transaction was committed
-    assert sorted(held_back_sent) == [("rollwatch-0-0", 0), ("rollwatch-0-1", 0)]
+    assert sorted(pending_sent) == [("rollwatch-0-0", 0), ("rollwatch-0-1", 0)]
     assert len(producer.committed) == 2
 
 
