@@ -154,13 +154,26 @@ class TablePartitionCounts:
     def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
         self.table = table
         self.writes = writes
+        #: Per partition, the stored value last read or written and its decoded totals: most records that
+        #: change the totals find them as this worker last wrote them, and skip decoding them again.
+        self.decoded: dict[int, tuple[bytes, PartitionTotals]] = {}
 
     def add(self, partition: int, changes: Changes) -> None:
-        self.writes.set(self.table, str(partition).encode(), self.get(partition).plus(changes).encode())
+        totals = self.get(partition).plus(changes)
+        raw = totals.encode()
+        self.writes.set(self.table, str(partition).encode(), raw)
+        self.decoded[partition] = (raw, totals)
 
     def get(self, partition: int) -> PartitionTotals:
         raw = self.table.get(str(partition).encode())
-        return PartitionTotals.decode(raw) if raw is not None else PartitionTotals()
+        if raw is None:
+            return PartitionTotals()
+        known = self.decoded.get(partition)
+        if known is not None and known[0] == raw:
+            return known[1]
+        totals = PartitionTotals.decode(raw)
+        self.decoded[partition] = (raw, totals)
+        return totals
 
 
 class MemoryPartitionCounts:

@@ -15,7 +15,7 @@ from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import CLOCK_TICKS, ROLL_EVENTS, ClockTick, Rule
 from processors.state import ChildState
-from processors.timeline import MemoryChildStore, memory_timeline
+from processors.timeline import Changes, MemoryChildStore, memory_timeline
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
@@ -28,7 +28,13 @@ from streams.metrics import (
     PartitionState,
     date_as_unix_time,
 )
-from streams.worker import RECORD_TYPES, MemoryPartitionCounts, PartitionTotals, RecordHandler
+from streams.worker import (
+    RECORD_TYPES,
+    MemoryPartitionCounts,
+    PartitionTotals,
+    RecordHandler,
+    TablePartitionCounts,
+)
 from tests.scenarios.builder import Scenario
 from tests.scenarios.catalogue import SCENARIOS
 from tests.unit.test_record_handler import MISSING, topic_for
@@ -206,6 +212,29 @@ def test_some_scenario_opens_and_one_closes_a_case() -> None:
 def test_partition_totals_survive_their_encoding() -> None:
     totals = PartitionTotals({"330": 2, "331": 1}, 4)
     assert PartitionTotals.decode(totals.encode()) == totals
+
+
+class DirectWrites:
+    """Writes straight into a plain dict standing for the totals table."""
+
+    def set(self, table: dict[bytes, bytes], key: bytes, value: bytes) -> None:
+        table[key] = value
+
+
+def test_table_totals_follow_their_stored_value_even_when_it_changes_underneath() -> None:
+    table: dict[bytes, bytes] = {}
+    counts = TablePartitionCounts(table, DirectWrites())  # type: ignore[arg-type]
+    counts.add(1, Changes(cases_opened=("330",), deadlines_added=2))
+    counts.add(1, Changes(cases_opened=("331",), deadlines_ended=1))
+    assert counts.get(1) == PartitionTotals({"330": 1, "331": 1}, 1)
+    assert PartitionTotals.decode(table[b"1"]) == counts.get(1)
+
+    # A changelog recovery (the partition back from another worker) stores what that worker wrote.
+    table[b"1"] = PartitionTotals({"332": 5}, 7).encode()
+    assert counts.get(1) == PartitionTotals({"332": 5}, 7)
+    counts.add(1, Changes(cases_closed=("332",)))
+    assert counts.get(1) == PartitionTotals({"332": 4}, 7)
+    assert counts.get(2) == PartitionTotals()
 
 
 def test_worker_state_gauges_are_replaced_whole() -> None:
