@@ -59,14 +59,18 @@ RECORD_TYPES: dict[str, type[InputRecord]] = {
 
 
 class TableChildStore:
-    """Child states in a changelog-backed table keyed by UPN."""
+    """Child states in a changelog-backed table keyed by UPN.
+
+    The tables here are read and written through their stores (`table.data`), as ChangelogWrites writes
+    them: a read through the table would only add Faust's per-key statistics and, for a key not there yet
+    (every new child), a KeyError raised and caught."""
 
     def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
         self.table = table
         self.writes = writes
 
     def get(self, upn: str) -> ChildState | None:
-        raw = self.table.get(upn.encode())
+        raw = self.table.data.get(upn.encode())
         return decode_state(raw) if raw is not None else None
 
     def put(self, state: ChildState) -> None:
@@ -107,7 +111,7 @@ class TableBusinessClock:
         self.writes = writes
 
     def get(self) -> date | None:
-        raw = self.table.get(self.key)
+        raw = self.table.data.get(self.key)
         return date.fromisoformat(raw.decode()) if raw is not None else None
 
     def set(self, today: date) -> None:
@@ -165,7 +169,7 @@ class TablePartitionCounts:
         self.decoded[partition] = (raw, totals)
 
     def get(self, partition: int) -> PartitionTotals:
-        raw = self.table.get(str(partition).encode())
+        raw = self.table.data.get(str(partition).encode())
         if raw is None:
             return PartitionTotals()
         known = self.decoded.get(partition)

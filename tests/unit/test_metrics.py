@@ -214,23 +214,28 @@ def test_partition_totals_survive_their_encoding() -> None:
     assert PartitionTotals.decode(totals.encode()) == totals
 
 
-class DirectWrites:
-    """Writes straight into a plain dict standing for the totals table."""
+class DictTable:
+    """A table as the worker's table stores use it: its store, `data`, read and written directly."""
 
-    def set(self, table: dict[bytes, bytes], key: bytes, value: bytes) -> None:
-        table[key] = value
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+
+class DirectWrites:
+    def set(self, table: DictTable, key: bytes, value: bytes) -> None:
+        table.data[key] = value
 
 
 def test_table_totals_follow_their_stored_value_even_when_it_changes_underneath() -> None:
-    table: dict[bytes, bytes] = {}
+    table = DictTable()
     counts = TablePartitionCounts(table, DirectWrites())  # type: ignore[arg-type]
     counts.add(1, Changes(cases_opened=("330",), deadlines_added=2))
     counts.add(1, Changes(cases_opened=("331",), deadlines_ended=1))
     assert counts.get(1) == PartitionTotals({"330": 1, "331": 1}, 1)
-    assert PartitionTotals.decode(table[b"1"]) == counts.get(1)
+    assert PartitionTotals.decode(table.data[b"1"]) == counts.get(1)
 
     # A changelog recovery (the partition back from another worker) stores what that worker wrote.
-    table[b"1"] = PartitionTotals({"332": 5}, 7).encode()
+    table.data[b"1"] = PartitionTotals({"332": 5}, 7).encode()
     assert counts.get(1) == PartitionTotals({"332": 5}, 7)
     counts.add(1, Changes(cases_closed=("332",)))
     assert counts.get(1) == PartitionTotals({"332": 4}, 7)
