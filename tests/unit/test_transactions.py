@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from streams.app import RevocationSafeTransactionManager, WorkerConsumerThread, create_app, drain
+from streams.app import (
+    RevocationSafeTransactionManager,
+    WorkerConsumerThread,
+    create_app,
+    drain,
+    seek_to_committed_or_start,
+)
 from streams.settings import Settings
 
 
@@ -164,3 +174,193 @@ async def test_the_worker_consumer_fetches_with_the_configured_wait_not_fausts()
         assert consumer._fetch_max_wait_ms == 30  # Faust's own would be 1,500
     finally:
         await consumer.stop()
+
+
+class FakeAiokafkaConsumer:
+    """The calls `seek_to_committed_or_start` makes of an aiokafka consumer, in the order they happen."""
+
+    def __init__(self, committed: dict[Any, int | None], starts: dict[Any, int]) -> None:
+        self.offsets = committed
+        self.starts = starts
+        self.calls: list[str] = []
+
+    def assignment(self) -> set[Any]:
+        return set(self.offsets)
+
+    async def committed(self, tp: Any) -> int | None:
+        await asyncio.sleep(0)
+        self.calls.append(f"committed {tp.topic}")
+        return self.offsets[tp]
+
+    async def beginning_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        await asyncio.sleep(0)
+        self.calls.append("beginning_offsets")
+        return {tp: self.starts[tp] for tp in partitions}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.calls.append(f"seek {tp.topic} {offset}")
+
+
+async def test_every_partition_is_sought_at_once_after_every_lookup() -> None:
+    events, fresh, changelog = (
+        TopicPartition("roll.events", 0), TopicPartition("ehe.notifications", 0), TopicPartition("children", 0)
+    )
+    consumer = FakeAiokafkaConsumer({events: 703, fresh: None, changelog: None}, {fresh: 12})
+    sought: list[tuple[Any, Any]] = []
+
+    def on_sought(committed: Any, positions: Any) -> None:
+        consumer.calls.append("on_sought")
+        sought.append((dict(committed), dict(positions)))
+
+    committed = await seek_to_committed_or_start(consumer, {"children"}, (), on_sought)
+    assert committed == {events: 703, fresh: None, changelog: None}
+    assert sought == [(committed, {events: 703, fresh: 12})]
+    lookups, seeks = consumer.calls[:4], consumer.calls[4:]
+    assert all(not call.startswith("seek") for call in lookups)
+    assert sorted(seeks[:2]) == ["seek ehe.notifications 12", "seek roll.events 703"]
+    assert seeks[2:] == ["on_sought"]  # in the same step as the seeks: no fetch can come between
+
+
+def fetch_yielding(records: list[tuple[TP, int]], fetched_at: int, during: dict[int, Any]) -> Any:
+    """Stands in for Faust's own fetch of a batch made at seek count `fetched_at`: yields `records`,
+    calling `during[offset]()` (and awaiting what it returns) before the record at that offset."""
+
+    async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:  # noqa: ASYNC109 - Faust's
+        self.fetched_at = fetched_at  # as WorkerConsumer._getmany does with the batch's count
+        for tp, offset in records:
+            if offset in during:
+                outcome = during[offset]()
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            yield tp, SimpleNamespace(tp=tp, offset=offset)
+
+    return getmany
+
+
+async def test_records_fetched_before_their_partitions_seek_are_not_handed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings())
+    consumer: Any = app.consumer
+    sought, other = TP("roll.events", 2), TP("roll.events", 3)
+    # A batch fetched from where reading had got to (881) is still being handed on when the rebalance's
+    # seek puts roll.events[2] back at 703; roll.events[3] is not sought.
+    batch = [(sought, 881), (other, 5), (sought, 882), (other, 6)]
+    seek = {5: lambda: consumer.on_sought({sought: 703}, {sought: 703})}
+    monkeypatch.setattr(Consumer, "getmany", fetch_yielding(batch, consumer.seeks, seek))
+    assert [(tp.partition, message.offset) async for tp, message in consumer.getmany(1.0)] == [(2, 881), (3, 5), (3, 6)]
+    assert consumer._read_offset[sought] == 703
+    # The next batch, fetched after the seek, is handed on whole.
+    monkeypatch.setattr(Consumer, "getmany", fetch_yielding([(sought, 703), (sought, 704)], consumer.seeks, {}))
+    assert [message.offset async for _, message in consumer.getmany(1.0)] == [703, 704]
+
+
+async def test_a_fetch_is_stamped_with_the_seek_count_it_was_made_under(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings())
+    consumer: Any = app.consumer
+    tp = TP("roll.events", 0)
+
+    async def fetched_records(self: Any, *args: Any, **kwargs: Any) -> dict[TP, list[Any]]:
+        return {tp: ["record"]}
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", fetched_records)
+    consumer.on_sought({tp: 7}, {tp: 7})
+    records = await consumer._thread._fetch_records(None, {tp})
+    assert records == {tp: ["record"]}
+    assert records.seeks == consumer.seeks == 1
+
+
+async def ignore_rebalance(partitions: set[TP]) -> None:
+    return None
+
+
+async def test_a_record_handed_on_across_a_seek_is_skipped_and_leaves_the_read_offset_where_the_seek_put_it() -> None:
+    app = create_app(Settings())
+    tp = TP("roll.events", 2)
+    handed_on: list[Any] = []
+    waiting = asyncio.Event()
+
+    async def conductor(message: Any) -> None:
+        await waiting.wait()  # Faust's conductor waits here while flow control is suspended
+        handed_on.append(message)
+
+    consumer: Any = app.transport.Consumer(app.transport, conductor, ignore_rebalance, ignore_rebalance)
+    message = SimpleNamespace(tp=tp, topic=tp.topic, offset=746, generation_id=2)
+    in_hand = asyncio.ensure_future(consumer.callback(message))
+    await asyncio.sleep(0)
+    consumer.on_sought({tp: 727}, {tp: 727})  # the end of the recovery, which then lets flow resume
+    waiting.set()
+    await in_hand
+    # What Faust's fetch loop does once its callback returns: the seek's offset must stand.
+    consumer._read_offset[tp] = message.offset
+    assert consumer._read_offset[tp] == 727
+    assert handed_on == [message]
+    assert message.generation_id != app.consumer_generation_id  # the stream skips it
+    # Records fetched again from 727 move the read offset as before.
+    consumer._read_offset[tp] = 727
+    consumer._read_offset[tp] = 728
+    assert consumer._read_offset[tp] == 728
+    assert consumer._read_offset[TP("roll.events", 3)] is None
+
+
+async def test_a_record_handed_on_without_a_seek_is_left_alone() -> None:
+    app = create_app(Settings())
+    tp = TP("roll.events", 2)
+
+    async def conductor(message: Any) -> None:
+        await asyncio.sleep(0)
+
+    consumer: Any = app.transport.Consumer(app.transport, conductor, ignore_rebalance, ignore_rebalance)
+    consumer.on_sought({TP("roll.events", 3): 1}, {TP("roll.events", 3): 1})  # another partition's seek
+    message = SimpleNamespace(tp=tp, topic=tp.topic, offset=746, generation_id=app.consumer_generation_id)
+    await consumer.callback(message)
+    consumer._read_offset[tp] = message.offset
+    assert consumer._read_offset[tp] == 746
+    assert message.generation_id == app.consumer_generation_id
+
+
+async def test_a_partition_whose_commits_are_held_by_unacknowledged_records_is_read_again_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(Settings())
+    consumer: Any = app.consumer
+    held, other = TP("ehe.notifications", 3), TP("ehe.notifications", 2)
+    rewound: list[set[TP]] = []
+
+    async def rewind(partitions: Any) -> dict[TP, int]:
+        rewound.append(set(partitions))
+        consumer.on_sought({held: 731}, {held: 731})
+        return {held: 731}
+
+    monkeypatch.setattr(consumer._thread, "rewind", rewind)
+    monkeypatch.setattr(consumer, "assignment", lambda: {held, other})
+    consumer.rewind_after = 0.0
+    consumer._committed_offset[held] = 731
+    consumer._acked[held] = list(range(744, 1020))  # 731 to 743 never acknowledged
+    consumer._acked_index[held] = set(range(744, 1020))
+    consumer._read_offset[held] = 1019
+    await consumer.commit()
+    assert rewound == [{held}]
+    assert consumer._read_offset[held] == 731
+    # Records 731 to 743 fetched again and acknowledged: the partition commits past everything handled.
+    consumer._acked[held].extend(range(731, 744))
+    assert consumer._new_offset(held) == 1020
+
+
+async def test_a_partition_acknowledged_in_order_is_never_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings())
+    consumer: Any = app.consumer
+    tp = TP("roll.events", 0)
+    rewound: list[Any] = []
+
+    async def rewind(partitions: Any) -> dict[TP, int]:
+        rewound.append(partitions)
+        return {}
+
+    monkeypatch.setattr(consumer._thread, "rewind", rewind)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "_commit_offsets", lambda offsets, **_: asyncio.sleep(0, True))
+    consumer.rewind_after = 0.0
+    consumer._committed_offset[tp] = 731
+    consumer._acked[tp] = [732, 733]  # Faust's own off-by-one: the record at the committed offset may be missing
+    consumer._acked_index[tp] = {732, 733}
+    await consumer.commit()
+    assert rewound == []
