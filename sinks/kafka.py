@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +100,46 @@ class RecordOutbox:
         self.staged: list[Staged] = []
         #: Per transactional id, what its next commit sends.
         self.pending: dict[str, PendingSends] = {}
+        #: Per transactional id, the value each table key written since its last commit had then (None: absent).
+        self.before: dict[str, dict[tuple[int, bytes], tuple[Any, bytes, bytes | None]]] = {}
         self.transaction_of: dict[TP, str] = {}
+
+    def transaction_for(self, tp: TP) -> str:
+        transaction = self.transaction_of.get(tp)
+        if transaction is None:
+            transaction = self.transaction_of[tp] = transactional_id(self.app, tp)
+        return transaction
+
+    def remember(self, table: Any, key: bytes) -> None:
+        """Keeps a table key's value as of its transaction's last commit, before the record in hand first
+        writes it: should the transaction never commit (its partition taken by another worker first), the
+        store goes back to it (`roll_back`). Left ahead, a store would hold the state of records whose
+        messages never went out, and the event ids that make their alerts count as already raised when the
+        partition comes back and they are read again."""
+        event = current_event()
+        if event is None or not self.app.in_transaction:
+            return
+        window = self.before.get(transaction := self.transaction_for(event.message.tp))
+        if window is None:
+            window = self.before[transaction] = {}
+        slot = (id(table), key)
+        if slot not in window:
+            window[slot] = (table, key, table.data.get(key))
+
+    def roll_back(self, transactions: Iterable[str]) -> int:
+        """Forgets what waits for transactions that will never commit (their producers are stopped, so the
+        broker aborts what they sent) and puts the table keys their records wrote back as they were at their
+        last commit; returns how many keys."""
+        restored = 0
+        for transaction in transactions:
+            self.pending.pop(transaction, None)
+            for table, key, value in (self.before.pop(transaction, None) or {}).values():
+                if value is None:
+                    table.data.pop(key, None)
+                else:
+                    table.data[key] = value
+                restored += 1
+        return restored
 
     def stage(
         self,
@@ -122,10 +161,7 @@ class RecordOutbox:
         staged, self.staged = self.staged, []
         event = current_event()
         if self.app.in_transaction and event is not None:
-            tp = event.message.tp
-            transaction = self.transaction_of.get(tp)
-            if transaction is None:
-                transaction = self.transaction_of[tp] = transactional_id(self.app, tp)
+            transaction = self.transaction_for(event.message.tp)
             # Faust's driver keeps a producer and a lock per transaction; its own send takes the lock per message.
             driver: Any = self.app.producer
             producer = driver._transaction_producers.get(transaction)
@@ -138,7 +174,7 @@ class RecordOutbox:
                 pending = self.pending[transaction] = PendingSends(producer)
             pending.add(staged)
             if len(pending) >= self.max_pending and not driver._trn_locks[transaction].locked():
-                await self.send_pending(transaction)
+                await self._send(transaction)
             return
         plain: Any = await self.app.maybe_start_producer()
         keep_in_metadata(plain._producer, staged)  # the aiokafka producer behind Faust's
@@ -150,7 +186,12 @@ class RecordOutbox:
         _on_delivered(staged, deliveries)
 
     async def send_pending(self, transaction: str) -> None:
-        """Sends what waits for a transaction, ahead of its commit."""
+        """Sends what waits for a transaction, ahead of its commit: the records whose messages these are
+        commit with it, so the table values from before them are no longer needed."""
+        self.before.pop(transaction, None)
+        await self._send(transaction)
+
+    async def _send(self, transaction: str) -> None:
         pending = self.pending.pop(transaction, None)
         if pending is None:
             return

@@ -82,6 +82,8 @@ class RevocationSafeTransactionManager(TransactionManager):
         if stale:
             self.log.info("Stopping %d transactional producers of partitions no longer owned", len(stale))
             await self._stop_transactions(stale)
+            for roll_back in getattr(self.app, "on_transactions_lost", ()):
+                roll_back(stale)
         await super().on_rebalance(assigned, revoked, newly_assigned)
 
 
@@ -333,6 +335,8 @@ class RollwatchApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_commit: list[BeforeCommit] = []
+        #: Called with the transactional ids of partitions no longer owned, once their producers are stopped.
+        self.on_transactions_lost: list[Callable[[list[str]], object]] = []
 
 
 def create_app(settings: Settings, *, app_id: str | None = None) -> RollwatchApp:

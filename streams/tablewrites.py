@@ -27,10 +27,12 @@ class ChangelogWrites:
         self.keepers: dict[int, Delivered] = {}
 
     def set(self, table: TableT, key: bytes, value: bytes) -> None:
+        self.outbox.remember(table, key)
         table.data[key] = value
         self._stage(table, key, value)
 
     def delete(self, table: TableT, key: bytes) -> None:
+        self.outbox.remember(table, key)
         del table.data[key]
         self._stage(table, key, None)
 

@@ -325,6 +325,13 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
     outbox = RecordOutbox(app)
     app.before_commit.append(outbox.send_pending)
+
+    def roll_back(transactions: list[str]) -> None:
+        restored = outbox.roll_back(transactions)
+        if restored:
+            log.info("Put %d table keys back as last committed: their partitions' transactions never will", restored)
+
+    app.on_transactions_lost.append(roll_back)
     writes = ChangelogWrites(outbox)
     child_store = TableChildStore(children, writes)
     counts = TablePartitionCounts(totals, writes)

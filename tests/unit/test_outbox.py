@@ -11,6 +11,7 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from sinks.kafka import RecordOutbox
+from streams.tablewrites import ChangelogWrites
 
 TRANSACTION = "rollwatch-0-2"
 
@@ -164,3 +165,74 @@ async def test_a_commit_after_the_partition_went_away_sends_nothing() -> None:
 
     assert old.sent == []
     assert outbox.pending == {}
+
+
+def fake_table(data: dict[bytes, bytes]) -> Any:
+    return SimpleNamespace(
+        data=data,
+        changelog_topic=SimpleNamespace(get_topic_name=lambda: "children-changelog"),
+        _on_changelog_sent=lambda delivery: None,
+    )
+
+
+async def write_in_record(writes: ChangelogWrites, table: Any, *changes: tuple[bytes, bytes | None]) -> None:
+    """Writes (None deletes) like the worker's handler, with an input record of partition 2 in hand."""
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    for key, value in changes:
+        if value is None:
+            writes.delete(table, key)
+        else:
+            writes.set(table, key, value)
+    await writes.outbox.flush()
+
+
+async def test_a_partition_lost_before_its_commit_gets_its_table_keys_back_as_last_committed() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    writes = ChangelogWrites(outbox)
+    table = fake_table({b"known": b"committed", b"gone": b"committed too"})
+    await write_in_record(writes, table, (b"known", b"first"), (b"new", b"state"), (b"gone", None))
+    await write_in_record(writes, table, (b"known", b"second"))
+    assert table.data == {b"known": b"second", b"new": b"state"}
+
+    assert outbox.roll_back([TRANSACTION]) == 3
+    assert table.data == {b"known": b"committed", b"gone": b"committed too"}
+    await outbox.send_pending(TRANSACTION)
+    assert producer.sent == []  # what waited is gone with the transaction
+
+
+async def test_a_loss_after_a_commit_puts_keys_back_only_as_far_as_that_commit() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    writes = ChangelogWrites(outbox)
+    table = fake_table({b"known": b"committed"})
+    await write_in_record(writes, table, (b"known", b"first"))
+    await outbox.send_pending(TRANSACTION)  # the commit
+    await write_in_record(writes, table, (b"known", b"second"), (b"new", b"state"))
+
+    assert outbox.roll_back([TRANSACTION]) == 2
+    assert table.data == {b"known": b"first"}
+
+
+async def test_messages_sent_early_are_still_put_back_if_their_transaction_never_commits() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer, max_pending=1)
+    writes = ChangelogWrites(outbox)
+    table = fake_table({b"known": b"committed"})
+    await write_in_record(writes, table, (b"known", b"first"))
+    assert values(producer) == [b"first"]  # sent early, into the open transaction
+
+    assert outbox.roll_back([TRANSACTION]) == 1
+    assert table.data == {b"known": b"committed"}
+
+
+async def test_nothing_is_kept_for_rolling_back_without_transactions() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    outbox.app.in_transaction = False
+    table = fake_table({b"known": b"committed"})
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    outbox.remember(table, b"known")
+    assert outbox.before == {}
