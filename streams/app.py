@@ -255,8 +255,11 @@ class WorkerConsumer(Consumer):
             fetched_at = self.fetched_at
             await callback(message)
             if self._overtaken(message.tp, fetched_at):
-                # Nothing has run since it was queued: the stream skips a message of another generation.
+                # Nothing has run since it was queued: the stream skips a message of another generation, and
+                # acknowledges what it skips unless already acknowledged. Its offset must wait for the copy
+                # the seek fetches again to be handled.
                 message.generation_id = OVERTAKEN
+                message.acked = True
                 self.read_offsets.overtaken[message.tp] = message.offset
 
         return hand_on

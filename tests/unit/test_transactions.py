@@ -283,7 +283,7 @@ async def test_a_record_handed_on_across_a_seek_is_skipped_and_leaves_the_read_o
         handed_on.append(message)
 
     consumer: Any = app.transport.Consumer(app.transport, conductor, ignore_rebalance, ignore_rebalance)
-    message = SimpleNamespace(tp=tp, topic=tp.topic, offset=746, generation_id=2)
+    message = SimpleNamespace(tp=tp, topic=tp.topic, offset=746, generation_id=2, acked=False)
     in_hand = asyncio.ensure_future(consumer.callback(message))
     await asyncio.sleep(0)
     consumer.on_sought({tp: 727}, {tp: 727})  # the end of the recovery, which then lets flow resume
@@ -294,6 +294,7 @@ async def test_a_record_handed_on_across_a_seek_is_skipped_and_leaves_the_read_o
     assert consumer._read_offset[tp] == 727
     assert handed_on == [message]
     assert message.generation_id != app.consumer_generation_id  # the stream skips it
+    assert message.acked  # and its acknowledgement of what it skips records nothing
     # Records fetched again from 727 move the read offset as before.
     consumer._read_offset[tp] = 727
     consumer._read_offset[tp] = 728
@@ -310,11 +311,12 @@ async def test_a_record_handed_on_without_a_seek_is_left_alone() -> None:
 
     consumer: Any = app.transport.Consumer(app.transport, conductor, ignore_rebalance, ignore_rebalance)
     consumer.on_sought({TP("roll.events", 3): 1}, {TP("roll.events", 3): 1})  # another partition's seek
-    message = SimpleNamespace(tp=tp, topic=tp.topic, offset=746, generation_id=app.consumer_generation_id)
+    message = SimpleNamespace(tp=tp, topic=tp.topic, offset=746, generation_id=app.consumer_generation_id, acked=False)
     await consumer.callback(message)
     consumer._read_offset[tp] = message.offset
     assert consumer._read_offset[tp] == 746
     assert message.generation_id == app.consumer_generation_id
+    assert not message.acked
 
 
 async def test_a_partition_whose_commits_are_held_by_unacknowledged_records_is_read_again_on_its_own(
