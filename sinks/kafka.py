@@ -110,16 +110,15 @@ class RecordOutbox:
             transaction = self.transaction_of[tp] = transactional_id(self.app, tp)
         return transaction
 
-    def remember(self, table: Any, key: bytes) -> None:
-        """Keeps a table key's value as of its transaction's last commit, before the record in hand first
-        writes it: should the transaction never commit (its partition taken by another worker first), the
-        store goes back to it (`roll_back`). Left ahead, a store would hold the state of records whose
-        messages never went out, and the event ids that make their alerts count as already raised when the
-        partition comes back and they are read again."""
-        event = current_event()
-        if event is None or not self.app.in_transaction:
+    def remember(self, table: Any, key: bytes, tp: TP) -> None:
+        """Keeps a table key's value as of its transaction's last commit, before a record of input partition
+        `tp` first writes it: should the transaction never commit (its partition taken by another worker
+        first), the store goes back to it (`roll_back`). Left ahead, a store would hold the state of records
+        whose messages never went out, and the event ids that make their alerts count as already raised when
+        the partition comes back and they are read again."""
+        if not self.app.in_transaction:
             return
-        window = self.before.get(transaction := self.transaction_for(event.message.tp))
+        window = self.before.get(transaction := self.transaction_for(tp))
         if window is None:
             window = self.before[transaction] = {}
         slot = (id(table), key)

@@ -107,10 +107,9 @@ async def seek_to_committed_or_start(
     so a fetch returns records either all from before the seek or all from after it."""
     wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions] or sorted(consumer.assignment())
     committed: dict[Any, int | None] = {tp: await consumer.committed(tp) for tp in wanted}
-    positions: dict[Any, int] = {
-        tp: offset for tp, offset in committed.items() if offset and tp.topic not in changelog_topics
-    }
-    never_committed = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelog_topics]
+    inputs = {tp: offset for tp, offset in committed.items() if tp.topic not in changelog_topics}
+    positions: dict[Any, int] = {tp: offset for tp, offset in inputs.items() if offset}
+    never_committed = [tp for tp, offset in inputs.items() if not offset]
     if never_committed:
         # Seeking to the offsets looked up, not with seek_to_beginning: that leaves a partition with no
         # position until a reset completes, and Faust's livelock check then crashes the worker reading it.

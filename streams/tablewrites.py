@@ -27,27 +27,24 @@ class ChangelogWrites:
         self.keepers: dict[int, Delivered] = {}
 
     def set(self, table: TableT, key: bytes, value: bytes) -> None:
-        self.outbox.remember(table, key)
-        table.data[key] = value
-        self._stage(table, key, value)
+        self._write(table, key, value)
 
     def delete(self, table: TableT, key: bytes) -> None:
-        self.outbox.remember(table, key)
-        del table.data[key]
-        self._stage(table, key, None)
+        self._write(table, key, None)
 
-    def _stage(self, table: TableT, key: bytes, value: bytes | None) -> None:
+    def _write(self, table: TableT, key: bytes, value: bytes | None) -> None:
         event = current_event()
         if event is None:
             raise RuntimeError("tables are written only while an input record is in hand")
+        tp = event.message.tp
+        self.outbox.remember(table, key, tp)
+        if value is None:
+            del table.data[key]
+        else:
+            table.data[key] = value
         # A table's changelog partition is its input's: that is where recovery looks for the key.
         self.outbox.stage(
-            table.changelog_topic.get_topic_name(),
-            key,
-            value,
-            event.message.partition,
-            self._keeper(table),
-            latest_only=True,
+            table.changelog_topic.get_topic_name(), key, value, tp.partition, self._keeper(table), latest_only=True
         )
 
     def _keeper(self, table: TableT) -> Delivered:

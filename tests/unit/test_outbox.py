@@ -232,7 +232,5 @@ async def test_nothing_is_kept_for_rolling_back_without_transactions() -> None:
     outbox, _lock, _driver = outbox_with(producer)
     outbox.app.in_transaction = False
     table = fake_table({b"known": b"committed"})
-    event = Event(2)
-    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    outbox.remember(table, b"known")
+    outbox.remember(table, b"known", TP("roll.events", 2))
     assert outbox.before == {}
