@@ -245,6 +245,11 @@ class WorkerConsumer(Consumer):
             self.sought_at[tp] = self.seeks
             self.held_since.pop(tp, None)
 
+    async def perform_seek(self) -> None:
+        # `on_sought` has set the read and committed offsets in the same step as the seeks. Faust's own would
+        # set them again once back on this loop, where a commit finished meanwhile may have moved them on.
+        await self.seek_to_committed()
+
     def _overtaken(self, tp: TP, seeks: int) -> bool:
         """Whether `tp` has been sought since the seek count was `seeks`."""
         return self.sought_at.get(tp, -1) > seeks

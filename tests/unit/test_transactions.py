@@ -366,3 +366,21 @@ async def test_a_partition_acknowledged_in_order_is_never_read_again(monkeypatch
     consumer._acked_index[tp] = {732, 733}
     await consumer.commit()
     assert rewound == []
+
+
+async def test_a_seeks_offsets_are_set_once_with_it_not_again_after_a_commit_that_finished_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(Settings())
+    consumer: Any = app.consumer
+    tp = TP("roll.events", 2)
+
+    async def rewind(partitions: Any) -> dict[TP, int]:
+        consumer.on_sought({tp: 703}, {tp: 703})
+        consumer._committed_offset[tp] = 742  # a commit that was under way finishes before the seek returns
+        return {tp: 703}
+
+    monkeypatch.setattr(consumer._thread, "rewind", rewind)
+    await consumer.perform_seek()
+    assert consumer._read_offset[tp] == 703
+    assert consumer._committed_offset[tp] == 742
