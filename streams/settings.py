@@ -91,9 +91,10 @@ class Settings(BaseSettings):
     broker_rebalance_timeout: float = Field(30.0, description="Rebalance timeout, seconds.")
     broker_request_timeout: float = Field(60.0, description="Kafka request timeout, seconds.")
     broker_commit_interval: float = Field(
-        0.2,
-        description="How often the worker commits its transactions, seconds. Alerts become visible to "
-        "read_committed consumers at each commit: lower means sooner alerts, higher means more records a second.",
+        0.1,
+        description="How often the worker commits its transactions, seconds, from the start of one commit to "
+        "the start of the next. Alerts become visible to read_committed consumers at each commit: lower means "
+        "sooner alerts, higher means more records a second.",
     )
     fetch_max_wait: float = Field(
         0.02,
@@ -110,6 +111,15 @@ class Settings(BaseSettings):
         description="How long the worker's producers gather records into one request, seconds. Each request "
         "costs the worker and the broker CPU; a commit sends whatever is gathered at once, so alerts become "
         "visible no later for it.",
+    )
+    producer_retry_backoff: float = Field(
+        0.02,
+        gt=0.0,
+        le=1.0,
+        description="How long the worker's producers wait before sending again a request the broker turned "
+        "away for the moment (the last transaction's markers still being written, or the broker's check that a "
+        "partition joined the transaction), seconds. Each such wait delays a commit and so the alerts in it; "
+        "Kafka's clients wait 0.1 s by default.",
     )
     web_enabled: bool = Field(True, description="Serve metrics, health and the dashboard.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")

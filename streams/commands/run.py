@@ -267,7 +267,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "register_group": f"rollwatch-register-demo-{demo_id}",
                 "data_dir": paths.worker_data,
                 "database_url": register_url,
-                "broker_commit_interval": 0.2,
                 "web_enabled": True,
                 "web_port": web_port,
                 "dashboard_tokens": tokens,

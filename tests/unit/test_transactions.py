@@ -384,3 +384,37 @@ async def test_a_seeks_offsets_are_set_once_with_it_not_again_after_a_commit_tha
     await consumer.perform_seek()
     assert consumer._read_offset[tp] == 703
     assert consumer._committed_offset[tp] == 742
+
+
+async def test_commits_start_an_interval_apart_however_long_each_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer: Any = create_app(Settings(broker_commit_interval=0.2)).consumer
+    clock = [100.0]
+    starts: list[float] = []
+    durations = iter([0.05, 0.15, 0.3, 0.05])
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    async def commit() -> bool:
+        starts.append(round(clock[0], 3))
+        clock[0] += next(durations)
+        if len(starts) == 4:
+            consumer._stopped.set()
+        return True
+
+    monkeypatch.setattr(consumer, "now", lambda: clock[0])
+    monkeypatch.setattr(consumer, "sleep", sleep)
+    monkeypatch.setattr(consumer, "commit", commit)
+    await consumer._commit_handler(consumer)
+    # Faust's own timer waits the interval after each commit ends: 100.2, 100.45, 100.8, 101.3.
+    # A commit longer than half the interval (0.15 s, 0.3 s) is followed half an interval after it ends.
+    assert starts == [100.2, 100.4, 100.65, 101.05]
+
+
+async def test_the_workers_producers_retry_after_the_configured_backoff() -> None:
+    app = create_app(Settings(producer_retry_backoff=0.015))
+    producer = app.producer._new_producer(transactional_id="rollwatch-roll.events-0")  # type: ignore[attr-defined]
+    try:
+        assert producer._sender._retry_backoff == 0.015  # aiokafka's own would be 0.1
+    finally:
+        await producer.stop()
