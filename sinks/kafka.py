@@ -88,10 +88,15 @@ class RecordOutbox:
     transaction or an earlier one, so one read again after a crash finds its state (and so its event id)
     and raises nothing twice. A table key written by several records in one commit interval (a partition's
     totals, a busy child) is sent once, with its latest value, which is all a changelog keeps anyway.
-    Readers see nothing before the commit in any case (read_committed), so waiting for it costs no latency;
-    `max_pending` messages waiting send early, whole records at a time. Sending straight to aiokafka also
-    spares each message Faust's per-send lock, signal and buffer. Under at_least_once each message is
-    acknowledged before the record is done.
+    Readers see nothing before the commit in any case (read_committed); sending a record's alerts as soon as
+    it is done was tried, and made alerts later, not sooner: the first write of a transaction that began a
+    moment before meets the broker still finishing the last one, and waits to be sent again. `max_pending`
+    messages waiting send early, whole records at a time. Sending straight to aiokafka also spares each
+    message Faust's per-send lock, signal and buffer.
+
+    Under at_least_once messages go out at once and the record is done without waiting for them; before
+    any offset is committed, `confirm_sent` waits for every message sent so far and raises if one was lost,
+    so that no record is committed whose messages did not reach Kafka.
     """
 
     def __init__(self, app: faust.App, max_pending: int = 5000) -> None:
@@ -103,6 +108,8 @@ class RecordOutbox:
         #: Per transactional id, the value each table key written since its last commit had then (None: absent).
         self.before: dict[str, dict[tuple[int, bytes], tuple[Any, bytes, bytes | None]]] = {}
         self.transaction_of: dict[TP, str] = {}
+        #: Deliveries of messages sent outside a transaction that no commit has confirmed yet.
+        self.unconfirmed: list[asyncio.Future[Any]] = []
 
     def transaction_for(self, tp: TP) -> str:
         transaction = self.transaction_of.get(tp)
@@ -181,8 +188,16 @@ class RecordOutbox:
             await plain.send(message.topic, message.key, message.value, message.partition, None, None)
             for message in staged
         ]
-        await asyncio.gather(*deliveries)
         _on_delivered(staged, deliveries)
+        self.unconfirmed.extend(deliveries)
+
+    async def confirm_sent(self) -> None:
+        """Returns once every message sent outside a transaction so far has been acknowledged, or raises the
+        first failure. The worker awaits it before committing offsets under at_least_once: a commit after a
+        lost message would skip its record for good; without the commit, the record is read again."""
+        unconfirmed, self.unconfirmed = self.unconfirmed, []
+        if unconfirmed:
+            await asyncio.gather(*unconfirmed)
 
     async def send_pending(self, transaction: str) -> None:
         """Sends what waits for a transaction, ahead of its commit: the records whose messages these are

@@ -319,6 +319,14 @@ class WorkerConsumer(Consumer):
             self.held_since.pop(tp, None)
         return offset
 
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        if not self.in_transaction:
+            # Faust flushes its producer before committing, but a failed send does not stop the commit.
+            for confirm in getattr(self.app, "before_commit_offsets", ()):
+                await confirm()
+        committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
+        return committed
+
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         committed: bool = await super().commit(topics, start_new_transaction=start_new_transaction)
         held = self.to_rewind & self.assignment()
@@ -380,6 +388,8 @@ class RollwatchApp(faust.App):
         self.before_commit: list[BeforeCommit] = []
         #: Called with the transactional ids of partitions no longer owned, once their producers are stopped.
         self.on_transactions_lost: list[Callable[[list[str]], object]] = []
+        #: Awaited before offsets are committed without a transaction (at_least_once); raising stops the commit.
+        self.before_commit_offsets: list[Callable[[], Awaitable[None]]] = []
 
 
 def create_app(settings: Settings, *, app_id: str | None = None) -> RollwatchApp:

@@ -325,6 +325,7 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
     outbox = RecordOutbox(app)
     app.before_commit.append(outbox.send_pending)
+    app.before_commit_offsets.append(outbox.confirm_sent)
 
     def roll_back(transactions: list[str]) -> None:
         restored = outbox.roll_back(transactions)

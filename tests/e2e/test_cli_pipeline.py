@@ -154,3 +154,31 @@ def test_a_case_closed_through_the_cli_changes_what_the_worker_does_next(
     assert rollwatch(settings, "register", "sync", "--once", "--timeout", "60").returncode == 0
     shown = json.loads(rollwatch(settings, "cases", "show", case["case_id"], "--json").stdout)
     assert (shown["status"], shown["closing_reason"], shown["closed_by"]) == ("closed", reason, officer)
+
+
+def test_an_at_least_once_worker_raises_the_worked_examples_alerts(kafka_bootstrap: str, tmp_path: Path) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=f"e2e-alo{run_id}.", app_id=f"e2e-alo-{run_id}",
+        topic_partitions=4, processing_guarantee="at_least_once", broker_commit_interval=0.1,
+        data_dir=tmp_path / "worker", web_enabled=False, broker_session_timeout=10, broker_rebalance_timeout=10,
+        log_level="WARNING",
+    )
+    ensure_worker_topics(settings)
+    files = [next(SHARED.glob(f"{name}_*.jsonl")) for name in ORDER]
+    combined = tmp_path / "worked-examples.jsonl"
+    combined.write_text("".join(f.read_text() for f in files))
+    expected: Counter[tuple[str, ...]] = Counter()
+    for f in files:
+        expected.update(tuple(e) for e in json.loads(f.with_name(f.stem + ".expected.json").read_text()))
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        published = rollwatch(settings, "publish", "--ordered", "--wait-timeout", "120", str(combined))
+        assert published.returncode == 0, published.stderr
+        printed = rollwatch(settings, "alerts", "--from-beginning", "--idle-seconds", "5")
+        assert printed.returncode == 0, printed.stderr
+        alerts = [json.loads(line) for line in printed.stdout.splitlines()]
+        assert Counter((a["rule"], a["recipient"], a["la_code"], a["upn"]) for a in alerts) == expected
+        assert worker.alive(), worker.log()
+    finally:
+        worker.stop()

@@ -234,3 +234,54 @@ async def test_nothing_is_kept_for_rolling_back_without_transactions() -> None:
     table = fake_table({b"known": b"committed"})
     outbox.remember(table, b"known", TP("roll.events", 2))
     assert outbox.before == {}
+
+
+class PlainProducer:
+    """Faust's (non-transactional) producer as the outbox uses it under at_least_once; deliveries stay
+    pending until the test settles them."""
+
+    def __init__(self) -> None:
+        self._producer = SimpleNamespace(client=SimpleNamespace(_topics=set(), add_topic=lambda topic: None))
+        self.deliveries: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, *_: Any) -> Any:
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.deliveries.append(delivery)
+        return delivery
+
+
+def plain_outbox() -> tuple[RecordOutbox, PlainProducer]:
+    plain = PlainProducer()
+
+    async def maybe_start_producer() -> PlainProducer:
+        return plain
+
+    app = SimpleNamespace(in_transaction=False, maybe_start_producer=maybe_start_producer)
+    return RecordOutbox(app), plain  # type: ignore[arg-type]
+
+
+async def test_without_transactions_a_record_is_done_before_its_messages_are_acknowledged() -> None:
+    outbox, plain = plain_outbox()
+    await asyncio.wait_for(handle_record(outbox, b"state", b"alert"), timeout=1)  # does not wait for acks
+    assert len(plain.deliveries) == 2 and not any(delivery.done() for delivery in plain.deliveries)
+
+    confirming = asyncio.ensure_future(outbox.confirm_sent())
+    await asyncio.sleep(0)
+    assert not confirming.done(), "a commit must wait for every message sent before it"
+    for delivery in plain.deliveries:
+        delivery.set_result(SimpleNamespace(offset=1))
+    await asyncio.wait_for(confirming, timeout=1)
+    assert outbox.unconfirmed == []
+
+
+async def test_a_lost_message_stops_the_commit_that_would_skip_its_record() -> None:
+    outbox, plain = plain_outbox()
+    await handle_record(outbox, b"state", b"alert")
+    plain.deliveries[0].set_result(SimpleNamespace(offset=1))
+    plain.deliveries[1].set_exception(RuntimeError("delivery timed out"))
+    try:
+        await outbox.confirm_sent()
+    except RuntimeError as error:
+        assert "timed out" in str(error)
+    else:
+        raise AssertionError("confirm_sent returned after a lost message")

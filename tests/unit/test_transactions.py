@@ -418,3 +418,31 @@ async def test_the_workers_producers_retry_after_the_configured_backoff() -> Non
         assert producer._sender._retry_backoff == 0.015  # aiokafka's own would be 0.1
     finally:
         await producer.stop()
+
+
+async def test_offsets_are_committed_without_a_transaction_only_once_sent_messages_are_confirmed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(Settings(processing_guarantee="at_least_once"))
+    consumer: Any = app.consumer
+    committed: list[dict[TP, int]] = []
+    tp = TP("roll.events", 1)
+
+    async def commit_to_kafka(offsets: dict[TP, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    async def lost() -> None:
+        raise RuntimeError("a message was lost")
+
+    monkeypatch.setattr(consumer, "_commit", commit_to_kafka)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(app.producer, "flush", lambda: asyncio.sleep(0))
+    app.before_commit_offsets.append(lost)
+    with pytest.raises(RuntimeError, match="lost"):
+        await consumer._commit_offsets({tp: 41})
+    assert committed == []
+
+    app.before_commit_offsets[:] = [lambda: asyncio.sleep(0)]
+    assert await consumer._commit_offsets({tp: 41})
+    assert committed == [{tp: 41}]
