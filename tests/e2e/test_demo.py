@@ -50,6 +50,15 @@ def fetch(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def log_tails(tmp_path: Path, characters: int = 3000) -> str:
+    """The end of every log the demo's children wrote, to tell which of them did not stop."""
+    tails = [
+        f"--- {log.relative_to(tmp_path)}:\n{log.read_text(errors='replace')[-characters:]}"
+        for log in sorted(tmp_path.rglob("*.log"))
+    ]
+    return "\n".join(tails) or "(no logs)"
+
+
 class Output:
     """Collects a process's stdout in a thread, so the test can wait for a line without blocking on a pipe."""
 
@@ -132,7 +141,11 @@ def test_demo_streams_alerts_serves_the_dashboard_and_stops_on_ctrl_c(tmp_path: 
         assert port_listening(broker_port)
 
         os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(timeout=120) == 0, output.text[-4000:]
+        try:
+            returncode = process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"rollwatch run still stopping after 120 s:\n{output.text[-2000:]}\n{log_tails(tmp_path)}")
+        assert returncode == 0, output.text[-4000:]
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
