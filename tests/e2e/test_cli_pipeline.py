@@ -53,19 +53,29 @@ def rollwatch(settings: Settings, *args: str, timeout: float = 300) -> subproces
     )
 
 
-def test_publish_ordered_then_alerts_matches_replay(running_worker: Settings, tmp_path: Path) -> None:
+def worked_examples(tmp_path: Path) -> tuple[Path, Counter[tuple[str, ...]]]:
+    """The shared worked examples as one replay file, and the alerts they must raise."""
     files = [next(SHARED.glob(f"{name}_*.jsonl")) for name in ORDER]
     combined = tmp_path / "worked-examples.jsonl"
     combined.write_text("".join(f.read_text() for f in files))
     expected: Counter[tuple[str, ...]] = Counter()
     for f in files:
         expected.update(tuple(e) for e in json.loads(f.with_name(f.stem + ".expected.json").read_text()))
+    return combined, expected
 
-    published = rollwatch(running_worker, "publish", "--ordered", "--wait-timeout", "120", str(combined))
+
+def publish_and_read_alerts(settings: Settings, replay_file: Path) -> list[dict[str, str]]:
+    """Publishes a replay file with --ordered, then reads every alert the worker raised."""
+    published = rollwatch(settings, "publish", "--ordered", "--wait-timeout", "120", str(replay_file))
     assert published.returncode == 0, published.stderr
-    printed = rollwatch(running_worker, "alerts", "--from-beginning", "--idle-seconds", "5")
+    printed = rollwatch(settings, "alerts", "--from-beginning", "--idle-seconds", "5")
     assert printed.returncode == 0, printed.stderr
-    alerts = [json.loads(line) for line in printed.stdout.splitlines()]
+    return [json.loads(line) for line in printed.stdout.splitlines()]
+
+
+def test_publish_ordered_then_alerts_matches_replay(running_worker: Settings, tmp_path: Path) -> None:
+    combined, expected = worked_examples(tmp_path)
+    alerts = publish_and_read_alerts(running_worker, combined)
     assert Counter((a["rule"], a["recipient"], a["la_code"], a["upn"]) for a in alerts) == expected
 
     replayed = rollwatch(running_worker, "replay", "--quiet", str(combined))
@@ -165,19 +175,10 @@ def test_an_at_least_once_worker_raises_the_worked_examples_alerts(kafka_bootstr
         log_level="WARNING",
     )
     ensure_worker_topics(settings)
-    files = [next(SHARED.glob(f"{name}_*.jsonl")) for name in ORDER]
-    combined = tmp_path / "worked-examples.jsonl"
-    combined.write_text("".join(f.read_text() for f in files))
-    expected: Counter[tuple[str, ...]] = Counter()
-    for f in files:
-        expected.update(tuple(e) for e in json.loads(f.with_name(f.stem + ".expected.json").read_text()))
+    combined, expected = worked_examples(tmp_path)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
-        published = rollwatch(settings, "publish", "--ordered", "--wait-timeout", "120", str(combined))
-        assert published.returncode == 0, published.stderr
-        printed = rollwatch(settings, "alerts", "--from-beginning", "--idle-seconds", "5")
-        assert printed.returncode == 0, printed.stderr
-        alerts = [json.loads(line) for line in printed.stdout.splitlines()]
+        alerts = publish_and_read_alerts(settings, combined)
         assert Counter((a["rule"], a["recipient"], a["la_code"], a["upn"]) for a in alerts) == expected
         assert worker.alive(), worker.log()
     finally:

@@ -52,10 +52,8 @@ def fetch(url: str) -> tuple[int, str]:
 
 def log_tails(tmp_path: Path, characters: int = 3000) -> str:
     """The end of every log the demo's children wrote, to tell which of them did not stop."""
-    tails = [
-        f"--- {log.relative_to(tmp_path)}:\n{log.read_text(errors='replace')[-characters:]}"
-        for log in sorted(tmp_path.rglob("*.log"))
-    ]
+    logs = sorted(tmp_path.glob("worker/*/*.log")) + sorted(tmp_path.glob("kafka/*/logs/server.log"))
+    tails = [f"--- {log.relative_to(tmp_path)}:\n{log.read_text(errors='replace')[-characters:]}" for log in logs]
     return "\n".join(tails) or "(no logs)"
 
 
@@ -103,6 +101,9 @@ def test_demo_streams_alerts_serves_the_dashboard_and_stops_on_ctrl_c(tmp_path: 
         [sys.executable, "-m", "streams.cli", "run", "--pupils", "5000", "--day-seconds", "0.05",
          "--web-port", str(web_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        # A command started from a terminal takes Ctrl-C; one inherited from a background job (a test run
+        # started with `&`) would otherwise ignore SIGINT for good.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     output = Output(process.stdout)
