@@ -78,6 +78,10 @@ class PendingSends:
         return len(self.messages)
 
 
+class DeliveryFailed(Exception):
+    """A message sent outside a transaction was lost: offsets must not be committed past its record."""
+
+
 class RecordOutbox:
     """Everything one input record sends (its alerts and its table changelog writes), sent together.
 
@@ -110,6 +114,8 @@ class RecordOutbox:
         self.transaction_of: dict[TP, str] = {}
         #: Deliveries of messages sent outside a transaction that no commit has confirmed yet.
         self.unconfirmed: list[asyncio.Future[Any]] = []
+        #: The first such delivery that failed: every later confirmation fails too.
+        self.lost: BaseException | None = None
 
     def transaction_for(self, tp: TP) -> str:
         transaction = self.transaction_of.get(tp)
@@ -192,12 +198,20 @@ class RecordOutbox:
         self.unconfirmed.extend(deliveries)
 
     async def confirm_sent(self) -> None:
-        """Returns once every message sent outside a transaction so far has been acknowledged, or raises the
-        first failure. The worker awaits it before committing offsets under at_least_once: a commit after a
-        lost message would skip its record for good; without the commit, the record is read again."""
-        unconfirmed, self.unconfirmed = self.unconfirmed, []
-        if unconfirmed:
-            await asyncio.gather(*unconfirmed)
+        """Returns once every message sent outside a transaction so far has been acknowledged; raises
+        DeliveryFailed if one never was, then and at every later call. The worker awaits it before committing
+        offsets under at_least_once: a commit after a lost message would skip its record for good. The
+        failure sticks because the commit it stops has already taken its offsets as handled: the commit the
+        worker makes as it stops would otherwise pass them on."""
+        if self.lost is None:
+            unconfirmed, self.unconfirmed = self.unconfirmed, []
+            outcomes = await asyncio.gather(*unconfirmed, return_exceptions=True)
+            self.lost = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if self.lost is not None:
+            raise DeliveryFailed(
+                f"a message sent without a transaction was not acknowledged ({type(self.lost).__name__}); "
+                "no offset is committed past it, so its record is read again once the worker restarts"
+            ) from self.lost
 
     async def send_pending(self, transaction: str) -> None:
         """Sends what waits for a transaction, ahead of its commit: the records whose messages these are

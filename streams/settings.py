@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     broker_request_timeout: float = Field(60.0, description="Kafka request timeout, seconds.")
     broker_commit_interval: float = Field(
         0.1,
+        gt=0.0,
         description="How often the worker commits its transactions, seconds, from the start of one commit to "
         "the start of the next. Alerts become visible to read_committed consumers at each commit: lower means "
         "sooner alerts, higher means more records a second.",
