@@ -195,7 +195,11 @@ class RecordOutbox:
             for message in staged
         ]
         _on_delivered(staged, deliveries)
-        self.unconfirmed.extend(deliveries)
+        if self.app.in_transaction:
+            # Sent with no record in hand, so no transaction to join; no offset commit confirms it either.
+            await asyncio.gather(*deliveries)
+        else:
+            self.unconfirmed.extend(deliveries)
 
     async def confirm_sent(self) -> None:
         """Returns once every message sent outside a transaction so far has been acknowledged; raises
