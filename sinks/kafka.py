@@ -110,7 +110,7 @@ class RecordOutbox:
         #: Per transactional id, what its next commit sends.
         self.pending: dict[str, PendingSends] = {}
         #: Per transactional id, the value each table key written since its last commit had then (None: absent).
-        self.before: dict[str, dict[tuple[int, bytes], tuple[Any, bytes, bytes | None]]] = {}
+        self.before: dict[str, dict[tuple[int, bytes], tuple[Any, bytes, bytes | None, int]]] = {}
         self.transaction_of: dict[TP, str] = {}
         #: Deliveries of messages sent outside a transaction that no commit has confirmed yet.
         self.unconfirmed: list[asyncio.Future[Any]] = []
@@ -136,7 +136,7 @@ class RecordOutbox:
             window = self.before[transaction] = {}
         slot = (id(table), key)
         if slot not in window:
-            window[slot] = (table, key, table.data.get(key))
+            window[slot] = (table, key, table.data.get(key), tp.partition)
 
     def roll_back(self, transactions: Iterable[str]) -> int:
         """Forgets what waits for transactions that will never commit (their producers are stopped, so the
@@ -145,11 +145,8 @@ class RecordOutbox:
         restored = 0
         for transaction in transactions:
             self.pending.pop(transaction, None)
-            for table, key, value in (self.before.pop(transaction, None) or {}).values():
-                if value is None:
-                    table.data.pop(key, None)
-                else:
-                    table.data[key] = value
+            for table, key, value, partition in (self.before.pop(transaction, None) or {}).values():
+                put_back(table.data, key, value, partition)
                 restored += 1
         return restored
 
@@ -233,6 +230,28 @@ class RecordOutbox:
             return
         async with driver._trn_locks[transaction]:
             await _send_all(producer, list(pending.messages.values()))
+
+
+def put_back(store: Any, key: bytes, value: bytes | None, partition: int) -> None:
+    """Sets (or, for None, removes) a table key of input partition `partition` with no record in hand."""
+    open_partition = getattr(store, "_db_for_partition", None)
+    if open_partition is None:
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+        return
+    # Faust's RocksDB store writes to the partition of the record in hand, and there is none here; once the
+    # rebalance has revoked the partition its file is no longer among the open ones. Open it for the change
+    # and let it go again.
+    was_open = partition in store._dbs
+    db = open_partition(partition)
+    if value is None:
+        db.delete(key)
+    else:
+        db.put(key, value)
+    if not was_open:
+        store._dbs.pop(partition, None)
 
 
 async def _send_all(producer: Any, staged: list[Staged]) -> None:

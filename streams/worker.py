@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -310,6 +312,25 @@ class WallClockTicker:
 
     def sent(self, today: date) -> None:
         self.last_sent = today
+
+
+def discard_local_tables(app: faust.App, settings: Settings) -> bool:
+    """Under exactly_once on RocksDB, removes the table files an earlier run left, so that the tables are
+    rebuilt from their changelogs, which hold committed writes only; returns whether there were any.
+
+    A record's table writes reach RocksDB at once and its changelog records only at its transaction's
+    commit. A run that ended between the two (a crash, a kill, a stop whose last commit did not happen) left
+    files holding the state of records whose offsets were never committed, event ids included; read again
+    against those files, the records would count their own alerts as already raised, and raise nothing."""
+    if settings.processing_guarantee != "exactly_once" or not settings.store.startswith("rocksdb"):
+        return False
+    tables = Path(app.conf.tabledir)
+    if not tables.exists():
+        return False
+    shutil.rmtree(tables)
+    log.info("Rebuilding the tables from their changelogs: removed the RocksDB files of an earlier run, which "
+             "may hold writes of records whose transaction never committed")
+    return True
 
 
 def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:

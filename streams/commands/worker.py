@@ -30,11 +30,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.replay import relax_garbage_collection
     from streams.rulesetup import build_rule_config
     from streams.topics import ensure_worker_topics
-    from streams.worker import build_worker
+    from streams.worker import build_worker, discard_local_tables
 
     ensure_worker_topics(settings)
     relax_garbage_collection()
     app = build_worker(settings, build_rule_config(settings))
+    discard_local_tables(app, settings)
     worker = faust.Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -8,19 +8,23 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
+from rocksdict import Options as RocksOptions
+from rocksdict import Rdict
 
+from bench.datasets import removal_without_destination
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
-from processors.records import Alert
+from processors.records import Alert, RollEvent
 from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineIndex, Timeline
 from schemas.codec import AvroCodec
 from schemas.jsonformat import alert_to_json, parse_line
+from streams.app import create_app
 from streams.generator import GeneratorOptions, generate_lines
 from streams.ordering import AppliedOffsets, OrderedSender
 from streams.publisher import InputPublisher
@@ -161,3 +165,54 @@ def test_two_workers_share_partitions_and_one_stopping_mid_stream_loses_nothing(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def published_and_alerted(settings: Settings, events: list[RollEvent], expected_alerts: int) -> list[Alert]:
+    """Publishes `events`, then reads the alert topics until `expected_alerts` are there (60 s at most)."""
+    with InputPublisher(settings) as publisher:
+        for event in events:
+            publisher.publish(event)
+        publisher.flush()
+    codec = AvroCodec()
+    deadline = time.monotonic() + 60
+    alerts: list[Alert] = []
+    while time.monotonic() < deadline and len(alerts) < expected_alerts:
+        raw = read_topic_values(settings, pattern="^" + re.escape(settings.topic_prefix) + r"la\..+")
+        alerts = [codec.decode(value, Alert) for _key, value in raw]
+    return alerts
+
+
+def test_a_worker_restarted_on_rocksdb_ignores_table_writes_whose_transaction_never_committed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = pipeline_settings(kafka_bootstrap, tmp_path, store="rocksdb://")
+    ensure_worker_topics(settings)
+    now = datetime.now(tz=UTC)
+    first, second = removal_without_destination(1, now), removal_without_destination(2, now)
+    worker = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        assert len(published_and_alerted(settings, [first], 1)) == 1, worker.log()
+    finally:
+        worker.stop()
+    # What a worker killed between a record's table write and its transaction's commit leaves behind: the
+    # second child's state, its event id included, in the RocksDB files, with nothing in the changelog.
+    children = MemoryChildStore()
+    Timeline(children, MemoryDeadlineIndex(), MemoryClock(), RuleConfig(default_calendar())).apply(second)
+    ahead = encode_state(children.get(second.upn))
+    tables = Path(create_app(settings).conf.tabledir)
+    written = 0
+    for path in sorted(tables.glob("children-*.db")):
+        db = Rdict(str(path), options=RocksOptions(raw_mode=True))
+        try:
+            db[second.upn.encode()] = ahead
+            written += 1
+        finally:
+            db.close()
+    assert written, f"the first run left no RocksDB files under {tables}"
+
+    worker = WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        alerts = published_and_alerted(settings, [second], 2)
+        assert sorted(alert.upn for alert in alerts) == sorted([first.upn, second.upn]), worker.log()
+    finally:
+        worker.stop()

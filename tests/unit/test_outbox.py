@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import weakref
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +14,8 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from sinks.kafka import DeliveryFailed, RecordOutbox
+from streams.app import create_app
+from streams.settings import Settings
 from streams.tablewrites import ChangelogWrites
 
 TRANSACTION = "rollwatch-0-2"
@@ -290,3 +294,26 @@ async def test_a_lost_message_stops_every_later_commit_too() -> None:
     plain.deliveries[2].set_result(SimpleNamespace(offset=2))
     with pytest.raises(DeliveryFailed):
         await outbox.confirm_sent()
+
+
+async def test_a_rocksdb_partition_lost_before_its_commit_gets_its_keys_back(tmp_path: Path) -> None:
+    app = create_app(Settings(store="rocksdb://", data_dir=tmp_path))
+    table = app.Table("children", partitions=4, key_type=bytes, value_type=bytes)
+    store: Any = table.data
+    store._db_for_partition(2).put(b"known", b"committed")
+    outbox, _lock, _driver = outbox_with(FakeProducer())
+    tp = TP("roll.events", 2)
+    # Records of partition 2 write both keys; then the rebalance revokes the partition, closing its file.
+    outbox.remember(table, b"known", tp)
+    outbox.remember(table, b"new", tp)
+    store._db_for_partition(2).put(b"known", b"ahead")
+    store._db_for_partition(2).put(b"new", b"ahead")
+    store._dbs.pop(2)
+    gc.collect()
+
+    assert outbox.roll_back([TRANSACTION]) == 2
+
+    assert 2 not in store._dbs, "the revoked partition's file is let go again"
+    reopened = store._db_for_partition(2)
+    assert reopened.get(b"known") == b"committed"
+    assert reopened.get(b"new") is None
