@@ -80,8 +80,16 @@ def primed_cache(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def listening_socket() -> Iterator[socket.socket]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
+    """A listening socket on a port whose neighbour below is free: a test may take that one as a base port.
+    Any port the system hands out may have a busy neighbour (another process's connection), so look again."""
+    for _attempt in range(50):
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.bind(("127.0.0.1", 0))
+        if port_is_free(server.getsockname()[1] - 1):
+            break
+        server.close()
+    else:
+        pytest.fail("no port with a free neighbour below it in 50 tries")
     server.listen()
     yield server
     server.close()
