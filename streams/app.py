@@ -299,7 +299,7 @@ class WorkerConsumer(Consumer):
             due = max(started + interval, self.now() + interval / 2)
 
     def now(self) -> float:
-        """The clock commits are timed by."""
+        """The clock commits and held partitions are timed by."""
         return time.monotonic()
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -307,8 +307,9 @@ class WorkerConsumer(Consumer):
         acked = self._acked.get(tp)
         committed = self._committed_offset.get(tp)
         if offset is None and acked and committed and acked[0] - committed > 1:
-            held_since = self.held_since.setdefault(tp, time.monotonic())
-            if time.monotonic() - held_since >= self.rewind_after:
+            now = self.now()
+            held_since = self.held_since.setdefault(tp, now)
+            if now - held_since >= self.rewind_after:
                 self.log.warning(
                     "Commits of %s[%d] held %.0f s: records from the committed offset %d to %d were never "
                     "acknowledged; reading it again from %d", tp.topic, tp.partition, self.rewind_after,
