@@ -208,7 +208,7 @@ class Alert:
 
     @property
     def topic(self) -> str:
-        return f"la.{self.la_code}.alerts.{self.recipient.topic_suffix}"
+        return alert_topic(self.la_code, self.recipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +230,11 @@ SAFEGUARDING_STATUS = "safeguarding.status"
 CLOCK_TICKS = "clock.ticks"
 CASE_ACTIONS = "case.actions"
 INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, CASE_ACTIONS)
+
+
+def alert_topic(la_code: str, recipient: Recipient) -> str:
+    """The topic of one LA's alerts for one recipient, before any deployment prefix."""
+    return f"la.{la_code}.alerts.{recipient.topic_suffix}"
 
 
 def dead_letter_topic(source_topic: str) -> str:

@@ -10,9 +10,11 @@ from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 
 # State is made of msgspec Structs: as immutable as frozen dataclasses, but built in C, and every record
 # builds several. gc=False because state never refers back to itself, so the cycle collector has no reason
-# to rescan the millions of entries a large replay or memory store holds.
+# to rescan the millions of entries a large replay or memory store holds. array_like=True stores each
+# Struct as its field values in order (streams/statecodec.py), so a new field only ever goes last, with a
+# default, for states stored before it to still read.
 
-class RollEntry(Struct, frozen=True, gc=False):
+class RollEntry(Struct, frozen=True, gc=False, array_like=True):
     """One applied roll change; `seq` is its arrival order within the child."""
 
     event_type: EventType
@@ -22,7 +24,7 @@ class RollEntry(Struct, frozen=True, gc=False):
     event_id: str
 
 
-class NoticeEntry(Struct, frozen=True, gc=False):
+class NoticeEntry(Struct, frozen=True, gc=False, array_like=True):
     """One applied EHE notification."""
 
     notification_id: str
@@ -31,7 +33,7 @@ class NoticeEntry(Struct, frozen=True, gc=False):
     received_on: date
 
 
-class StatusEntry(Struct, frozen=True, gc=False):
+class StatusEntry(Struct, frozen=True, gc=False, array_like=True):
     """The latest safeguarding status applied (arrival order), reduced to what the rules read."""
 
     la_code: str
@@ -44,7 +46,7 @@ class StatusEntry(Struct, frozen=True, gc=False):
         return self.child_protection_plan or self.looked_after
 
 
-class Removal(Struct, frozen=True, gc=False):
+class Removal(Struct, frozen=True, gc=False, array_like=True):
     """The removal a deadline or a case refers back to."""
 
     event_id: str
@@ -56,7 +58,7 @@ class Removal(Struct, frozen=True, gc=False):
     destination_la: str | None
 
 
-class Deadline(Struct, frozen=True, gc=False):
+class Deadline(Struct, frozen=True, gc=False, array_like=True):
     """A deadline rule waiting for the business date to pass `due` (the last school day of its window)."""
 
     rule: Rule
@@ -65,7 +67,7 @@ class Deadline(Struct, frozen=True, gc=False):
     due: date
 
 
-class Case(Struct, frozen=True, gc=False):
+class Case(Struct, frozen=True, gc=False, array_like=True):
     """The child's open CME case, and every LA that holds it."""
 
     case_id: str
@@ -76,7 +78,7 @@ class Case(Struct, frozen=True, gc=False):
     social_care_alerted: tuple[str, ...] = ()
 
 
-class ChildState(Struct, frozen=True, gc=False):
+class ChildState(Struct, frozen=True, gc=False, array_like=True):
     upn: str
     child: AlertChild | None = None
     rolls: tuple[RollEntry, ...] = ()

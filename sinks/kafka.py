@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +18,15 @@ from schemas.codec import AvroCodec
 
 
 class _TopicCache:
-    """Declares each output topic once (so it gets the configured partitions), then reuses it."""
+    """Declares each output topic once (so it gets the configured partitions), then reuses it; topics created
+    before the worker started (`ready`, full names) are not declared again, which would cost the record that
+    first meets one a round trip to the controller."""
 
-    def __init__(self, app: faust.App, partitions: int, prefix: str) -> None:
+    def __init__(self, app: faust.App, partitions: int, prefix: str, ready: Collection[str] = ()) -> None:
         self.app = app
         self.partitions = partitions
         self.prefix = prefix
+        self.ready = frozenset(ready)
         self.topics: dict[str, faust.TopicT] = {}
 
     async def get(self, name: str) -> faust.TopicT:
@@ -32,7 +35,8 @@ class _TopicCache:
             topic = self.app.topic(
                 self.prefix + name, partitions=self.partitions, key_serializer="raw", value_serializer="raw"
             )
-            await topic.maybe_declare()
+            if topic.get_topic_name() not in self.ready:
+                await topic.maybe_declare()
             self.topics[name] = topic
         return topic
 
@@ -103,9 +107,11 @@ class RecordOutbox:
     so that no record is committed whose messages did not reach Kafka.
     """
 
-    def __init__(self, app: faust.App, max_pending: int = 5000) -> None:
+    def __init__(self, app: faust.App, max_pending: int = 5000, known_topics: Collection[str] = ()) -> None:
         self.app = app
         self.max_pending = max_pending
+        #: Topics that exist already and that this worker may send to: see keep_in_metadata.
+        self.known_topics = frozenset(known_topics)
         self.staged: list[Staged] = []
         #: Per transactional id, what its next commit sends.
         self.pending: dict[str, PendingSends] = {}
@@ -186,7 +192,7 @@ class RecordOutbox:
                 await self._send(transaction)
             return
         plain: Any = await self.app.maybe_start_producer()
-        keep_in_metadata(plain._producer, staged)  # the aiokafka producer behind Faust's
+        keep_in_metadata(plain._producer, staged, self.known_topics)  # the aiokafka producer behind Faust's
         deliveries = [
             await plain.send(message.topic, message.key, message.value, message.partition, None, None)
             for message in staged
@@ -229,7 +235,7 @@ class RecordOutbox:
         if producer is not pending.producer:
             return
         async with driver._trn_locks[transaction]:
-            await _send_all(producer, list(pending.messages.values()))
+            await _send_all(producer, list(pending.messages.values()), self.known_topics)
 
 
 def put_back(store: Any, key: bytes, value: bytes | None, partition: int) -> None:
@@ -254,8 +260,8 @@ def put_back(store: Any, key: bytes, value: bytes | None, partition: int) -> Non
         store._dbs.pop(partition, None)
 
 
-async def _send_all(producer: Any, staged: list[Staged]) -> None:
-    keep_in_metadata(producer, staged)
+async def _send_all(producer: Any, staged: list[Staged], known_topics: frozenset[str]) -> None:
+    keep_in_metadata(producer, staged, known_topics)
     deliveries = [
         await producer.send(message.topic, message.value, key=message.key, partition=message.partition)
         for message in staged
@@ -269,29 +275,42 @@ def _on_delivered(staged: list[Staged], deliveries: list[asyncio.Future[Any]]) -
             delivery.add_done_callback(message.on_delivered)
 
 
-def keep_in_metadata(producer: Any, staged: list[Staged]) -> None:
-    """Makes the producer's metadata requests name every topic it sends to.
+def keep_in_metadata(producer: Any, staged: list[Staged], known_topics: frozenset[str] = frozenset()) -> None:
+    """Makes the producer's metadata requests name every topic it sends to, and with the first of them every
+    topic in `known_topics`.
 
     An aiokafka client that has learnt a topic from a request for all topics does not add it to the topics
     it names later. Once a new topic (an LA's first alert) makes it ask for named topics only, the answer
     drops the unnamed ones; a batch already waiting for such a topic then has no known leader, and the
     metadata requests meant to find one never name its topic. The transaction's commit waits for that
-    batch while holding the lock every later send needs: the worker stalls with no error."""
+    batch while holding the lock every later send needs: the worker stalls with no error.
+
+    Each new topic costs a metadata request whose answer covers every topic named so far, on each of the
+    worker's producers (one per partition under exactly_once): met one by one, a few hundred alert topics cost
+    the worker seconds of decoding. Naming every known output topic at the first new one makes it a single
+    request per producer."""
     client = producer.client
-    for message in staged:
-        if message.topic not in client._topics:
-            client.add_topic(message.topic)
+    named = client._topics
+    new = {message.topic for message in staged if message.topic not in named}
+    if new:
+        client.set_topics(named | new | known_topics)
 
 
 class KafkaAlertSink:
     """Stages each alert for its LA's recipient topic, keyed by UPN, in the input record's outbox."""
 
     def __init__(
-        self, app: faust.App, codec: AvroCodec, partitions: int, outbox: RecordOutbox, prefix: str = ""
+        self,
+        app: faust.App,
+        codec: AvroCodec,
+        partitions: int,
+        outbox: RecordOutbox,
+        prefix: str = "",
+        ready_topics: Collection[str] = (),
     ) -> None:
         self.codec = codec
         self.outbox = outbox
-        self.topics = _TopicCache(app, partitions, prefix)
+        self.topics = _TopicCache(app, partitions, prefix, ready_topics)
 
     async def send(self, alert: Alert) -> None:
         topic = await self.topics.get(alert.topic)
@@ -302,10 +321,17 @@ class KafkaDeadLetterSink:
     """Stages each dead letter for `<source topic>.dlq` (the source topic already carries any prefix) in the
     record's outbox, which sends it with whatever the record wrote."""
 
-    def __init__(self, app: faust.App, codec: AvroCodec, partitions: int, outbox: RecordOutbox) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        codec: AvroCodec,
+        partitions: int,
+        outbox: RecordOutbox,
+        ready_topics: Collection[str] = (),
+    ) -> None:
         self.codec = codec
         self.outbox = outbox
-        self.topics = _TopicCache(app, partitions, prefix="")
+        self.topics = _TopicCache(app, partitions, "", ready_topics)
 
     async def send(self, letter: DeadLetter, key: bytes | None) -> None:
         topic = await self.topics.get(dead_letter_topic(letter.source_topic))

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         "partition joined the transaction), seconds. Each such wait delays a commit and so the alerts in it; "
         "Kafka's clients wait 0.1 s by default.",
     )
+    alert_topics_up_front: bool = Field(
+        True,
+        description="Create every current English LA's three alert topics (la.<LA>.alerts.<recipient>) and the "
+        "dead-letter topics when the worker starts, so that LA consumers and ACLs can be set up before the first "
+        "alert and no alert waits for its topic to be created. Off: each is created with its first message "
+        "(a test cluster shared by many prefixes).",
+    )
     web_enabled: bool = Field(True, description="Serve metrics, health and the dashboard.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
     web_port: int = Field(6066, description="Port of the worker's web server.")

@@ -1,4 +1,4 @@
-"""Compact, versioned JSON for per-child state in changelog-backed tables (no pickle: changelogs are data)."""
+"""Per-child state as stored in changelog-backed tables: versioned MessagePack, never pickle (changelogs are data)."""
 
 from __future__ import annotations
 
@@ -10,65 +10,37 @@ import msgspec
 from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 from processors.state import Case, ChildState, Deadline, NoticeEntry, Removal, RollEntry, StatusEntry
 
-STATE_VERSION = 1
+#: The version written now: a 0x02 byte, then the state as MessagePack, each Struct an array of its fields
+#: in order (msgspec's array_like), sets sorted so that equal states encode to equal bytes.
+STATE_VERSION = 2
+_VERSION_2 = b"\x02"
 
-
-def _removal(r: Removal) -> list[Any]:
-    return [
-        r.event_id,
-        r.school_urn,
-        r.school_name,
-        r.school_la,
-        r.effective_date.isoformat(),
-        r.ground.value,
-        r.destination_la,
-    ]
-
-
-def _removal_from(v: list[Any]) -> Removal:
-    return Removal(v[0], v[1], v[2], v[3], date.fromisoformat(v[4]), Ground(v[5]), v[6])
+_encode_v2 = msgspec.msgpack.Encoder(order="deterministic").encode
+_decode_v2 = msgspec.msgpack.Decoder(ChildState).decode
 
 
 def encode_state(state: ChildState) -> bytes:
-    document: dict[str, Any] = {"v": STATE_VERSION, "upn": state.upn}
-    if state.child is not None:
-        document["child"] = [state.child.forename, state.child.surname, state.child.date_of_birth.isoformat()]
-    if state.rolls:
-        document["rolls"] = [
-            [e.event_type.value, e.school_urn, e.effective_date.isoformat(), e.seq, e.event_id] for e in state.rolls
-        ]
-    if state.notices:
-        document["notices"] = [
-            [n.notification_id, n.la_code, n.method.value, n.received_on.isoformat()] for n in state.notices
-        ]
-    if state.status is not None:
-        s = state.status
-        document["status"] = [s.la_code, s.child_protection_plan, s.looked_after, s.school_attendance_order]
-    if state.case is not None:
-        c = state.case
-        document["case"] = [
-            c.case_id,
-            _removal(c.opened_by),
-            c.opened_on.isoformat(),
-            c.opening_rule.value,
-            list(c.holders),
-            list(c.social_care_alerted),
-        ]
-    if state.deadlines:
-        document["deadlines"] = [
-            [d.rule.value, _removal(d.removal), d.window_start.isoformat(), d.due.isoformat()] for d in state.deadlines
-        ]
-    if state.seen_ids:
-        document["seen"] = sorted(state.seen_ids)
-    if state.closed_case_ids:
-        document["closed"] = list(state.closed_case_ids)
-    return msgspec.json.encode(document)
+    return _VERSION_2 + _encode_v2(state)
 
 
 def decode_state(data: bytes) -> ChildState:
+    """A stored state of either version: tables hold what earlier releases wrote until each child is
+    written again."""
+    if data[:1] == _VERSION_2:
+        return _decode_v2(memoryview(data)[1:])
+    if data[:1] == b"{":
+        return _decode_v1(data)
+    raise ValueError(
+        f"child state starts with byte {data[:1].hex() or 'none'}, not a version this worker reads (1 or "
+        f"{STATE_VERSION}); upgrade the worker"
+    )
+
+
+def _decode_v1(data: bytes) -> ChildState:
+    """Version 1: a JSON document, written by releases before version 2."""
     d = msgspec.json.decode(data)
-    if d.get("v") != STATE_VERSION:
-        raise ValueError(f"child state version {d.get('v')!r} is not {STATE_VERSION}; upgrade the worker")
+    if d.get("v") != 1:
+        raise ValueError(f"child state version {d.get('v')!r} is not one this worker reads; upgrade the worker")
     child = d.get("child")
     status = d.get("status")
     case = d.get("case")
@@ -100,3 +72,7 @@ def decode_state(data: bytes) -> ChildState:
         seen_ids=frozenset(d.get("seen", ())),
         closed_case_ids=tuple(d.get("closed", ())),
     )
+
+
+def _removal_from(v: list[Any]) -> Removal:
+    return Removal(v[0], v[1], v[2], v[3], date.fromisoformat(v[4]), Ground(v[5]), v[6])

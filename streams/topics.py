@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from processors.records import INPUT_TOPICS, SAFEGUARDING_STATUS
+from processors.identifiers import CURRENT_LA_CODES
+from processors.records import INPUT_TOPICS, SAFEGUARDING_STATUS, Recipient, alert_topic, dead_letter_topic
 from streams.kafkaclients import client_options
 from streams.settings import Settings
 
@@ -38,11 +39,24 @@ def input_topics(settings: Settings, prefix: str | None = None) -> dict[str, dic
     return {f"{prefix}{name}": dict(COMPACT) if name in COMPACTED_INPUTS else {} for name in INPUT_TOPICS}
 
 
+def output_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the worker may send a record's alerts or dead letters to: each input's `.dlq`, and the
+    three alert topics of every current English LA (the only LAs an alert can be for)."""
+    topics: dict[str, dict[str, str]] = {dead_letter_topic(name): {} for name in input_topics(settings)}
+    for la_code in sorted(CURRENT_LA_CODES):
+        for recipient in Recipient:
+            topics[settings.topic(alert_topic(la_code, recipient))] = {}
+    return topics
+
+
 def worker_topics(settings: Settings) -> dict[str, dict[str, str]]:
-    """Every topic the worker reads or keeps state in, with its topic configuration."""
+    """Every topic the worker reads or keeps state in, with its topic configuration, and its output topics
+    when they are created up front."""
     topics = input_topics(settings)
     for table in TABLES:
         topics[f"{settings.app_id}-{table}-changelog"] = dict(COMPACT)
+    if settings.alert_topics_up_front:
+        topics.update(output_topics(settings))
     return topics
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 import mode
+import msgspec
 from faust.types import TableT
 from prometheus_client import CollectorRegistry
 
@@ -50,6 +50,7 @@ from streams.web import KafkaBrokerProbe, install_views
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
+_encode_json = msgspec.json.Encoder().encode
 
 RECORD_TYPES: dict[str, type[InputRecord]] = {
     ROLL_EVENTS: RollEvent,
@@ -131,20 +132,23 @@ class PartitionTotals:
     pending_deadlines: int = 0
 
     def plus(self, changes: Changes) -> PartitionTotals:
+        pending = self.pending_deadlines + changes.deadlines_added - changes.deadlines_ended
+        if not changes.cases_opened and not changes.cases_closed:
+            # Most changes are deadlines alone: the cases' counts are shared, never changed in place.
+            return PartitionTotals(self.open_cases, pending)
         open_cases = dict(self.open_cases)
         for la_code in changes.cases_opened:
             open_cases[la_code] = open_cases.get(la_code, 0) + 1
         for la_code in changes.cases_closed:
             open_cases[la_code] = open_cases.get(la_code, 0) - 1
-        pending = self.pending_deadlines + changes.deadlines_added - changes.deadlines_ended
         return PartitionTotals({la: n for la, n in sorted(open_cases.items()) if n}, pending)
 
     def encode(self) -> bytes:
-        return json.dumps({"open_cases": self.open_cases, "pending_deadlines": self.pending_deadlines}).encode()
+        return _encode_json({"open_cases": self.open_cases, "pending_deadlines": self.pending_deadlines})
 
     @classmethod
     def decode(cls, raw: bytes) -> PartitionTotals:
-        plain = json.loads(raw)
+        plain = msgspec.json.decode(raw)
         return cls(dict(plain["open_cases"]), int(plain["pending_deadlines"]))
 
 
@@ -283,14 +287,15 @@ class RecordHandler:
             return HandledRecord(applied=False, error_code=code)
         if applied.changes:
             self.counts.add(partition, applied.changes)
-        origin, measured_from = alert_origin(record, timestamp)
         for alert in applied.alerts:
             await self.alerts.send(alert)
         # The record's state and alerts go out together: see RecordOutbox.
         await self.writes.flush()
-        for alert in applied.alerts:
-            latency = self.clock() - origin if origin is not None else None
-            self.metrics.alert_sent(alert, latency, measured_from)
+        if applied.alerts:
+            origin, measured_from = alert_origin(record, timestamp)
+            for alert in applied.alerts:
+                latency = self.clock() - origin if origin is not None else None
+                self.metrics.alert_sent(alert, latency, measured_from)
         self.metrics.record_applied(topic, applied.new)
         return HandledRecord(applied=True, alerts=len(applied.alerts))
 
@@ -333,8 +338,11 @@ def discard_local_tables(app: faust.App, settings: Settings) -> bool:
     return True
 
 
-def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
-    """The whole worker: an App whose single agent applies every input record in partition order."""
+def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Collection[str] = ()) -> faust.App:
+    """The whole worker: an App whose single agent applies every input record in partition order.
+
+    `ready_topics` are the topics known to exist (streams.topics.ensure_worker_topics): the worker neither
+    declares them again nor makes its producers learn them one at a time."""
     app = create_app(settings)
     codec = AvroCodec()
     partitions = settings.topic_partitions
@@ -344,7 +352,7 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     deadlines = app.Table("deadlines", partitions=partitions, key_type=bytes, value_type=bytes)
     clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
-    outbox = RecordOutbox(app)
+    outbox = RecordOutbox(app, known_topics=ready_topics)
     app.before_commit.append(outbox.send_pending)
     app.before_commit_offsets.append(outbox.confirm_sent)
 
@@ -375,8 +383,8 @@ def build_worker(settings: Settings, rule_config: RuleConfig) -> faust.App:
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix),
-        KafkaDeadLetterSink(app, codec, partitions, outbox),
+        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, ready_topics),
+        KafkaDeadLetterSink(app, codec, partitions, outbox, ready_topics),
         record_types,
         metrics,
         counts,

@@ -10,6 +10,10 @@ from _pytest.reports import TestReport
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# The shared test broker holds one topic prefix per test; every current LA's alert topics under each would
+# come to tens of thousands of partitions. The tests of creating them up front ask for it themselves.
+os.environ.setdefault("ROLLWATCH_ALERT_TOPICS_UP_FRONT", "false")
+
 pytest_plugins = ("tests.fixtures_kafka",)
 
 

@@ -32,9 +32,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.topics import ensure_worker_topics
     from streams.worker import build_worker, discard_local_tables
 
-    ensure_worker_topics(settings)
+    topics = ensure_worker_topics(settings)
     relax_garbage_collection()
-    app = build_worker(settings, build_rule_config(settings))
+    app = build_worker(settings, build_rule_config(settings), topics.created + topics.existing)
     discard_local_tables(app, settings)
     worker = faust.Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)
     worker.execute_from_commandline()

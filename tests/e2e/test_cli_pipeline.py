@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
 
 from processors.records import DeadLetter
 from schemas.codec import AvroCodec
+from streams.kafkaclients import client_options
 from streams.settings import Settings
-from streams.topics import ensure_worker_topics
+from streams.topics import ensure_worker_topics, output_topics
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
 from tests.shared import SHARED_SCENARIOS
 
@@ -36,6 +38,8 @@ def running_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         bootstrap_servers=kafka_bootstrap, topic_prefix=f"e2e{run_id}.", app_id=f"e2e-{run_id}",
         topic_partitions=4, broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False,
         broker_session_timeout=10, broker_rebalance_timeout=10, log_level="WARNING",
+        # The default, which the other tests' workers leave off to keep the shared broker small.
+        alert_topics_up_front=True,
     )
     ensure_worker_topics(settings)
     worker = WorkerProcess(settings, tmp / "worker.log").start()
@@ -83,6 +87,16 @@ def test_publish_ordered_then_alerts_matches_replay(running_worker: Settings, tm
     in_process = [json.loads(line) for line in replayed.stdout.splitlines()]
     canonical = sorted(json.dumps(a, sort_keys=True) for a in alerts)
     assert canonical == sorted(json.dumps(a, sort_keys=True) for a in in_process)
+
+
+def test_every_output_topic_exists_before_any_alert_needs_it(running_worker: Settings) -> None:
+    admin = KafkaAdminClient(**client_options(running_worker))
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    missing = set(output_topics(running_worker)) - existing
+    assert not missing, f"{len(missing)} output topics were not created up front, e.g. {sorted(missing)[:3]}"
 
 
 def test_alerts_filters_by_la_and_recipient(running_worker: Settings) -> None:

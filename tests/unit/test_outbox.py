@@ -13,7 +13,7 @@ import pytest
 from faust.streams import _current_event
 from faust.types import TP
 
-from sinks.kafka import DeliveryFailed, RecordOutbox
+from sinks.kafka import DeliveryFailed, RecordOutbox, _TopicCache
 from streams.app import create_app
 from streams.settings import Settings
 from streams.tablewrites import ChangelogWrites
@@ -21,12 +21,25 @@ from streams.tablewrites import ChangelogWrites
 TRANSACTION = "rollwatch-0-2"
 
 
+class FakeClient:
+    """aiokafka's client as far as topics go: each new topic set it is given costs a metadata request."""
+
+    def __init__(self) -> None:
+        self._topics: set[str] = set()
+        self.metadata_requests = 0
+
+    def set_topics(self, topics: set[str]) -> None:
+        if topics - self._topics:
+            self.metadata_requests += 1
+        self._topics = set(topics)
+
+
 class FakeProducer:
     """aiokafka's transactional producer as the outbox uses it: send returns a delivery future."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, int | None]] = []
-        self.client = SimpleNamespace(_topics=set(), add_topic=lambda topic: self.client._topics.add(topic))
+        self.client = FakeClient()
 
     async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None) -> Any:
         self.sent.append((topic, value, partition))
@@ -40,7 +53,9 @@ class Event:
         self.message = SimpleNamespace(tp=TP("roll.events", partition), partition=partition)
 
 
-def outbox_with(producer: FakeProducer, max_pending: int = 5000) -> tuple[RecordOutbox, asyncio.Lock, Any]:
+def outbox_with(
+    producer: FakeProducer, max_pending: int = 5000, known_topics: frozenset[str] = frozenset()
+) -> tuple[RecordOutbox, asyncio.Lock, Any]:
     lock = asyncio.Lock()
     driver = SimpleNamespace(_transaction_producers={TRANSACTION: producer}, _trn_locks={TRANSACTION: lock})
     app = SimpleNamespace(
@@ -49,7 +64,7 @@ def outbox_with(producer: FakeProducer, max_pending: int = 5000) -> tuple[Record
         assignor=SimpleNamespace(group_for_topic=lambda _topic: 0),
         producer=driver,
     )
-    return RecordOutbox(app, max_pending), lock, driver  # type: ignore[arg-type]
+    return RecordOutbox(app, max_pending, known_topics), lock, driver  # type: ignore[arg-type]
 
 
 async def handle_record(outbox: RecordOutbox, state: bytes, *alerts: bytes) -> None:
@@ -86,6 +101,29 @@ async def test_a_records_messages_wait_for_its_transactions_commit_then_go_out_t
     await asyncio.sleep(0)
     assert [delivery.result().offset for delivery in delivered] == [1]
     assert producer.client._topics == {"children-changelog", "la.330.alerts.cme-officer"}
+
+
+async def test_a_producer_learns_every_known_output_topic_in_one_metadata_request() -> None:
+    producer = FakeProducer()
+    known = frozenset(f"la.{code}.alerts.cme-officer" for code in ("330", "331", "332"))
+    outbox, _lock, _driver = outbox_with(producer, known_topics=known)
+    await handle_record(outbox, b"state", b"alert")
+    await outbox.send_pending(TRANSACTION)
+    assert producer.client._topics == known | {"children-changelog"}
+    assert producer.client.metadata_requests == 1
+
+    # a later record's alert for another known LA costs no request; a topic nobody knew of costs one
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    outbox.stage("la.331.alerts.cme-officer", b"upn", b"alert 2")
+    await outbox.flush()
+    await outbox.send_pending(TRANSACTION)
+    assert producer.client.metadata_requests == 1
+    outbox.stage("la.201.alerts.cme-officer", b"upn", b"alert 3")
+    await outbox.flush()
+    await outbox.send_pending(TRANSACTION)
+    assert producer.client.metadata_requests == 2
+    assert "la.201.alerts.cme-officer" in producer.client._topics and known <= producer.client._topics
 
 
 async def test_a_key_written_by_several_records_is_sent_once_with_its_latest_value_and_every_alert() -> None:
@@ -246,7 +284,7 @@ class PlainProducer:
     pending until the test settles them."""
 
     def __init__(self) -> None:
-        self._producer = SimpleNamespace(client=SimpleNamespace(_topics=set(), add_topic=lambda topic: None))
+        self._producer = SimpleNamespace(client=FakeClient())
         self.deliveries: list[asyncio.Future[Any]] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, *_: Any) -> Any:
@@ -317,3 +355,23 @@ async def test_a_rocksdb_partition_lost_before_its_commit_gets_its_keys_back(tmp
     reopened = store._db_for_partition(2)
     assert reopened.get(b"known") == b"committed"
     assert reopened.get(b"new") is None
+
+
+async def test_topics_created_up_front_are_not_declared_again_and_others_once() -> None:
+    declared: list[str] = []
+
+    class Topic:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def get_topic_name(self) -> str:
+            return self.name
+
+        async def maybe_declare(self) -> None:
+            declared.append(self.name)
+
+    app = SimpleNamespace(topic=lambda name, **_options: Topic(name))
+    cache = _TopicCache(app, 4, "p.", ready={"p.la.330.alerts.cme-officer"})  # type: ignore[arg-type]
+    for name in ("la.330.alerts.cme-officer", "la.201.alerts.cme-officer", "la.201.alerts.cme-officer"):
+        assert (await cache.get(name)).get_topic_name() == "p." + name
+    assert declared == ["p.la.201.alerts.cme-officer"]
