@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import current_event
 from faust.types import TableT
 
@@ -24,7 +25,8 @@ class ChangelogWrites:
 
     def __init__(self, outbox: RecordOutbox) -> None:
         self.outbox = outbox
-        self.keepers: dict[int, Delivered] = {}
+        #: Per table: its changelog topic's name, and what to do when a write to it is delivered.
+        self.changelogs: dict[int, tuple[str, Delivered | None]] = {}
 
     def set(self, table: TableT, key: bytes, value: bytes) -> None:
         self._write(table, key, value)
@@ -42,16 +44,18 @@ class ChangelogWrites:
             del table.data[key]
         else:
             table.data[key] = value
+        changelog = self.changelogs.get(id(table))
+        if changelog is None:
+            changelog = self.changelogs[id(table)] = _changelog_of(table)
         # A table's changelog partition is its input's: that is where recovery looks for the key.
-        self.outbox.stage(
-            table.changelog_topic.get_topic_name(), key, value, tp.partition, self._keeper(table), latest_only=True
-        )
+        self.outbox.stage(changelog[0], key, value, tp.partition, changelog[1], latest_only=True)
 
-    def _keeper(self, table: TableT) -> Delivered:
-        keeper = self.keepers.get(id(table))
-        if keeper is None:
-            keeper = self.keepers[id(table)] = _offset_keeper(table)
-        return keeper
+
+def _changelog_of(table: TableT) -> tuple[str, Delivered | None]:
+    # The memory store keeps no changelog offsets (it is rebuilt from the start of each changelog), so its
+    # writes need no callback once delivered.
+    keeper = None if isinstance(table.data, MemoryStore) else _offset_keeper(table)
+    return table.changelog_topic.get_topic_name(), keeper
 
 
 def _offset_keeper(table: TableT) -> Delivered:

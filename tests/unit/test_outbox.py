@@ -375,3 +375,21 @@ async def test_topics_created_up_front_are_not_declared_again_and_others_once() 
     for name in ("la.330.alerts.cme-officer", "la.201.alerts.cme-officer", "la.201.alerts.cme-officer"):
         assert (await cache.get(name)).get_topic_name() == "p." + name
     assert declared == ["p.la.201.alerts.cme-officer"]
+
+
+@pytest.mark.parametrize(("store", "keeps_offsets"), [("memory://", False), ("rocksdb://", True)])
+async def test_only_a_store_that_keeps_changelog_offsets_hears_of_each_delivered_write(
+    store: str, keeps_offsets: bool, tmp_path: Path
+) -> None:
+    app = create_app(Settings(store=store, data_dir=tmp_path))
+    table = app.Table("children", partitions=4, key_type=bytes, value_type=bytes)
+    outbox, _lock, _driver = outbox_with(FakeProducer())
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    if keeps_offsets:
+        table.data._db_for_partition(2)  # type: ignore[attr-defined]  # opened by Faust as the partition is assigned
+    ChangelogWrites(outbox).set(table, b"upn", b"state")
+    await outbox.flush()
+    [staged] = outbox.pending[TRANSACTION].messages.values()
+    assert staged.topic == table.changelog_topic.get_topic_name()
+    assert (staged.on_delivered is not None) == keeps_offsets
