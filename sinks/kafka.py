@@ -296,8 +296,9 @@ def keep_in_metadata(producer: Any, staged: list[Staged], known_topics: frozense
         client.set_topics(named | new | known_topics)
 
 
-class KafkaAlertSink:
-    """Stages each alert for its LA's recipient topic, keyed by UPN, in the input record's outbox."""
+class _OutboxSink:
+    """Stages Avro-encoded messages for output topics in the input record's outbox; `prefix` goes before each
+    topic name, and `ready_topics` (full names) exist already."""
 
     def __init__(
         self,
@@ -312,26 +313,18 @@ class KafkaAlertSink:
         self.outbox = outbox
         self.topics = _TopicCache(app, partitions, prefix, ready_topics)
 
+
+class KafkaAlertSink(_OutboxSink):
+    """Stages each alert for its LA's recipient topic, keyed by UPN, in the input record's outbox."""
+
     async def send(self, alert: Alert) -> None:
         topic = await self.topics.get(alert.topic)
         self.outbox.stage(topic.get_topic_name(), alert.upn.encode(), self.codec.encode(alert))
 
 
-class KafkaDeadLetterSink:
-    """Stages each dead letter for `<source topic>.dlq` (the source topic already carries any prefix) in the
-    record's outbox, which sends it with whatever the record wrote."""
-
-    def __init__(
-        self,
-        app: faust.App,
-        codec: AvroCodec,
-        partitions: int,
-        outbox: RecordOutbox,
-        ready_topics: Collection[str] = (),
-    ) -> None:
-        self.codec = codec
-        self.outbox = outbox
-        self.topics = _TopicCache(app, partitions, "", ready_topics)
+class KafkaDeadLetterSink(_OutboxSink):
+    """Stages each dead letter for `<source topic>.dlq` (the source topic already carries any prefix, so this
+    sink takes none) in the record's outbox, which sends it with whatever the record wrote."""
 
     async def send(self, letter: DeadLetter, key: bytes | None) -> None:
         topic = await self.topics.get(dead_letter_topic(letter.source_topic))

@@ -384,7 +384,7 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
         codec,
         timeline_for,
         KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, ready_topics),
-        KafkaDeadLetterSink(app, codec, partitions, outbox, ready_topics),
+        KafkaDeadLetterSink(app, codec, partitions, outbox, ready_topics=ready_topics),
         record_types,
         metrics,
         counts,
