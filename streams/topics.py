@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -62,13 +63,23 @@ def worker_topics(settings: Settings) -> dict[str, dict[str, str]]:
 
 def ensure_worker_topics(settings: Settings, timeout: float = 60.0) -> TopicReport:
     """Creating topics in advance spares the first rebalance a race with topic creation, and lets a
-    mismatched partition count fail loudly before any record is applied."""
-    return ensure_topics(settings, worker_topics(settings), timeout)
+    mismatched partition count fail loudly before any record is applied. Output topics are keyed by UPN but
+    read by LA consumers only, so an existing one may have any partition count (an LA's own choice)."""
+    wanted = worker_topics(settings)
+    outputs = output_topics(settings)
+    return ensure_topics(settings, wanted, timeout, copartitioned=[name for name in wanted if name not in outputs])
 
 
-def ensure_topics(settings: Settings, wanted: dict[str, dict[str, str]], timeout: float = 60.0) -> TopicReport:
+def ensure_topics(
+    settings: Settings,
+    wanted: dict[str, dict[str, str]],
+    timeout: float = 60.0,
+    copartitioned: Collection[str] | None = None,
+) -> TopicReport:
     """Creates the missing topics with the settings' partition count and replication factor, then waits
-    until every partition has a leader; an existing topic with another partition count is refused."""
+    until every partition has a leader; an existing topic of `copartitioned` (by default all of them) with
+    another partition count is refused."""
+    must_match = set(wanted if copartitioned is None else copartitioned)
     admin = KafkaAdminClient(**client_options(settings))
     try:
         existing = set(admin.list_topics())
@@ -91,7 +102,10 @@ def ensure_topics(settings: Settings, wanted: dict[str, dict[str, str]], timeout
             wrong = [
                 f"{t['name']} has {len(t['partitions'])}"
                 for t in described
-                if t["error_code"] == 0 and t["partitions"] and len(t["partitions"]) != settings.topic_partitions
+                if t["name"] in must_match
+                and t["error_code"] == 0
+                and t["partitions"]
+                and len(t["partitions"]) != settings.topic_partitions
             ]
             if wrong:
                 raise TopicLayoutError(
