@@ -6,8 +6,10 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from processors.identifiers import CURRENT_LA_CODES
@@ -117,6 +119,8 @@ def ensure_topics(
                 for t in described
             )
             if ready:
+                if missing:
+                    _wait_for_leaders_to_serve(admin, described, deadline)
                 return TopicReport(
                     created=tuple(name for name in wanted if name in missing),
                     existing=tuple(name for name in wanted if name not in missing),
@@ -127,3 +131,23 @@ def ensure_topics(
             time.sleep(0.2)
     finally:
         admin.close()
+
+
+def _wait_for_leaders_to_serve(admin: KafkaAdminClient, described: list[dict[str, Any]], deadline: float) -> None:
+    """Returns once the leader of every partition answers for it. A broker names a new partition's leader in
+    its metadata before that leader has made the partition's log, and hundreds of topics created at once
+    (every LA's alert topics) keep it busy for seconds; a client sending meanwhile is turned away with
+    NotLeaderForPartition on every try, and logs each."""
+    partitions = {
+        TopicPartition(topic["name"], partition["partition_index"]): OffsetSpec.LATEST
+        for topic in described
+        for partition in topic["partitions"]
+    }
+    remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
+    try:
+        admin.list_partition_offsets(partitions, timeout_ms=remaining_ms)
+    except KafkaError as error:
+        raise TopicLayoutError(
+            f"new topics' partition leaders did not serve them within {remaining_ms / 1000:.0f} s ({error}); "
+            "check the brokers' logs"
+        ) from error

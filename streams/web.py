@@ -17,7 +17,7 @@ from faust.tables.manager import TableManager
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.kafkaclients import client_options
+from streams.kafkaclients import connection_options
 from streams.metrics import Metrics, PartitionLag, PartitionState
 from streams.settings import Settings
 
@@ -41,9 +41,8 @@ class KafkaBrokerProbe:
         self.timeout = timeout
 
     def client_options(self) -> dict[str, Any]:
-        # aiokafka's client takes the same connection and security options as kafka-python's.
         return {
-            **client_options(self.settings),
+            **connection_options(self.settings),
             "request_timeout_ms": int(self.timeout * 1000),
             "client_id": f"{self.settings.app_id}-ready-probe",
         }
