@@ -49,7 +49,7 @@ from bench.report import (
     rate_text,
     render_table,
 )
-from processors.records import ROLL_EVENTS, Recipient
+from processors.records import ROLL_EVENTS, Recipient, alert_topic
 from streams.settings import Settings
 
 PHASES = ("throughput", "scale", "latency", "memory", "replay")
@@ -393,13 +393,13 @@ class BenchRun:
 
         settings = self.settings("latency", "bench.latency.")
         ensure_worker_topics(settings)
-        alert_topic = settings.topic(f"la.{BENCH_LA}.alerts.{Recipient.CME_OFFICER.topic_suffix}")
-        create_topic(settings, alert_topic)
+        alerts_topic = settings.topic(alert_topic(BENCH_LA, Recipient.CME_OFFICER))
+        create_topic(settings, alerts_topic)
         worker = ChildProcess(
             "latency worker", "streams.cli", settings, self.workdir / "latency-worker.log",
             dict(self.options.faust_environment),
         )
-        listener = AlertListener(settings, alert_topic)
+        listener = AlertListener(settings, alerts_topic)
         # Reading the input too tells a slow bench producer apart from a slow worker.
         input_listener = AlertListener(settings, settings.topic(ROLL_EVENTS))
         interval = 1.0 / self.options.rate

@@ -298,20 +298,14 @@ def keep_in_metadata(producer: Any, staged: list[Staged], known_topics: frozense
 
 class _OutboxSink:
     """Stages Avro-encoded messages for output topics in the input record's outbox; `prefix` goes before each
-    topic name, and `ready_topics` (full names) exist already."""
+    topic name, and the topics the outbox knows to exist are not declared again."""
 
     def __init__(
-        self,
-        app: faust.App,
-        codec: AvroCodec,
-        partitions: int,
-        outbox: RecordOutbox,
-        prefix: str = "",
-        ready_topics: Collection[str] = (),
+        self, app: faust.App, codec: AvroCodec, partitions: int, outbox: RecordOutbox, prefix: str = ""
     ) -> None:
         self.codec = codec
         self.outbox = outbox
-        self.topics = _TopicCache(app, partitions, prefix, ready_topics)
+        self.topics = _TopicCache(app, partitions, prefix, outbox.known_topics)
 
 
 class KafkaAlertSink(_OutboxSink):

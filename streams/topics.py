@@ -52,12 +52,18 @@ def output_topics(settings: Settings) -> dict[str, dict[str, str]]:
     return topics
 
 
-def worker_topics(settings: Settings) -> dict[str, dict[str, str]]:
-    """Every topic the worker reads or keeps state in, with its topic configuration, and its output topics
-    when they are created up front."""
+def copartitioned_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the worker reads or keeps state in, with its topic configuration: all partitioned alike,
+    so that a child's records and state share a partition number."""
     topics = input_topics(settings)
     for table in TABLES:
         topics[f"{settings.app_id}-{table}-changelog"] = dict(COMPACT)
+    return topics
+
+
+def worker_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The co-partitioned topics, and the output topics when they are created up front."""
+    topics = copartitioned_topics(settings)
     if settings.alert_topics_up_front:
         topics.update(output_topics(settings))
     return topics
@@ -67,9 +73,7 @@ def ensure_worker_topics(settings: Settings, timeout: float = 60.0) -> TopicRepo
     """Creating topics in advance spares the first rebalance a race with topic creation, and lets a
     mismatched partition count fail loudly before any record is applied. Output topics are keyed by UPN but
     read by LA consumers only, so an existing one may have any partition count (an LA's own choice)."""
-    wanted = worker_topics(settings)
-    outputs = output_topics(settings)
-    return ensure_topics(settings, wanted, timeout, copartitioned=[name for name in wanted if name not in outputs])
+    return ensure_topics(settings, worker_topics(settings), timeout, copartitioned=copartitioned_topics(settings))
 
 
 def ensure_topics(

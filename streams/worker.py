@@ -383,8 +383,8 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, ready_topics),
-        KafkaDeadLetterSink(app, codec, partitions, outbox, ready_topics=ready_topics),
+        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix),
+        KafkaDeadLetterSink(app, codec, partitions, outbox),
         record_types,
         metrics,
         counts,
