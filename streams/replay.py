@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -45,9 +46,28 @@ class Rejected(Exception):
         self.message = message
 
 
+#: The code of a record that passed decoding but could not be validated or applied for any other reason.
+UNPROCESSABLE = "UNPROCESSABLE"
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_MESSAGE_LIMIT = 500
+
+
+def describe_error(error: BaseException) -> str:
+    """The exception's type and message for a dead letter or a log line, with anything quoted (where Python's
+    and libraries' messages put values, which may be a child's name or date of birth) blanked, and bounded."""
+    message = _QUOTED.sub("'…'", str(error))
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
 def check(record: InputRecord) -> None:
     """Raises Rejected with every validation problem when the record breaks a contract rule."""
-    problems = validate(record)
+    try:
+        problems = validate(record)
+    except Exception as error:
+        # A value no check foresaw must not stop the stream: the record is refused, with what went wrong.
+        raise Rejected(UNPROCESSABLE, f"the record could not be validated ({describe_error(error)})") from error
     if problems:
         raise Rejected(problems[0].code, "; ".join(f"{p.code}: {p.message}" for p in problems))
 
@@ -62,10 +82,11 @@ def apply_record(timeline: Timeline, record: InputRecord) -> Applied:
     check(record)
     try:
         return timeline.apply(record)
-    except ValueError as error:
-        # A record the rules cannot apply (for example a calendar configured to refuse a date) is
-        # dead-lettered with the reason, so it can be replayed once the configuration is fixed.
-        raise Rejected("UNPROCESSABLE", str(error)) from error
+    except Exception as error:
+        # Whatever the rules or the child's stored state make of a record, it is refused on its own (the
+        # timeline writes nothing until a record's outcome is complete) and the stream goes on; a dead
+        # letter can be republished once the cause is fixed.
+        raise Rejected(UNPROCESSABLE, f"the record could not be applied ({describe_error(error)})") from error
 
 
 @dataclass
