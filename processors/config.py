@@ -36,21 +36,8 @@ class RuleConfig:
     calendars: Mapping[str, Calendar] = field(default_factory=dict)
     lengths: Mapping[str, DeadlineLengths] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        # Rules see calendars that count past their configured school years rather than refuse a record
-        # (see LenientCalendar); built once here because rules ask for a calendar on every record.
-        from processors.calendar import LenientCalendar, SchoolCalendar
-
-        def lenient(calendar: Calendar) -> Calendar:
-            return LenientCalendar(calendar) if isinstance(calendar, SchoolCalendar) else calendar
-
-        object.__setattr__(self, "_default", lenient(self.default_calendar))
-        object.__setattr__(self, "_by_la", {la: lenient(c) for la, c in self.calendars.items()})
-
     def calendar_for(self, la_code: str) -> Calendar:
-        by_la: Mapping[str, Calendar] = self._by_la  # type: ignore[attr-defined]
-        default: Calendar = self._default  # type: ignore[attr-defined]
-        return by_la.get(la_code, default)
+        return self.calendars.get(la_code, self.default_calendar)
 
     def lengths_for(self, la_code: str) -> DeadlineLengths:
         return self.lengths.get(la_code, self.default_lengths)

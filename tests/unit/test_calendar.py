@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from processors.calendar import OutsideCalendarError, SchoolCalendar, default_calendar
+from processors.calendar import SchoolCalendar, default_calendar
 from processors.terms import DEFAULT_SCHOOL_YEARS, DEFAULT_TERMS
 
 
@@ -135,20 +135,22 @@ def test_coverage_is_whole_school_years(calendar: SchoolCalendar) -> None:
     assert not calendar.is_school_day(date(2028, 8, 15))  # summer holiday after the last term
 
 
-def test_dates_outside_coverage_raise_naming_the_range(calendar: SchoolCalendar) -> None:
-    with pytest.raises(OutsideCalendarError, match="2024-09-01 to 2028-08-31"):
-        calendar.is_school_day(date(2024, 8, 30))
-    with pytest.raises(ValueError, match="2024-09-01 to 2028-08-31"):
-        calendar.nth_school_day_after(date(2028, 9, 4), 1)
-    with pytest.raises(OutsideCalendarError):
-        calendar.school_days_between(date(2025, 1, 6), date(2029, 1, 1))
+def test_dates_outside_coverage_are_answered_by_the_fallback(calendar: SchoolCalendar) -> None:
+    assert calendar.is_school_day(date(2024, 8, 30))  # a Friday before the first covered school year
+    assert not calendar.is_school_day(date(2024, 8, 26))  # summer bank holiday
+    assert not calendar.is_school_day(date(2028, 12, 25))
+    assert calendar.nth_school_day_after(date(2028, 9, 4), 1) == date(2028, 9, 5)
+    assert calendar.school_days_between(date(2025, 1, 6), date(2029, 1, 1)) == calendar.school_days_between(
+        date(2025, 1, 6), date(2028, 8, 31)
+    ) + calendar.school_days_between(date(2028, 9, 1), date(2029, 1, 1))
+    assert calendar.school_days_between(date(2028, 9, 1), date(2028, 9, 8)) == 6
 
 
-def test_counts_running_past_coverage_raise(calendar: SchoolCalendar) -> None:
-    with pytest.raises(OutsideCalendarError, match="10 school days after 2028-07-20"):
-        calendar.nth_school_day_after(date(2028, 7, 20), 10)
-    with pytest.raises(OutsideCalendarError, match="before"):
-        calendar.nth_school_day_before(date(2024, 9, 4), 5)
+def test_counts_running_past_coverage_go_on_with_the_fallback(calendar: SchoolCalendar) -> None:
+    # 21 July 2028 ends the last covered term, then Fri 1 Sep 2028 onwards are weekdays on the fallback
+    assert calendar.nth_school_day_after(date(2028, 7, 20), 10) == date(2028, 9, 13)
+    # back over 3 and 2 September 2024 (term starts 2 Sep) into the uncovered August: 30, 29, 28 Aug
+    assert calendar.nth_school_day_before(date(2024, 9, 4), 5) == date(2024, 8, 28)
     assert calendar.nth_school_day_after(date(2028, 7, 20), 1) == date(2028, 7, 21)
 
 
@@ -168,6 +170,14 @@ def test_closures_from_config_are_not_school_days() -> None:
     assert not la_calendar.is_school_day(date(2026, 5, 4))
     assert la_calendar.first_covered == date(2025, 9, 1)
     assert la_calendar.last_covered == date(2026, 8, 31)
+    assert la_calendar.covers(date(2026, 8, 31))
+    assert not la_calendar.covers(date(2026, 9, 1))
+    # school years the LA does not configure take the shipped calendar (half-term), then the fallback
+    assert not la_calendar.is_school_day(date(2026, 10, 26))
+    assert not la_calendar.is_school_day(date(2028, 8, 1))
+    assert la_calendar.is_school_day(date(2028, 9, 5))
+    # closures apply only in the LA's own school years
+    assert la_calendar.nth_school_day_after(date(2026, 7, 21), 1) == date(2026, 9, 2)
 
 
 def test_bad_configuration_is_refused() -> None:
@@ -175,19 +185,30 @@ def test_bad_configuration_is_refused() -> None:
         SchoolCalendar.from_config([])
     with pytest.raises(ValueError, match="ends before it starts"):
         SchoolCalendar.from_config([("2025-12-19", "2025-09-01")])
+    with pytest.raises(ValueError, match="1990/91 to 2099/2100"):
+        SchoolCalendar.from_config([("1990-06-01", "1990-07-20")])
+    with pytest.raises(ValueError, match="1990/91 to 2099/2100"):
+        SchoolCalendar.from_config([("2100-09-01", "2100-12-20")])
 
 
-def test_lenient_calendar_counts_weekdays_less_bank_holidays_past_its_school_years() -> None:
-    from processors.calendar import LenientCalendar
-
-    lenient = LenientCalendar(default_calendar())
-    # inside coverage it agrees with the strict calendar
-    assert lenient.nth_school_day_after(date(2025, 3, 4), 10) == date(2025, 3, 18)
+def test_past_its_school_years_a_calendar_counts_weekdays_less_bank_holidays() -> None:
+    shipped = default_calendar()
+    assert shipped.nth_school_day_after(date(2025, 3, 4), 10) == date(2025, 3, 18)
     # Fri 14 Jul 2028 is covered (summer term ends 21 Jul: 17-21 Jul are 5 school days), then the count runs
     # past 31 Aug 2028 as plain working days: Fri 1 Sep, Mon 4, Tue 5, Wed 6, Thu 7 Sep.
-    assert lenient.nth_school_day_after(date(2028, 7, 14), 10) == date(2028, 9, 7)
+    assert shipped.nth_school_day_after(date(2028, 7, 14), 10) == date(2028, 9, 7)
     # wholly outside: Christmas Day and Boxing Day 2028 are bank holidays
-    assert lenient.nth_school_day_after(date(2028, 12, 22), 2) == date(2028, 12, 28)
+    assert shipped.nth_school_day_after(date(2028, 12, 22), 2) == date(2028, 12, 28)
     # backwards from early September 2024 into the uncovered August: 30, 29, 28 Aug (26 Aug is a bank holiday)
-    assert lenient.nth_school_day_before(date(2024, 9, 3), 4) == date(2024, 8, 28)
-    assert lenient.nth_school_day_before(date(2024, 9, 2), 10) == date(2024, 8, 16)
+    assert shipped.nth_school_day_before(date(2024, 9, 3), 4) == date(2024, 8, 28)
+    assert shipped.nth_school_day_before(date(2024, 9, 2), 10) == date(2024, 8, 16)
+
+
+def test_counting_from_before_the_calendar_stays_near_the_date() -> None:
+    from processors.config import RuleConfig
+
+    rules_calendar = RuleConfig(default_calendar()).calendar_for("330")
+    # 19 July 2024 is before the shipped calendar's first day (1 September 2024): 22-26 July, 29 July-2 August
+    assert rules_calendar.nth_school_day_after(date(2024, 7, 19), 10) == date(2024, 8, 2)
+    # the mirror: counting back from after the last covered day (31 August 2028)
+    assert rules_calendar.nth_school_day_before(date(2028, 10, 2), 10) == date(2028, 9, 18)
