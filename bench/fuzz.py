@@ -1,0 +1,644 @@
+"""`python -m bench.fuzz`: mutated input messages sent straight to a worker's topics, and its books checked."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.kafkaprobe import end_offsets, input_partitions
+from bench.processes import ChildProcess, ProcessGroup, free_port
+from bench.report import Figure, render_table
+from processors.records import (
+    CASE_ACTIONS,
+    CLOCK_TICKS,
+    EHE_NOTIFICATIONS,
+    INPUT_TOPICS,
+    ROLL_EVENTS,
+    SAFEGUARDING_STATUS,
+    CaseAction,
+    CaseActionType,
+    DeadLetter,
+    EHENotification,
+    InputRecord,
+    RollEvent,
+    SafeguardingStatus,
+    SocialWorker,
+    dead_letter_topic,
+)
+from schemas.codec import HEADER_LENGTH, AvroCodec
+from schemas.jsonformat import parse_line
+from streams.generator import GeneratorOptions, generate_lines
+from streams.kafkaclients import client_options
+from streams.ordering import AppliedOffsets
+from streams.settings import Settings
+
+DEFAULT_RECORDS = 100_000
+#: Pupils of the generated half-term whose records are the valid starting points (a few thousand lines).
+SEED_PUPILS = 10_000
+SEED_START = date(2024, 9, 1)
+SEED_END = date(2025, 2, 14)
+#: One message in this many carries a 1 MB string: each costs the broker, the worker and its changelog a megabyte.
+BIG_STRING_EVERY = 5_000
+BIG_STRING_LENGTH = 1_000_000
+#: Kafka's default largest message is about 1 MB; the big strings must fit in one with the rest of the record.
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+#: The worker gives up nothing silently: with no progress at all for this long, the run is declared stuck.
+STALL_SECONDS = 180.0
+POLL_SECONDS = 1.0
+PROGRESS_SECONDS = 10.0
+
+#: Share of messages each input topic gets: the roll events most, as in live traffic, but every topic plenty.
+TOPIC_WEIGHTS = {ROLL_EVENTS: 40, EHE_NOTIFICATIONS: 15, SAFEGUARDING_STATUS: 15, CLOCK_TICKS: 15, CASE_ACTIONS: 15}
+#: Characters of garbage UPNs: digits, letters, punctuation, controls, non-Latin and astral code points.
+GARBAGE_UPN_CHARACTERS = "0123456789ABZaz !\"#%'*/;<>?\\{}~\t\n\x00\x7f\u00e9\u00df\u0416\u4e2d\u202e\ufeff\U0001f600"
+#: Huge values put in place of a body's first length or number: past every sane size, and negative.
+HUGE_VARINTS = (2**31, 2**40, 2**62, 2**63 - 1, -1, -(2**62))
+#: Hostile dates put in every date and time field of an otherwise valid record.
+DATE_EXTREMES = (date(9999, 12, 31), date(1, 1, 1))
+
+
+class Mutation(StrEnum):
+    VALID = "valid"
+    BIT_FLIP = "bit-flip"
+    TRUNCATED = "truncated"
+    RANDOM_BYTES = "random-bytes"
+    GARBAGE_BODY = "valid-header-garbage-body"
+    TRAILING_BYTES = "trailing-bytes"
+    SWAPPED_TYPE = "swapped-fingerprint"
+    HUGE_LENGTH = "huge-length"
+    EXTREME_DATES = "extreme-dates"
+    EMPTY_STRINGS = "empty-strings"
+    GARBAGE_UPN = "garbage-upn"
+    BIG_STRING = "1MB-string"
+
+
+MUTATION_WEIGHTS = {
+    Mutation.VALID: 10,
+    Mutation.BIT_FLIP: 15,
+    Mutation.TRUNCATED: 10,
+    Mutation.RANDOM_BYTES: 8,
+    Mutation.GARBAGE_BODY: 8,
+    Mutation.TRAILING_BYTES: 5,
+    Mutation.SWAPPED_TYPE: 10,
+    Mutation.HUGE_LENGTH: 10,
+    Mutation.EXTREME_DATES: 10,
+    Mutation.EMPTY_STRINGS: 6,
+    Mutation.GARBAGE_UPN: 8,
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One message to send: its input topic (no prefix), how it was made, its key, value and fixed partition."""
+
+    topic: str
+    mutation: Mutation
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+def seed_records(pupils: int = SEED_PUPILS, seed: int = 0) -> dict[str, list[InputRecord]]:
+    """Valid records of every input topic: a generated half-term, and an officer's case closure per removal."""
+    by_topic: dict[str, list[InputRecord]] = {topic: [] for topic in INPUT_TOPICS}
+    options = GeneratorOptions(pupils=pupils, seed=seed, start=SEED_START, end=SEED_END)
+    for line in generate_lines(options):
+        topic, record = parse_line(line)
+        by_topic[topic].append(record)
+        if isinstance(record, RollEvent) and record.ground is not None:
+            by_topic[CASE_ACTIONS].append(
+                CaseAction(
+                    action_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fuzz-action:{record.event_id}")),
+                    upn=record.upn,
+                    case_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fuzz-case:{record.upn}")),
+                    action=CaseActionType.CLOSE,
+                    reason="Child located at a new school",
+                    by="Fuzz Officer",
+                    at=record.recorded_at,
+                )
+            )
+    empty = [topic for topic, records in by_topic.items() if not records]
+    if empty:
+        raise RuntimeError(f"the generated data has no records for {', '.join(empty)}")
+    return by_topic
+
+
+def zigzag_varint(value: int) -> bytes:
+    """Avro's encoding of a long: zigzag, then little-endian base-128."""
+    number = ((value << 1) ^ (value >> 63)) & (2**64 - 1)
+    out = bytearray()
+    while number >= 0x80:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def varint_length(data: bytes, start: int) -> int:
+    """Bytes taken by the varint at `start` (to the end of the data if it never ends)."""
+    index = start
+    while index < len(data) and data[index] & 0x80:
+        index += 1
+    return min(index + 1, len(data)) - start
+
+
+def map_fields(record: Any, change: Callable[[str, Any], Any]) -> Any:
+    """A copy of a record with `change(name, value)` applied to every field, nested records included."""
+    updates = {}
+    for item in dataclasses.fields(record):
+        value = getattr(record, item.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            updates[item.name] = map_fields(value, change)
+        else:
+            updates[item.name] = change(item.name, value)
+    return dataclasses.replace(record, **updates)
+
+
+def with_extreme_dates(record: InputRecord, day: date) -> InputRecord:
+    moment = datetime(day.year, day.month, day.day, 23 if day.year > 1 else 0, 59 if day.year > 1 else 0, tzinfo=UTC)
+
+    def change(_name: str, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return moment
+        if isinstance(value, date):
+            return day
+        return value
+
+    result: InputRecord = map_fields(record, change)
+    return result
+
+
+def with_empty_strings(record: InputRecord) -> InputRecord:
+    # Enum members are strings too; an empty one is not encodable, so only plain strings are emptied.
+    result: InputRecord = map_fields(record, lambda _name, value: "" if type(value) is str else value)
+    return result
+
+
+def with_big_string(record: InputRecord, text: str) -> InputRecord:
+    if isinstance(record, RollEvent):
+        return dataclasses.replace(record, school=dataclasses.replace(record.school, name=text))
+    if isinstance(record, CaseAction):
+        return dataclasses.replace(record, reason=text)
+    if isinstance(record, SafeguardingStatus):
+        return dataclasses.replace(record, social_worker=SocialWorker(name=text, email="worker@example.org"))
+    if isinstance(record, EHENotification):
+        return dataclasses.replace(record, upn=text)
+    return record
+
+
+class Mutator:
+    """Makes mutated messages from valid records, deterministically for a seed."""
+
+    def __init__(
+        self, records: dict[str, list[InputRecord]], seed: int = 0, partitions: int = 4,
+        big_string_length: int = BIG_STRING_LENGTH,
+    ) -> None:
+        self.records = records
+        self.big_string_length = big_string_length
+        self.random = random.Random(seed)
+        self.partitions = partitions
+        self.codec = AvroCodec()
+        self.topics = list(TOPIC_WEIGHTS)
+        self.topic_weights = list(TOPIC_WEIGHTS.values())
+        self.mutations = list(MUTATION_WEIGHTS)
+        self.mutation_weights = list(MUTATION_WEIGHTS.values())
+
+    def mutants(self, count: int) -> Iterator[Mutant]:
+        for index in range(count):
+            topic = self.random.choices(self.topics, self.topic_weights)[0]
+            if index % BIG_STRING_EVERY == BIG_STRING_EVERY // 5:
+                mutation = Mutation.BIG_STRING
+            else:
+                mutation = self.random.choices(self.mutations, self.mutation_weights)[0]
+            yield self.mutant(topic, mutation)
+
+    def pick(self, topic: str) -> InputRecord:
+        return self.random.choice(self.records[topic])
+
+    def mutant(self, topic: str, mutation: Mutation) -> Mutant:
+        original = self.pick(topic)
+        record = self.hostile(mutation, original)
+        value = self.codec.encode(record) if record is not None else self.damaged(topic, mutation, original)
+        if topic == CLOCK_TICKS:
+            return Mutant(topic, mutation, None, value, self.random.randrange(self.partitions))
+        # The key is the UPN the record carries, as the publisher sets it, unless that UPN is the 1 MB string.
+        upn = getattr(record if record is not None else original, "upn", "")
+        if len(upn) > 64:
+            upn = getattr(original, "upn", "")
+        # safeguarding.status is compacted, and a compacted topic refuses a record without a key.
+        return Mutant(topic, mutation, upn.encode() or b"-", value)
+
+    def hostile(self, mutation: Mutation, record: InputRecord) -> InputRecord | None:
+        """A valid encoding with hostile field values, or None for the mutations of bytes."""
+        rng = self.random
+        if mutation == Mutation.VALID:
+            return record
+        if mutation == Mutation.EXTREME_DATES or (mutation == Mutation.GARBAGE_UPN and not hasattr(record, "upn")):
+            return with_extreme_dates(record, rng.choice(DATE_EXTREMES))
+        if mutation == Mutation.EMPTY_STRINGS:
+            return with_empty_strings(record)
+        if mutation == Mutation.GARBAGE_UPN:
+            garbage = "".join(rng.choice(GARBAGE_UPN_CHARACTERS) for _ in range(13))
+            return dataclasses.replace(record, upn=garbage)  # type: ignore[arg-type]
+        if mutation == Mutation.BIG_STRING:
+            return with_big_string(record, "x" * self.big_string_length)
+        return None
+
+    def damaged(self, topic: str, mutation: Mutation, record: InputRecord) -> bytes:
+        """A valid encoding of `record` with its bytes damaged."""
+        rng = self.random
+        valid = self.codec.encode(record)
+        body = valid[HEADER_LENGTH:]
+        if mutation == Mutation.BIT_FLIP:
+            flipped = bytearray(valid)
+            for _ in range(rng.randint(1, 8)):
+                position = rng.randrange(len(flipped) * 8)
+                flipped[position // 8] ^= 1 << (position % 8)
+            return bytes(flipped)
+        if mutation == Mutation.TRUNCATED:
+            return valid[: rng.randrange(len(valid))]
+        if mutation == Mutation.RANDOM_BYTES:
+            return rng.randbytes(rng.choice((0, 1, 2, 9, 10, 11, rng.randint(12, 400))))
+        if mutation == Mutation.GARBAGE_BODY:
+            return valid[:HEADER_LENGTH] + rng.randbytes(rng.randint(0, 300))
+        if mutation == Mutation.TRAILING_BYTES:
+            return valid + rng.randbytes(rng.randint(1, 64))
+        if mutation == Mutation.SWAPPED_TYPE:
+            other = self.pick(rng.choice([name for name in self.topics if name != topic]))
+            foreign = self.codec.encode(other)
+            # Either a whole record of another type, or this record's body under another type's header.
+            return foreign if rng.random() < 0.5 else foreign[:HEADER_LENGTH] + body
+        if mutation == Mutation.HUGE_LENGTH:
+            # The body's first field is a string length (an id) or, for a tick, the date as days.
+            huge = zigzag_varint(rng.choice(HUGE_VARINTS))
+            return valid[:HEADER_LENGTH] + huge + body[varint_length(body, 0) :]
+        raise ValueError(f"{mutation} is not a mutation of bytes")
+
+
+@dataclass
+class Sent:
+    by_topic: Counter[str] = field(default_factory=Counter)
+    by_mutation: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_topic.values())
+
+
+def send(settings: Settings, mutants: Iterable[Mutant], progress: Callable[[str], None] | None = None) -> Sent:
+    """Sends every mutant as is (no validation) with an idempotent producer; raises if any send failed."""
+    sent = Sent()
+    failures: list[BaseException] = []
+    started = time.perf_counter()
+    producer = KafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_request_size=MAX_REQUEST_BYTES,
+        allow_auto_create_topics=False,
+    )
+    try:
+        for mutant in mutants:
+            future = producer.send(
+                settings.topic(mutant.topic), value=mutant.value, key=mutant.key, partition=mutant.partition
+            )
+            future.add_errback(failures.append)
+            sent.by_topic[mutant.topic] += 1
+            sent.by_mutation[mutant.mutation] += 1
+            if progress is not None and sent.total % 20_000 == 0:
+                progress(f"  sent {sent.total:,} messages")
+        producer.flush(timeout=300)
+    finally:
+        producer.close(timeout=30)
+    sent.seconds = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} message(s) were not accepted by Kafka; first: {failures[0]!r}")
+    return sent
+
+
+@dataclass
+class Books:
+    """The worker's counters from /metrics, by input topic (no prefix)."""
+
+    consumed: Counter[str] = field(default_factory=Counter)
+    applied: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def dead_lettered_on(self, topic: str) -> int:
+        return sum(count for (name, _code), count in self.dead_lettered.items() if name == topic)
+
+
+def read_books(web_port: int, topic_prefix: str, host: str = "127.0.0.1") -> Books:
+    with urllib.request.urlopen(f"http://{host}:{web_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    books = Books()
+
+    def topic_of(labels: dict[str, str]) -> str:
+        name = labels.get("topic", "")
+        return name.removeprefix(topic_prefix)
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            count = round(sample.value)
+            if family.name == "rollwatch_records_consumed":
+                books.consumed[topic_of(sample.labels)] += count
+            elif family.name == "rollwatch_records_applied":
+                books.applied[topic_of(sample.labels)] += count
+            elif family.name == "rollwatch_records_dead_lettered":
+                books.dead_lettered[(topic_of(sample.labels), sample.labels.get("error_code", ""))] += count
+    return books
+
+
+def committed_lag(settings: Settings) -> int:
+    """Input messages not yet committed by the worker's group."""
+    partitions = input_partitions(settings)
+    ends = end_offsets(settings, partitions)
+    applied = AppliedOffsets(settings)
+    try:
+        committed = applied.committed(partitions)
+    finally:
+        applied.close()
+    return sum(max(end - committed.get(tp, 0), 0) for tp, end in ends.items())
+
+
+@dataclass
+class Outcome:
+    books: Books | None
+    #: Why the wait ended early: the worker exited, or made no progress; empty when it caught up.
+    problem: str = ""
+    seconds: float = 0.0
+
+
+def wait_until_consumed(
+    settings: Settings,
+    sent: Sent,
+    alive: Callable[[], bool],
+    progress: Callable[[str], None] | None = None,
+    stall_seconds: float = STALL_SECONDS,
+) -> Outcome:
+    """Waits until the worker's counters reach what was sent and its group has committed every input."""
+    started = last_change = last_report = time.monotonic()
+    books: Books | None = None
+    seen = (-1, -1)
+    while True:
+        now = time.monotonic()
+        if not alive():
+            return Outcome(books, "the worker exited", now - started)
+        try:
+            books = read_books(settings.web_port, settings.topic_prefix, settings.web_host)
+        except OSError:
+            books_total = -1  # the web server is not up yet
+        else:
+            books_total = sum(books.consumed.values())
+        lag = committed_lag(settings)
+        if (books_total, lag) != seen:
+            seen, last_change = (books_total, lag), now
+        if books_total >= sent.total and lag == 0:
+            return Outcome(books, "", now - started)
+        if now - last_change > stall_seconds:
+            return Outcome(books, f"no progress for {stall_seconds:.0f} s", now - started)
+        if progress is not None and now - last_report >= PROGRESS_SECONDS:
+            progress(f"  worker consumed {max(books_total, 0):,} of {sent.total:,}; {lag:,} not yet committed")
+            last_report = now
+        time.sleep(POLL_SECONDS)
+
+
+def dead_letters_on_topics(settings: Settings, timeout: float = 120.0) -> tuple[Counter[tuple[str, str]], int]:
+    """Dead letters committed to every `.dlq` topic, by source topic (no prefix) and code; and undecodable ones."""
+    codec = AvroCodec()
+    found: Counter[tuple[str, str]] = Counter()
+    undecodable = 0
+    consumer = KafkaConsumer(
+        **client_options(settings),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+        fetch_max_bytes=8 * MAX_REQUEST_BYTES,
+    )
+    try:
+        partitions = [
+            TopicPartition(settings.topic(dead_letter_topic(name)), partition)
+            for name in INPUT_TOPICS
+            for partition in sorted(consumer.partitions_for_topic(settings.topic(dead_letter_topic(name))) or ())
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the dead-letter topics could not be read to their end within {timeout:.0f} s")
+            for messages in consumer.poll(timeout_ms=500).values():
+                for message in messages:
+                    try:
+                        letter = codec.decode(message.value, DeadLetter)
+                    except Exception:  # counted and reported: never a reason to stop counting
+                        undecodable += 1
+                        continue
+                    found[(letter.source_topic.removeprefix(settings.topic_prefix), letter.error_code)] += 1
+    finally:
+        consumer.close()
+    return found, undecodable
+
+
+def mismatches(sent: Sent, books: Books, dead_letters: Counter[tuple[str, str]], undecodable: int) -> list[str]:
+    """Every way the worker's books disagree with what was sent and what is on the dead-letter topics."""
+    problems = []
+    for topic in INPUT_TOPICS:
+        expected = sent.by_topic.get(topic, 0)
+        consumed, applied, dead = books.consumed[topic], books.applied[topic], books.dead_lettered_on(topic)
+        if not consumed == applied + dead == expected:
+            problems.append(f"{topic}: sent {expected:,}, consumed {consumed:,}, applied {applied:,} + "
+                            f"dead-lettered {dead:,} = {applied + dead:,}")
+    metric_letters = +books.dead_lettered
+    if +dead_letters != metric_letters:
+        for key in sorted(set(metric_letters) | set(dead_letters)):
+            if metric_letters[key] != dead_letters[key]:
+                problems.append(f"{key[0]} {key[1]}: {metric_letters[key]:,} dead-lettered by the metric, "
+                                f"{dead_letters[key]:,} on the .dlq topic")
+    if undecodable:
+        problems.append(f"{undecodable:,} messages on the .dlq topics are not decodable dead letters")
+    return problems
+
+
+# ----- the command
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fuzz",
+        description=(
+            "Sends mutated messages (bit flips, truncations, random bytes, garbage bodies behind valid headers, "
+            "records of the wrong type, huge lengths, valid records with hostile field values, and some valid "
+            "ones) straight to the input topics of one `rollwatch worker` on a local Kafka of its own, then "
+            "checks that the worker is still alive and that, per topic, consumed = applied + dead-lettered = "
+            "sent, and that the .dlq topics hold as many dead letters as its metrics say. Exits 1 on any "
+            "mismatch or if the worker died."
+        ),
+    )
+    parser.add_argument("--records", type=int, default=DEFAULT_RECORDS, help=f"messages to send ({DEFAULT_RECORDS:,})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mutations and of the generated records (0)")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of every topic (4)")
+    parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory", help="worker table store (memory)")
+    parser.add_argument(
+        "--big-string-length", type=int, default=BIG_STRING_LENGTH,
+        help=f"characters of the big strings put in one message in {BIG_STRING_EVERY:,} ({BIG_STRING_LENGTH:,})",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data) afterwards")
+    return parser
+
+
+def fuzz_settings(bootstrap: str, workdir: Path, partitions: int, store: str, **overrides: object) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    values: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "topic_prefix": f"fuzz{run}.",
+        "app_id": f"fuzz-{run}",
+        "topic_partitions": partitions,
+        "store": f"{store}://",
+        "processing_guarantee": "exactly_once",
+        "data_dir": workdir / "worker",
+        "web_enabled": True,
+        "web_port": free_port(),
+        "log_level": "WARNING",
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def figures_of(sent: Sent, outcome: Outcome, dead_letters: Counter[tuple[str, str]] | None,
+               worker_alive: bool, exit_code: int | None) -> list[Figure]:
+    figures = [Figure("messages sent", f"{sent.total:,}", f"in {sent.seconds:,.1f} s; " + ", ".join(
+        f"{name} {count:,}" for name, count in sent.by_mutation.most_common()))]
+    books = outcome.books or Books()
+    for topic in INPUT_TOPICS:
+        codes = ", ".join(f"{code} {count:,}" for (name, code), count in sorted(books.dead_lettered.items())
+                          if name == topic and count)
+        figures.append(Figure(
+            topic, f"sent {sent.by_topic[topic]:,}, consumed {books.consumed[topic]:,}, applied "
+            f"{books.applied[topic]:,}, dead-lettered {books.dead_lettered_on(topic):,}",
+            f"by code: {codes or 'none'}",
+        ))
+    if dead_letters is not None:
+        figures.append(Figure("dead letters on the .dlq topics", f"{sum(dead_letters.values()):,}"))
+    consumed = sum(books.consumed.values())
+    rate = consumed / outcome.seconds if outcome.seconds > 0 else 0.0
+    figures.append(Figure("worker drain", f"{outcome.seconds:,.1f} s", f"{rate:,.0f} records/s from the first send"))
+    figures.append(Figure("worker alive at the end", "yes" if worker_alive else f"NO (exit code {exit_code})"))
+    return figures
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from localbroker.launcher import LocalCluster, find_free_base_port
+
+    args = build_parser().parse_args(argv)
+    if args.records < 1 or args.partitions < 1:
+        raise SystemExit("bench.fuzz: --records and --partitions must be at least 1")
+    for name in [name for name in os.environ if name.startswith("ROLLWATCH_")]:
+        del os.environ[name]
+    workdir = Path(tempfile.mkdtemp(prefix="rollwatch-fuzz-"))
+    keep = args.keep
+    processes = ProcessGroup()
+    cluster: LocalCluster | None = None
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    progress(f"fuzz: {args.records:,} messages, seed {args.seed}; working in {workdir}")
+    try:
+        cluster = LocalCluster(workdir / "kafka", nodes=1, base_port=find_free_base_port(1),
+                               cache_dir=Settings().broker_cache_dir, progress=progress)
+        bootstrap = cluster.start(timeout=120)
+        settings = fuzz_settings(bootstrap, workdir, args.partitions, args.store)
+        from streams.topics import ensure_worker_topics
+
+        ensure_worker_topics(settings)
+        progress("generating the valid records to mutate...")
+        records = seed_records(seed=args.seed)
+        progress("  " + ", ".join(f"{topic} {len(found):,}" for topic, found in records.items()))
+        worker = ChildProcess("worker", "streams.cli", settings, workdir / "worker.log", {})
+        processes.start(worker, "worker")
+        progress(f"worker started (pid {worker.pid}, metrics on port {settings.web_port}); sending...")
+        started = time.monotonic()
+        mutator = Mutator(records, args.seed, args.partitions, args.big_string_length)
+        sent = send(settings, mutator.mutants(args.records), progress)
+        progress(f"sent {sent.total:,} messages in {sent.seconds:,.1f} s; waiting for the worker...")
+        outcome = wait_until_consumed(settings, sent, worker.alive, progress)
+        outcome.seconds = time.monotonic() - started
+        alive = worker.alive()
+        exit_code = None if alive else worker.process.returncode if worker.process else None
+        dead_letters: Counter[tuple[str, str]] | None = None
+        problems: list[str] = []
+        if outcome.problem:
+            problems.append(outcome.problem)
+        if alive and not outcome.problem and outcome.books is not None:
+            dead_letters, undecodable = dead_letters_on_topics(settings)
+            problems += mismatches(sent, outcome.books, dead_letters, undecodable)
+        print()
+        print(f"Rollwatch fuzz ({args.records:,} messages, seed {args.seed}, {args.partitions} partitions, "
+              f"{args.store} store, exactly_once; {os.cpu_count()} cores)")
+        print(render_table(figures_of(sent, outcome, dead_letters, alive, exit_code)))
+        if not alive:
+            print(f"\nTHE WORKER DIED (exit code {exit_code}). The end of its log ({worker.log_path}):")
+            print(worker.log_tail(6000))
+            keep = True
+        if problems:
+            print("\nMISMATCHES:")
+            for problem in problems:
+                print(f"  {problem}")
+            keep = True
+            return 1
+        print("\nOK: the worker stayed up and consumed = applied + dead-lettered = sent on every topic.")
+        return 0
+    except KeyboardInterrupt:
+        progress("interrupted: stopping everything this run started")
+        return 130
+    except BaseException:
+        keep = True
+        raise
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            processes.stop_all()
+            if cluster is not None:
+                cluster.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if keep:
+            progress(f"kept {workdir} (the worker's and the broker's logs are there)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
