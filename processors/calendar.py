@@ -6,6 +6,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import cache
+from typing import ClassVar
 
 import holidays
 
@@ -119,8 +120,11 @@ class SchoolCalendar:
     fallback, and a count running off the ends of `date` stops at `date.min` or `date.max`.
 
     `fallback_decisions` counts the answers whose counted days (D itself excluded) touched a school year
-    that neither this calendar nor its base covers, so a worker can tell an LA to configure its terms.
+    that neither this calendar nor its base covers, so a worker can tell an LA to configure its terms;
+    `all_fallback_decisions` adds up every calendar's, so a caller can see cheaply whether any moved.
     """
+
+    all_fallback_decisions: ClassVar[int] = 0
 
     __slots__ = (
         "_covered_years",
@@ -288,6 +292,7 @@ class SchoolCalendar:
         for year in range(_school_year(first), _school_year(last) + 1):
             if year not in covered:
                 self.fallback_decisions += 1
+                SchoolCalendar.all_fallback_decisions += 1
                 return
 
 

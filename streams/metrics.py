@@ -11,6 +11,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from processors.calendar import SchoolCalendar
+from processors.config import RuleConfig
 from processors.records import Alert
 
 #: Seconds from a triggering record to its alert: sub-second when live, hours when a backlog drains.
@@ -114,6 +116,14 @@ class Metrics:
         # These counters are never cleared, so a child found stays the one the registry reports.
         self._topic_counters: dict[str, tuple[Counter, Counter, Counter]] = {}
         self._alert_counters: dict[tuple[str, str, str, str], Counter] = {}
+        self.calendar_fallbacks = Counter(
+            "rollwatch_calendar_fallback_decisions",
+            "School-day counts that reached a school year with no configured or shipped term dates, so took "
+            "weekdays less bank holidays; la_code is the LA whose calendar counted, or default.",
+            ["la_code"], registry=registry,
+        )
+        self._fallbacks_total_seen = 0
+        self._fallbacks_seen: dict[int, int] = {}
 
     def record_applied(self, topic: str, changed: bool) -> None:
         counters = self._topic_counters.get(topic)
@@ -157,6 +167,25 @@ class Metrics:
         for lag in lags:
             self.consumer_lag.labels(lag.topic, str(lag.partition)).set(lag.lag)
         self.ready.set(1 if ready else 0)
+
+    def count_calendar_fallbacks(self, config: RuleConfig) -> None:
+        """Adds what each of the config's calendars has counted on the fallback since the last call."""
+        total = SchoolCalendar.all_fallback_decisions
+        if total == self._fallbacks_total_seen:
+            return  # the usual case, checked once per record without visiting every LA's calendar
+        self._fallbacks_total_seen = total
+        for la_code, calendar in (("default", config.default_calendar), *config.calendars.items()):
+            now = getattr(calendar, "fallback_decisions", 0)
+            before = self._fallbacks_seen.get(id(calendar), 0)
+            if now > before:
+                self._fallbacks_seen[id(calendar)] = now
+                self.calendar_fallbacks.labels(la_code).inc(now - before)
+
+
+def count_calendar_fallbacks(metrics: object, config: RuleConfig) -> None:
+    """The worker's call after each record: counts calendar fallback decisions where Prometheus is served."""
+    if isinstance(metrics, Metrics):
+        metrics.count_calendar_fallbacks(config)
 
 
 class DeliveryMetrics:

@@ -153,3 +153,28 @@ def test_building_a_calendar_is_quick() -> None:
     SchoolCalendar.from_config(LA_TERMS, LA_CLOSURES)
     SchoolCalendar(DEFAULT_TERMS)
     assert time.perf_counter() - started < 0.5
+
+
+def test_the_worker_metric_adds_what_calendars_counted_on_the_fallback() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from processors.config import RuleConfig
+    from streams.metrics import Metrics, count_calendar_fallbacks
+
+    metrics = Metrics(CollectorRegistry())
+    shipped, la = SchoolCalendar(DEFAULT_TERMS), SchoolCalendar.from_config(LA_TERMS, LA_CLOSURES)
+    config = RuleConfig(shipped, calendars={"331": la})
+
+    def reported(la_code: str) -> float | None:
+        return metrics.registry.get_sample_value("rollwatch_calendar_fallback_decisions_total", {"la_code": la_code})
+
+    count_calendar_fallbacks(metrics, config)
+    assert reported("default") is None
+    shipped.nth_school_day_after(date(2028, 7, 20), 10)
+    shipped.nth_school_day_after(date(2040, 1, 1), 1)
+    la.nth_school_day_before(date(2030, 9, 10), 10)
+    count_calendar_fallbacks(metrics, config)
+    count_calendar_fallbacks(metrics, config)
+    assert reported("default") == 2
+    assert reported("331") == 1
+    count_calendar_fallbacks(object(), config)  # a recorder without Prometheus is left alone
