@@ -50,7 +50,7 @@ def run_timed_out_test(tmp_path: Path, method: str) -> tuple[subprocess.Complete
 def test_a_timed_out_test_still_runs_its_fixture_teardown(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     result, marker = run_timed_out_test(tmp_path, str(pytestconfig.getini("timeout_method")))
     output = result.stdout + result.stderr
-    assert result.returncode == 1, output
+    assert marker.exists(), f"the fixture's teardown did not run:\n{output}"
     assert "Timeout" in output, output
     assert "1 failed" in output, output
-    assert marker.read_text() == "torn down", output
+    assert result.returncode == 1, output
