@@ -163,6 +163,25 @@ class WorkerConsumerThread(AIOKafkaConsumerThread):
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
         return Fetched(records, cast(WorkerConsumer, self.consumer).seeks)
 
+    async def on_thread_stop(self) -> None:
+        """Stops the aiokafka consumer, even when its fetcher re-raises a fetch's cancellation.
+
+        aiokafka's fetcher, closing, cancels and awaits a fetch that is backing off after a failed request
+        (what every fetch does once the broker is gone), and the fetch's CancelledError comes out of the
+        consumer's stop. Left to propagate, it skipped the thread's report that it had stopped, and the
+        worker's stop waited mode's 60 s shutdown timeout for that report before going on."""
+        try:
+            await super().on_thread_stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            self.log.info("Consumer stopped while a fetch was backing off after a failed request")
+            consumer = self._consumer
+            client = getattr(consumer, "_client", None)
+            if client is not None:
+                await client.close()
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return await self.rewind(())
 

@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         "alert and no alert waits for its topic to be created. Off: each is created with its first message "
         "(a test cluster shared by many prefixes).",
     )
+    shutdown_timeout: float = Field(
+        8.0,
+        gt=0.0,
+        description="Longest a worker's stop may take from SIGTERM or Ctrl-C, seconds; then it exits at once with "
+        "status 75. Under 10 s, what docker-compose waits before SIGKILL. A stop that has to give up loses "
+        "nothing: what was not committed is read again by the next worker.",
+    )
     web_enabled: bool = Field(True, description="Serve metrics, health and the dashboard.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
     web_port: int = Field(6066, description="Port of the worker's web server.")
