@@ -142,13 +142,13 @@ def _timestamp(obj: JsonObject, key: str, context: str, path: str) -> datetime:
         text = value.replace("t", "T").replace("z", "Z")
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
             beyond = _BEYOND_MICROSECONDS.search(text)
             if beyond is not None and beyond.group(1) >= "5":
                 # fromisoformat drops digits past the microsecond; round half up, as the compiled decoder does.
                 parsed += _ONE_MICROSECOND
+        except (ValueError, OverflowError):  # rounding up the last microsecond of year 9999 overflows
+            parsed = None
+        if parsed is not None:
             # A timestamp without an offset is an MIS's local time: in England, Europe/London.
             return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_LONDON)
     elif value is None:
@@ -344,10 +344,15 @@ def _offset_missing(record: InputRecord) -> bool:
 
 
 def parse_line(line: str | bytes) -> tuple[str, InputRecord]:
-    """One replay line `{"topic": ..., "value": {...}}` as its topic and input record."""
+    """One replay line `{"topic": ..., "value": {...}}` as its topic and input record.
+
+    Raises CodecError, and nothing else, for any line that is not one: not UTF-8, not JSON, or not a record.
+    A byte-order mark at the start of the line, as some editors write at the start of a file, is ignored."""
     try:
         decoded = _FAST_LINE.decode(line)
-    except msgspec.MsgspecError:
+    except Exception:
+        # Besides its own errors, the decoder raises UnicodeError on bytes that are not UTF-8 and on text
+        # holding a lone surrogate: the field readers give each its code and message.
         return parse_line_by_fields(line)
     record: InputRecord = decoded.value
     if _offset_missing(record):
@@ -358,8 +363,50 @@ def parse_line(line: str | bytes) -> tuple[str, InputRecord]:
 def parse_line_by_fields(line: str | bytes) -> tuple[str, InputRecord]:
     """parse_line field by field in Python: slower, and the source of every error's code and message."""
     try:
-        envelope = json.loads(line)
-    except (ValueError, RecursionError):
+        return _parse_by_fields(line)
+    except CodecError:
+        raise
+    except Exception as error:
+        # Whatever a hostile line does to a reader, it is one bad line, refused with a code, never a crash.
+        raise CodecError(CodecErrorCode.BAD_JSON, f"line could not be read ({type(error).__name__})") from None
+
+
+_BOM = "\ufeff"
+
+
+def _not_json(constant: str) -> float:
+    raise CodecError(CodecErrorCode.BAD_JSON, "line is not valid JSON (NaN and Infinity are not JSON numbers)")
+
+
+def _integer(digits: str) -> int | float:
+    # Past Python's limit on digits int() refuses; a float (infinite) is what the compiled decoder reads.
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+def _parse_by_fields(line: str | bytes) -> tuple[str, InputRecord]:
+    if isinstance(line, bytes):
+        # Decoded here, strictly: json.loads would guess UTF-16 or UTF-32 from the bytes, which no shard's
+        # router reads.
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CodecError(CodecErrorCode.BAD_JSON, "line is not UTF-8 text") from None
+    else:
+        text = line
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CodecError(CodecErrorCode.BAD_JSON, "line is not UTF-8 text (it holds a lone surrogate)") from None
+    if text.startswith(_BOM):
+        text = text[1:]
+    try:
+        envelope = json.loads(text, parse_constant=_not_json, parse_int=_integer)
+    except (ValueError, RecursionError) as error:
+        if isinstance(error, CodecError):
+            raise
         raise CodecError(CodecErrorCode.BAD_JSON, "line is not valid JSON") from None
     if type(envelope) is not dict:
         raise CodecError(CodecErrorCode.BAD_JSON, 'line must be a JSON object {"topic": ..., "value": {...}}')
@@ -368,7 +415,64 @@ def parse_line_by_fields(line: str | bytes) -> tuple[str, InputRecord]:
         raise CodecError(CodecErrorCode.BAD_JSON, "line needs a string 'topic' naming an input topic")
     if "value" not in envelope:
         raise CodecError(CodecErrorCode.BAD_JSON, "line needs a 'value' object holding the record")
-    return topic, record_from_json(topic, envelope["value"])
+    record = record_from_json(topic, envelope["value"])
+    # Parallel replay sends each line to a shard by line_owner alone; a line it would read as another
+    # child's (a repeated key read differently, say) is refused here, so every process count gives one result.
+    owner: object
+    try:
+        owner = line_owner(text)
+    except CodecError:
+        owner = _NO_OWNER
+    if owner != record_owner(record):
+        raise CodecError(
+            CodecErrorCode.BAD_JSON,
+            "line's topic or UPN cannot be read unambiguously (a key written twice, or a value that is not "
+            "plain JSON); write each key once",
+        )
+    return topic, record
+
+
+class _Owner(msgspec.Struct):
+    # Any value: a tick carrying a stray non-text "upn" is still a tick.
+    upn: Any = None
+
+
+class _Route(msgspec.Struct):
+    topic: str
+    value: _Owner
+
+
+# Reads only the topic and the UPN and skips the rest in C.
+_ROUTE = msgspec.json.Decoder(_Route)
+_NO_OWNER = object()
+
+
+def line_owner(line: str | bytes) -> str | None:
+    """The UPN of the child a replay line concerns, or None for a clock tick (which concerns every child),
+    read from its topic and UPN only; raises CodecError when the line names neither.
+
+    The line is decoded as JSON (not searched for text), so a UPN written with escapes is still its child's and
+    a field that merely mentions a topic cannot pass for one. For every line parse_line accepts, this is
+    record_owner of its record."""
+    try:
+        route = _ROUTE.decode(line)
+    except Exception:
+        if isinstance(line, bytes) and line.startswith(b"\xef\xbb\xbf"):
+            return line_owner(line[3:])
+        if isinstance(line, str) and line.startswith(_BOM):
+            return line_owner(line[1:])
+        raise CodecError(CodecErrorCode.BAD_JSON, "line has no readable topic and value") from None
+    if route.topic == CLOCK_TICKS:
+        return None
+    upn = route.value.upn
+    if type(upn) is not str:
+        raise CodecError(CodecErrorCode.BAD_JSON, "line has no text 'upn' to route it by")
+    return upn
+
+
+def record_owner(record: InputRecord) -> str | None:
+    """The UPN of the child a record concerns, or None for a clock tick."""
+    return None if type(record) is ClockTick else record.upn  # type: ignore[union-attr]
 
 
 def _timestamp_text(value: datetime, field_name: str) -> str:

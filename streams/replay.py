@@ -102,6 +102,17 @@ class ReplayStats:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
+_BLANK_TEXT = " \t\n\r\v\f"
+
+
+def is_blank(line: str | bytes) -> bool:
+    """A line replay skips: empty or ASCII whitespace only, alike as text or bytes (str.isspace also takes
+    Unicode spaces, which bytes.isspace does not, so the two would count different records)."""
+    if not line or not line.isspace():
+        return not line
+    return isinstance(line, bytes) or not line.strip(_BLANK_TEXT)
+
+
 def replay(
     lines: Iterable[str] | Iterable[bytes],
     timeline: Timeline,
@@ -113,7 +124,7 @@ def replay(
     stats = ReplayStats()
     started = time.perf_counter()
     for line in lines:
-        if not line or line.isspace():
+        if is_blank(line):
             continue
         stats.records += 1
         if stats.records % SETTLE_EVERY == 0:
@@ -126,6 +137,10 @@ def replay(
             continue
         except Rejected as error:
             stats.dead_letters[error.code] += 1
+            continue
+        except Exception:
+            # Belt and braces: whatever else one line does, it is counted and the run goes on.
+            stats.dead_letters[UNPROCESSABLE] += 1
             continue
         stats.applied += 1
         for alert in alerts:
