@@ -14,6 +14,25 @@ from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 # Struct as its field values in order (streams/statecodec.py), so a new field only ever goes last, with a
 # default, for states stored before it to still read.
 
+#: Most entries a child's state keeps of each kind. A child's real history is a few dozen roll changes at
+#: most; a sender flooding one UPN would otherwise grow its state past what a changelog message can hold.
+MAX_ROLL_ENTRIES = 500
+MAX_NOTICES = 200
+MAX_SEEN_IDS = 2000
+
+
+def state_limit_problem(state: ChildState) -> str | None:
+    """What bound a child's state breaks, if any."""
+    for what, count, limit in (
+        ("roll changes", len(state.rolls), MAX_ROLL_ENTRIES),
+        ("EHE notifications", len(state.notices), MAX_NOTICES),
+        ("record ids", len(state.seen_ids), MAX_SEEN_IDS),
+    ):
+        if count > limit:
+            return f"the child's state would hold {count} {what}, more than the {limit} kept for one child"
+    return None
+
+
 class RollEntry(Struct, frozen=True, gc=False, array_like=True):
     """One applied roll change; `seq` is its arrival order within the child."""
 

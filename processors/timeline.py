@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from msgspec import Struct
 
 from processors.config import RuleConfig
+from processors.failures import STATE_LIMIT, Rejected, describe_error
 from processors.records import (
     Alert,
     CaseAction,
@@ -26,7 +27,7 @@ from processors.rules import (
     apply_status,
     check_deadlines,
 )
-from processors.state import ChildState
+from processors.state import ChildState, state_limit_problem
 
 
 class ChildStore(Protocol):
@@ -42,7 +43,13 @@ class DeadlineIndex(Protocol):
 
     def add(self, due: date, upn: str) -> None: ...
 
-    def pop_due_before(self, business_date: date) -> list[str]: ...
+    def due_before(self, business_date: date) -> list[str]:
+        """The children with a deadline due before `business_date`, in UPN order; nothing is removed."""
+        ...
+
+    def discard_due_before(self, business_date: date, upn: str) -> None:
+        """Forgets one child's deadlines due before `business_date`, once they have been checked."""
+        ...
 
 
 class BusinessClock(Protocol):
@@ -104,13 +111,22 @@ def changes_between(before: ChildState | None, after: ChildState) -> Changes:
     return Changes(tuple(sorted(opened)), tuple(sorted(closed)), added, len(unmatched))
 
 
+class ChildFailure(Struct, frozen=True, gc=False):
+    """A child whose deadlines a tick could not check (its stored state unreadable, or a rule failing on it):
+    its deadlines stay in the index, so the next tick tries again."""
+
+    upn: str
+    error: str
+
+
 class Applied(Struct, frozen=True, gc=False):
-    """What applying one record did: the alerts it raised, whether it was new (not a duplicate), and how it
-    changed open cases and pending deadlines."""
+    """What applying one record did: the alerts it raised, whether it was new (not a duplicate), how it
+    changed open cases and pending deadlines, and (for a tick) the children it could not check."""
 
     alerts: tuple[Alert, ...]
     new: bool
     changes: Changes = NO_CHANGES
+    failed: tuple[ChildFailure, ...] = ()
 
 
 class Timeline:
@@ -135,6 +151,9 @@ class Timeline:
         outcome: Outcome = rule(state, record, self.config)
         changes = NO_CHANGES
         if outcome.state is not state:
+            too_large = state_limit_problem(outcome.state)
+            if too_large is not None:
+                raise Rejected(STATE_LIMIT, f"{too_large}; check the sender is not resending one pupil's records")
             self.children.put(outcome.state)
             changes = changes_between(stored, outcome.state)
         for due in outcome.new_due_dates:
@@ -142,23 +161,34 @@ class Timeline:
         return Applied(outcome.alerts, outcome.applied, changes)
 
     def advance(self, today: date) -> Applied:
-        """Moves the business date forward and raises every deadline alert that has fallen due."""
+        """Moves the business date forward and raises every deadline alert that has fallen due.
+
+        Each due child is checked on its own: one that cannot be (unreadable state, a failing rule) keeps its
+        deadlines in the index for the next tick and is reported in `failed`, and every other child due
+        gets its alerts."""
         current = self.clock.get()
         if current is not None and today <= current:
             return Applied((), False)
-        self.clock.set(today)
         alerts: list[Alert] = []
         changes = NO_CHANGES
-        for upn in self.index.pop_due_before(today):
-            state = self.children.get(upn)
-            if state is None:
+        failed: list[ChildFailure] = []
+        for upn in self.index.due_before(today):
+            try:
+                state = self.children.get(upn)
+                if state is not None:
+                    outcome = check_deadlines(state, today, self.config)
+                    if outcome.state is not state:
+                        self.children.put(outcome.state)
+            except Exception as error:
+                failed.append(ChildFailure(upn, describe_error(error)))
                 continue
-            outcome = check_deadlines(state, today, self.config)
-            if outcome.state is not state:
-                self.children.put(outcome.state)
-                changes += changes_between(state, outcome.state)
-            alerts.extend(outcome.alerts)
-        return Applied(tuple(alerts), True, changes)
+            self.index.discard_due_before(today, upn)
+            if state is not None:
+                if outcome.state is not state:
+                    changes += changes_between(state, outcome.state)
+                alerts.extend(outcome.alerts)
+        self.clock.set(today)
+        return Applied(tuple(alerts), True, changes, tuple(failed))
 
 
 _APPLY: dict[type, Callable[[ChildState, Any, RuleConfig], Outcome]] = {
@@ -197,11 +227,19 @@ class MemoryDeadlineIndex:
     def add(self, due: date, upn: str) -> None:
         self.by_date.setdefault(due, set()).add(upn)
 
-    def pop_due_before(self, business_date: date) -> list[str]:
+    def due_before(self, business_date: date) -> list[str]:
         upns: set[str] = set()
-        for due in [d for d in self.by_date if d < business_date]:
-            upns |= self.by_date.pop(due)
+        for due, children in self.by_date.items():
+            if due < business_date:
+                upns |= children
         return sorted(upns)
+
+    def discard_due_before(self, business_date: date, upn: str) -> None:
+        for due in [d for d, children in self.by_date.items() if d < business_date and upn in children]:
+            children = self.by_date[due]
+            children.discard(upn)
+            if not children:
+                del self.by_date[due]
 
 
 class MemoryClock:

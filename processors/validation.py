@@ -28,10 +28,25 @@ from processors.records import (
 
 __all__ = ["Problem", "ProblemCode", "is_valid", "validate"]
 
-#: Records dated before this are taken to be mis-keyed: Rollwatch has no business before it.
-EARLIEST_PLAUSIBLE = date(2000, 1, 1)
-#: A year this far ahead is a typing slip; a tick that far ahead would also jam the business date.
-LATEST_PLAUSIBLE = date(2099, 12, 31)
+#: Every date a record carries (dates of birth included) lies from this day to LATEST_PLAUSIBLE: the range the
+#: school-day calendar answers for. Earlier is a mis-keyed date; a tick later would jam the business date.
+EARLIEST_PLAUSIBLE = date(1990, 1, 1)
+LATEST_PLAUSIBLE = date(2100, 12, 31)
+#: Longest text each field may hold, in characters: what a sensible MIS or LA system sends, with room to
+#: spare. Nothing longer reaches a child's state or an alert (whose reason quotes the school's name).
+MAX_TEXT = {
+    "child.forename": 100,
+    "child.surname": 100,
+    "child.postcode": 10,
+    "school.name": 200,
+    "source_system": 100,
+    "social_worker.name": 200,
+    "social_worker.email": 254,
+    "reason": 2000,
+    "by": 200,
+}
+# Control characters have no place in a name, and an unpaired surrogate cannot be written as UTF-8 at all.
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 #: A roll change may be recorded ahead of its date (a September start entered in July), but not by years.
 MAX_EFFECTIVE_AHEAD = timedelta(days=366)
 #: Late recording of an old change happens (backlogs, corrections), within limits.
@@ -120,17 +135,50 @@ def _la_code_problems(value: str, field: str) -> list[Problem]:
     ]
 
 
-def _date_range_problems(day: date, field: str) -> list[Problem]:
+def _date_range_problems(day: date, field: str, *, quote: bool = True) -> list[Problem]:
+    """A date outside EARLIEST_PLAUSIBLE-LATEST_PLAUSIBLE; `quote` False for personal dates (birth)."""
     if EARLIEST_PLAUSIBLE <= day <= LATEST_PLAUSIBLE:
         return []
+    shown = f"{field} {day.isoformat()}" if quote else field
     return [
         Problem(
             ProblemCode.DATE_IMPLAUSIBLE,
-            f"{field} {day.isoformat()} is outside {EARLIEST_PLAUSIBLE.year}-{LATEST_PLAUSIBLE.year}; "
+            f"{shown} is outside {EARLIEST_PLAUSIBLE.isoformat()} to {LATEST_PLAUSIBLE.isoformat()}; "
             "check the date and resend",
             field,
         )
     ]
+
+
+def _text_problems(value: str, field: str) -> list[Problem]:
+    """A text field longer than MAX_TEXT allows, or holding what is not text; the value is never quoted."""
+    limit = MAX_TEXT[field]
+    if len(value) > limit:
+        return [
+            Problem(
+                ProblemCode.TEXT_TOO_LONG,
+                f"{field} has {len(value):,} characters, more than the {limit:,} allowed; shorten it and resend",
+                field,
+            )
+        ]
+    if _NOT_TEXT.search(value):
+        return [
+            Problem(
+                ProblemCode.TEXT_INVALID,
+                f"{field} holds control characters or unpaired surrogates, which are not text; fix the "
+                "sending system's encoding and resend",
+                field,
+            )
+        ]
+    return []
+
+
+def _texts_problems(*fields: tuple[str | None, str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for value, field in fields:
+        if value is not None:
+            problems += _text_problems(value, field)
+    return problems
 
 
 def _age_on(born: date, day: date) -> int:
@@ -144,6 +192,13 @@ def _roll_event_problems(event: RollEvent) -> list[Problem]:
     problems += _urn_problems(event.school.urn, "school.urn")
     problems += _laestab_problems(event.school.laestab, "school.laestab")
     problems += _roll_dates_problems(event)
+    problems += _texts_problems(
+        (event.child.forename, "child.forename"),
+        (event.child.surname, "child.surname"),
+        (event.child.postcode, "child.postcode"),
+        (event.school.name, "school.name"),
+        (event.source_system, "source_system"),
+    )
     if event.event_type is EventType.ADDED:
         if event.ground is not None:
             problems.append(
@@ -181,6 +236,10 @@ def _roll_dates_problems(event: RollEvent) -> list[Problem]:
     problems = _date_range_problems(event.effective_date, "effective_date")
     recorded_on = event.recorded_at.date()
     problems += _date_range_problems(recorded_on, "recorded_at")
+    problems += _date_range_problems(event.child.date_of_birth, "child.date_of_birth", quote=False)
+    if problems:
+        # The checks below compare dates by adding years, which past the range would overflow.
+        return problems
     if event.effective_date > recorded_on + MAX_EFFECTIVE_AHEAD:
         problems.append(
             Problem(
@@ -284,6 +343,10 @@ def _status_problems(status: SafeguardingStatus) -> list[Problem]:
     problems = upn_problems(status.upn, "upn")
     problems += _la_code_problems(status.la_code, "la_code")
     problems += _date_range_problems(status.updated_at.date(), "updated_at")
+    if status.social_worker is not None:
+        problems += _texts_problems(
+            (status.social_worker.name, "social_worker.name"), (status.social_worker.email, "social_worker.email")
+        )
     return problems
 
 
@@ -308,5 +371,6 @@ def _case_action_problems(action: CaseAction) -> list[Problem]:
                     field,
                 )
             )
+    problems += _texts_problems((action.reason, "reason"), (action.by, "by"))
     problems += _date_range_problems(action.at.date(), "at")
     return problems

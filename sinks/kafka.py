@@ -122,6 +122,9 @@ class RecordOutbox:
         self.unconfirmed: list[asyncio.Future[Any]] = []
         #: The first such delivery that failed: every later confirmation fails too.
         self.lost: BaseException | None = None
+        #: The record in hand's table writes as (store, key, value before), oldest first: put back if the
+        #: record is refused part-way (`discard`), forgotten once its messages are handed on (`flush`).
+        self.undo: list[tuple[Any, bytes, bytes | None]] = []
 
     def transaction_for(self, tp: TP) -> str:
         transaction = self.transaction_of.get(tp)
@@ -168,9 +171,25 @@ class RecordOutbox:
     ) -> None:
         self.staged.append(Staged(topic, key, value, partition, on_delivered, latest_only))
 
+    def note_write(self, store: Any, key: bytes) -> None:
+        """Keeps a table key's value from before the record in hand first writes it, for `discard`."""
+        self.undo.append((store, key, store.get(key)))
+
+    def discard(self) -> None:
+        """Takes back the record in hand: its staged messages are dropped and its table writes undone, so a
+        record dead-lettered part-way leaves the state as it found it (and can be republished later)."""
+        self.staged = []
+        undo, self.undo = self.undo, []
+        for store, key, value in reversed(undo):
+            if value is not None:
+                store[key] = value
+            elif key in store:
+                del store[key]
+
     async def flush(self) -> None:
         """Hands on the messages of the record in hand: to its transaction's next commit under exactly_once,
         otherwise sent and acknowledged at once."""
+        self.undo = []
         if not self.staged:
             return
         staged, self.staged = self.staged, []

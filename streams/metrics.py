@@ -38,6 +38,8 @@ class MetricsRecorder(Protocol):
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None: ...
 
+    def deadline_check_failed(self, topic: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionState:
@@ -112,6 +114,15 @@ class Metrics:
         self.ready = Gauge(
             "rollwatch_worker_ready", "1 when the worker would answer /ready with 200, else 0.", registry=registry,
         )
+        self.deadline_checks_failed = Counter(
+            "rollwatch_deadline_checks_failed",
+            "Children whose deadlines a tick could not check (dead-lettered as DEADLINE_CHECK_FAILED, keyed by "
+            "UPN); their deadlines stay pending and the next tick checks them again.",
+            ["topic"], registry=registry,
+        )
+        #: What /health shows of the records this worker could not apply, by error code.
+        self.refused: Tally[str] = Tally()
+        self.children_unchecked = 0
         # A labelled child found once: `labels()` validates and locks on every call, a cost paid per record.
         # These counters are never cleared, so a child found stays the one the registry reports.
         self._topic_counters: dict[str, tuple[Counter, Counter, Counter]] = {}
@@ -139,6 +150,16 @@ class Metrics:
     def record_dead_lettered(self, topic: str, error_code: str) -> None:
         self.consumed.labels(topic).inc()
         self.dead_lettered.labels(topic, error_code).inc()
+        self.refused[error_code] += 1
+
+    def deadline_check_failed(self, topic: str) -> None:
+        self.deadline_checks_failed.labels(topic).inc()
+        self.children_unchecked += 1
+
+    def health(self) -> dict[str, object]:
+        """What /health adds to "alive": the records dead-lettered so far by code (UNPROCESSABLE marks one no
+        check foresaw) and the children whose deadlines a tick could not check, since this worker started."""
+        return {"dead_lettered": dict(sorted(self.refused.items())), "deadline_checks_failed": self.children_unchecked}
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
         labels = (alert.rule.value, alert.recipient.value, alert.severity.value, alert.la_code)
@@ -219,6 +240,7 @@ class MemoryMetrics:
     dead_lettered: Tally[tuple[str, str]] = field(default_factory=Tally)
     alerts: list[Alert] = field(default_factory=list)
     latencies: list[tuple[MeasuredFrom, float]] = field(default_factory=list)
+    unchecked: Tally[str] = field(default_factory=Tally)
 
     def record_applied(self, topic: str, changed: bool) -> None:
         self.consumed[topic] += 1
@@ -229,6 +251,9 @@ class MemoryMetrics:
     def record_dead_lettered(self, topic: str, error_code: str) -> None:
         self.consumed[topic] += 1
         self.dead_lettered[topic, error_code] += 1
+
+    def deadline_check_failed(self, topic: str) -> None:
+        self.unchecked[topic] += 1
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
         self.alerts.append(alert)
@@ -243,6 +268,9 @@ class NoMetrics:
         return None
 
     def record_dead_lettered(self, topic: str, error_code: str) -> None:
+        return None
+
+    def deadline_check_failed(self, topic: str) -> None:
         return None
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gc
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from processors.failures import UNPROCESSABLE, Rejected, describe_error
 from processors.records import Alert, InputRecord
 from processors.timeline import Applied, Timeline
 from processors.validation import validate
@@ -37,30 +37,6 @@ def settle_garbage() -> None:
     gc.freeze()
 
 
-class Rejected(Exception):
-    """A record that cannot be applied; it goes to a dead-letter topic (or a replay's count) with a code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-#: The code of a record that passed decoding but could not be validated or applied for any other reason.
-UNPROCESSABLE = "UNPROCESSABLE"
-
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_MESSAGE_LIMIT = 500
-
-
-def describe_error(error: BaseException) -> str:
-    """The exception's type and message for a dead letter or a log line, with anything quoted (where Python's
-    and libraries' messages put values, which may be a child's name or date of birth) blanked, and bounded."""
-    message = _QUOTED.sub("'…'", str(error))
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
-
-
 def check(record: InputRecord) -> None:
     """Raises Rejected with every validation problem when the record breaks a contract rule."""
     try:
@@ -82,6 +58,10 @@ def apply_record(timeline: Timeline, record: InputRecord) -> Applied:
     check(record)
     try:
         return timeline.apply(record)
+    except Rejected:
+        raise
+    except (OSError, TimeoutError):
+        raise  # the store's disk or a network, not the record: the caller stops rather than blame the record
     except Exception as error:
         # Whatever the rules or the child's stored state make of a record, it is refused on its own (the
         # timeline writes nothing until a record's outcome is complete) and the stream goes on; a dead

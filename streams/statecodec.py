@@ -23,29 +23,32 @@ def encode_state(state: ChildState) -> bytes:
     return _VERSION_2 + _encode_v2(state)
 
 
-def decode_state(data: bytes) -> ChildState:
+def decode_state(data: bytes, upn: str | None = None) -> ChildState:
     """A stored state of either version: tables hold what earlier releases wrote until each child is
-    written again."""
+    written again. `upn` is the table key it was stored under, for early states that did not carry it."""
     if data[:1] == _VERSION_2:
         return _decode_v2(memoryview(data)[1:])
     if data[:1] == b"{":
-        return _decode_v1(data)
+        return _decode_v1(data, upn)
     raise ValueError(
         f"child state starts with byte {data[:1].hex() or 'none'}, not a version this worker reads (1 or "
         f"{STATE_VERSION}); upgrade the worker"
     )
 
 
-def _decode_v1(data: bytes) -> ChildState:
+def _decode_v1(data: bytes, upn: str | None) -> ChildState:
     """Version 1: a JSON document, written by releases before version 2."""
     d = msgspec.json.decode(data)
     if d.get("v") != 1:
         raise ValueError(f"child state version {d.get('v')!r} is not one this worker reads; upgrade the worker")
+    upn = d.get("upn") or upn
+    if not isinstance(upn, str):
+        raise ValueError("child state of version 1 names no UPN, and none was given from its table key")
     child = d.get("child")
     status = d.get("status")
     case = d.get("case")
     return ChildState(
-        upn=d["upn"],
+        upn=upn,
         child=AlertChild(child[0], child[1], date.fromisoformat(child[2])) if child else None,
         rolls=tuple(
             RollEntry(EventType(t), urn, date.fromisoformat(on), seq, eid)

@@ -40,6 +40,7 @@ class ChangelogWrites:
             raise RuntimeError("tables are written only while an input record is in hand")
         tp = event.message.tp
         self.outbox.remember(table, key, tp)
+        self.outbox.note_write(table.data, key)
         if value is None:
             del table.data[key]
         else:

@@ -189,7 +189,7 @@ def install_views(
         """Answers as long as the process runs its event loop."""
 
         async def get(self, request: web.Request) -> web.Response:
-            return self.json({"status": "alive"})
+            return self.json({"status": "alive", **metrics.health()})
 
     class Ready(web.View):
         """200 when this worker can process records, 503 with the reasons otherwise."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -15,10 +16,12 @@ from zoneinfo import ZoneInfo
 import faust
 import mode
 import msgspec
+from aiokafka.errors import KafkaError
 from faust.types import TableT
 from prometheus_client import CollectorRegistry
 
 from processors.config import RuleConfig
+from processors.failures import UNPROCESSABLE, describe_error
 from processors.records import (
     CASE_ACTIONS,
     CLOCK_TICKS,
@@ -74,7 +77,7 @@ class TableChildStore:
 
     def get(self, upn: str) -> ChildState | None:
         raw = self.table.data.get(upn.encode())
-        return decode_state(raw) if raw is not None else None
+        return decode_state(raw, upn) if raw is not None else None
 
     def put(self, state: ChildState) -> None:
         self.writes.set(self.table, state.upn.encode(), encode_state(state))
@@ -88,21 +91,25 @@ class TableDeadlineIndex:
         self.table = table
         self.prefix = f"{partition}|".encode()
         self.writes = writes
+        #: The keys due_before last found, per child, for discard_due_before to delete without a second scan.
+        self.found: dict[str, list[bytes]] = {}
 
     def add(self, due: date, upn: str) -> None:
         self.writes.set(self.table, self.prefix + f"{due.isoformat()}|{upn}".encode(), b"1")
 
-    def pop_due_before(self, business_date: date) -> list[str]:
+    def due_before(self, business_date: date) -> list[str]:
         limit = business_date.isoformat().encode()
         start = len(self.prefix)
-        due_keys = [
-            key for key in list(self.table.keys()) if key.startswith(self.prefix) and key[start : start + 10] < limit
-        ]
-        upns = set()
-        for key in due_keys:
-            upns.add(key[start + 11 :].decode())
+        self.found = {}
+        for key in list(self.table.keys()):
+            if key.startswith(self.prefix) and key[start : start + 10] < limit:
+                # A key that is not UTF-8 names no child: checked as one that has gone, it is then deleted.
+                self.found.setdefault(key[start + 11 :].decode(errors="replace"), []).append(key)
+        return sorted(self.found)
+
+    def discard_due_before(self, business_date: date, upn: str) -> None:
+        for key in self.found.pop(upn, ()):
             self.writes.delete(self.table, key)
-        return sorted(upns)
 
 
 class TableBusinessClock:
@@ -229,6 +236,10 @@ class StateWrites(Protocol):
 
     async def flush(self) -> None: ...
 
+    def discard(self) -> None:
+        """Takes back what the record in hand wrote, for a record refused part-way."""
+        ...
+
 
 class NoStateWrites:
     """For stores that keep nothing beyond this process (in-memory timelines in tests)."""
@@ -236,9 +247,31 @@ class NoStateWrites:
     async def flush(self) -> None:
         return None
 
+    def discard(self) -> None:
+        return None
+
+
+#: Failures of the worker's surroundings rather than of the record in hand: the worker stops, to be restarted
+#: from its last commit, instead of dead-lettering a record that did nothing wrong.
+SURROUNDINGS_FAILED: tuple[type[BaseException], ...] = (KafkaError, OSError, TimeoutError)
+
+#: A child whose deadlines a tick could not check; its deadlines stay pending and the next tick tries again.
+DEADLINE_CHECK_FAILED = "DEADLINE_CHECK_FAILED"
+
+
+def _where_it_failed(error: BaseException) -> str:
+    """The code locations an unforeseen failure passed through (file, line, function, source line): enough
+    to find a fault, without the values in its message."""
+    cause = error.__cause__ or error
+    return "".join(traceback.format_tb(cause.__traceback__)).rstrip()
+
 
 class RecordHandler:
-    """Decode, validate, apply, deliver: everything the agent does with one message, with no Faust in it."""
+    """Decode, validate, apply, deliver: everything the agent does with one message, with no Faust in it.
+
+    No record can stop the worker: whatever goes wrong with one (bytes that do not decode, a field no check
+    foresaw, a rule that fails on it, a stored state that does not read) dead-letters that record, with the
+    state left as it was, and the worker goes on. Only a failure of Kafka or the machine stops it."""
 
     def __init__(
         self,
@@ -268,27 +301,36 @@ class RecordHandler:
         partition: int,
         offset: int,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         timestamp: float | None = None,
     ) -> HandledRecord:
         """Applies or dead-letters one message; `timestamp` is its Kafka timestamp (unix seconds)."""
+        raw = value if value is not None else b""  # a tombstone (a null value) is refused like empty bytes
         try:
-            record = self.codec.decode(value, self.record_types[topic])
+            record = self.codec.decode(raw, self.record_types[topic])
             applied = apply_record(self.timeline_for(partition), record)
-        except (CodecError, Rejected) as error:
-            code = str(error.code)
-            message = error.message if isinstance(error, Rejected) else str(error)
-            log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
-            await self.dead_letters.send(DeadLetter(value, topic, partition, offset, code, message), key)
-            # A record refused part-way (a calendar refusing a date) may have written already; the local
-            # store has those writes, so the changelog gets them too, with the dead letter.
+            if applied.changes:
+                self.counts.add(partition, applied.changes)
+            for alert in applied.alerts:
+                await self.alerts.send(alert)
+        except SURROUNDINGS_FAILED:
+            raise
+        except Exception as error:
+            self.writes.discard()
+            code, message = self._refusal(error, topic, partition, offset)
+            await self.dead_letters.send(DeadLetter(raw, topic, partition, offset, code, message), key)
             await self.writes.flush()
             self.metrics.record_dead_lettered(topic, code)
             return HandledRecord(applied=False, error_code=code)
-        if applied.changes:
-            self.counts.add(partition, applied.changes)
-        for alert in applied.alerts:
-            await self.alerts.send(alert)
+        for failure in applied.failed:
+            # The tick itself applies; each child it could not check gets a dead letter keyed by its UPN.
+            log.error("deadline check of one child failed at %s[%d]@%d (%s); its deadlines stay pending and "
+                      "the next tick checks them again", topic, partition, offset, DEADLINE_CHECK_FAILED)
+            letter = DeadLetter(raw, topic, partition, offset, DEADLINE_CHECK_FAILED,
+                                "the deadlines of the child named by this dead letter's key could not be checked "
+                                f"({failure.error}); they stay pending and the next tick checks them again")
+            await self.dead_letters.send(letter, failure.upn.encode())
+            self.metrics.deadline_check_failed(topic)
         # The record's state and alerts go out together: see RecordOutbox.
         await self.writes.flush()
         if applied.alerts:
@@ -298,6 +340,24 @@ class RecordHandler:
                 self.metrics.alert_sent(alert, latency, measured_from)
         self.metrics.record_applied(topic, applied.new)
         return HandledRecord(applied=True, alerts=len(applied.alerts))
+
+    @staticmethod
+    def _refusal(error: Exception, topic: str, partition: int, offset: int) -> tuple[str, str]:
+        """The code and message a refused record's dead letter carries, logged without personal data."""
+        if isinstance(error, CodecError | Rejected):
+            code = str(error.code)
+            message = error.message
+        else:
+            code = UNPROCESSABLE
+            message = f"the record could not be handled ({describe_error(error)})"
+        if code == UNPROCESSABLE:
+            # Not a contract rule the sender broke but something no check foresaw: where it failed is what
+            # someone needs to fix it.
+            log.error("dead-lettered %s[%d]@%d: %s (%s)\n%s", topic, partition, offset, code,
+                      type(error.__cause__ or error).__name__, _where_it_failed(error))
+        else:
+            log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, code)
+        return code, message
 
 
 def london_today(now: datetime | None = None) -> date:

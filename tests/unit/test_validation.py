@@ -231,17 +231,59 @@ BAD_RECORDS: list[tuple[str, InputRecord, ProblemCode]] = [
         ProblemCode.DATE_IMPLAUSIBLE,
     ),
     (
-        "EHE received before 2000",
-        replace(NOTIFICATION, received_on=date(1999, 12, 31)),
+        "EHE received before 1990",
+        replace(NOTIFICATION, received_on=date(1989, 12, 31)),
         ProblemCode.DATE_IMPLAUSIBLE,
     ),
     (
-        "status updated before 2000",
+        "status updated before 1990",
         replace(STATUS, updated_at=datetime(1970, 1, 1, tzinfo=UTC)),
         ProblemCode.DATE_IMPLAUSIBLE,
     ),
-    ("tick before 2000", ClockTick(date(1900, 1, 1)), ProblemCode.DATE_IMPLAUSIBLE),
+    ("tick before 1990", ClockTick(date(1989, 12, 31)), ProblemCode.DATE_IMPLAUSIBLE),
+    ("tick after 2100", ClockTick(date(2101, 1, 1)), ProblemCode.DATE_IMPLAUSIBLE),
     ("tick in year 9999", ClockTick(date(9999, 12, 31)), ProblemCode.DATE_IMPLAUSIBLE),
+    (
+        "recorded in year 9999",
+        replace(REMOVED, recorded_at=datetime(9999, 12, 31, 23, 59, tzinfo=UTC)),
+        ProblemCode.DATE_IMPLAUSIBLE,
+    ),
+    (
+        "recorded in year 1",
+        replace(REMOVED, recorded_at=datetime(1, 1, 1, tzinfo=UTC)),
+        ProblemCode.DATE_IMPLAUSIBLE,
+    ),
+    ("effective in year 9999", replace(REMOVED, effective_date=date(9999, 12, 31)), ProblemCode.DATE_IMPLAUSIBLE),
+    ("effective in year 1", replace(REMOVED, effective_date=date(1, 1, 1)), ProblemCode.DATE_IMPLAUSIBLE),
+    (
+        "born in year 1",
+        replace(REMOVED, child=Child(FORENAME, SURNAME, date(1, 1, 1))),
+        ProblemCode.DATE_IMPLAUSIBLE,
+    ),
+    (
+        "born in year 9999",
+        replace(REMOVED, child=Child(FORENAME, SURNAME, date(9999, 12, 31))),
+        ProblemCode.DATE_IMPLAUSIBLE,
+    ),
+    (
+        "a school name of a million characters",
+        replace(REMOVED, school=replace(REMOVED.school, name="x" * 1_000_000)),
+        ProblemCode.TEXT_TOO_LONG,
+    ),
+    ("a forename of 101 characters", replace(REMOVED, child=replace(REMOVED.child, forename="A" * 101)),
+     ProblemCode.TEXT_TOO_LONG),
+    ("a postcode of 11 characters", replace(REMOVED, child=replace(REMOVED.child, postcode="B15 2TT 999")),
+     ProblemCode.TEXT_TOO_LONG),
+    ("a long source system", replace(REMOVED, source_system="M" * 101), ProblemCode.TEXT_TOO_LONG),
+    (
+        "a social worker email of 255 characters",
+        replace(STATUS, social_worker=SocialWorker("A Worker", "a" * 243 + "@example.org")),
+        ProblemCode.TEXT_TOO_LONG,
+    ),
+    ("a surname with an unpaired surrogate", replace(REMOVED, child=replace(REMOVED.child, surname="Sm\ud800th")),
+     ProblemCode.TEXT_INVALID),
+    ("a school name with a NUL", replace(REMOVED, school=replace(REMOVED.school, name="Canley\x00Primary")),
+     ProblemCode.TEXT_INVALID),
     (
         "case action with a blank reason",
         CaseAction(
@@ -265,15 +307,32 @@ def test_every_code_has_a_bad_record() -> None:
     assert {code for _, _, code in BAD_RECORDS} == set(ProblemCode)
 
 
-def test_dates_of_a_whole_removal_before_2000_are_implausible() -> None:
+def test_dates_of_a_whole_removal_before_1990_are_implausible() -> None:
     old = replace(
         REMOVED,
-        effective_date=date(1998, 3, 4),
-        recorded_at=datetime(1998, 3, 4, 9, 0, tzinfo=UTC),
-        child=Child(FORENAME, SURNAME, date(1988, 1, 1)),
+        effective_date=date(1989, 3, 4),
+        recorded_at=datetime(1989, 3, 4, 9, 0, tzinfo=UTC),
+        child=Child(FORENAME, SURNAME, date(1980, 1, 1)),
     )
-    fields = [problem.field for problem in validate(old)]
-    assert fields == ["effective_date", "recorded_at"]
+    problems = validate(old)
+    assert [problem.field for problem in problems] == ["effective_date", "recorded_at", "child.date_of_birth"]
+    # a date of birth is personal data: its problem names the field, never the date
+    assert "1980" not in problems[2].message
+
+
+def test_a_case_action_reason_of_2001_characters_is_too_long() -> None:
+    action = CaseAction(
+        "0b6f7a1c-2d3e-4f50-8a9b-c0d1e2f30405", "L330210024001", "6f1c2d3e-4b5a-5c6d-8e7f-0a1b2c3d4e5f",
+        CaseActionType.CLOSE, "r" * 2001, "A. Officer", datetime(2025, 3, 12, 10, 30, tzinfo=UTC),
+    )
+    assert codes(action) == [ProblemCode.TEXT_TOO_LONG]
+    assert codes(replace(action, reason="r" * 2000)) == []
+
+
+def test_text_problems_never_quote_the_value() -> None:
+    named = replace(REMOVED, child=replace(REMOVED.child, surname=SURNAME * 20))
+    [problem] = validate(named)
+    assert SURNAME not in problem.message
 
 
 def test_every_problem_is_reported_not_just_the_first() -> None:
