@@ -38,7 +38,7 @@ from streams.worker import (
 from tests.scenarios.builder import Scenario
 from tests.scenarios.catalogue import SCENARIOS
 from tests.unit.test_record_handler import MISSING, topic_for
-from tests.unit.test_validation import BAD_RECORDS
+from tests.unit.test_validation import WIRE_BAD_RECORDS
 
 CODEC = AvroCodec()
 NOW = 1_750_000_000.0
@@ -89,7 +89,7 @@ def test_metrics_live_only_in_the_registry_they_are_given() -> None:
 def test_every_consumed_record_is_counted_applied_or_dead_lettered() -> None:
     metrics = Metrics(CollectorRegistry())
     handler, _alerts, _children = handler_with(metrics)
-    bad = [(topic_for(record), CODEC.encode(record)) for _, record, _ in BAD_RECORDS]
+    bad = [(topic_for(record), CODEC.encode(record)) for _, record, _ in WIRE_BAD_RECORDS]
     garbage = [(ROLL_EVENTS, b"not avro"), (CLOCK_TICKS, b"\x00")]
     messages = scenario_messages() + bad + garbage
     feed(handler, messages)
@@ -106,7 +106,7 @@ def test_every_consumed_record_is_counted_applied_or_dead_lettered() -> None:
         assert consumed == applied + dead, topic
     assert isinstance(handler.dead_letters, MemoryDeadLetterSink)
     letters = Counter((letter.source_topic, letter.error_code) for letter in handler.dead_letters.letters)
-    assert {str(code) for _, _, code in BAD_RECORDS} <= {code for _, code in letters}
+    assert {str(code) for _, _, code in WIRE_BAD_RECORDS} <= {code for _, code in letters}
     for (topic, code), count in letters.items():
         assert sample(metrics, "rollwatch_records_dead_lettered_total", topic=topic, error_code=code) == count
     assert sample(metrics, "rollwatch_records_dead_lettered_total", topic=ROLL_EVENTS, error_code="BAD_MARKER") == 1

@@ -29,7 +29,7 @@ from processors.validation import ProblemCode
 from schemas.codec import AvroCodec
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
 from streams.worker import RECORD_TYPES, RecordHandler
-from tests.unit.test_validation import BAD_RECORDS, REMOVED
+from tests.unit.test_validation import REMOVED, WIRE_BAD_RECORDS
 
 CODEC = AvroCodec()
 MISSING = replace(REMOVED, ground=Ground.G_MOVED_AWAY, destination=None)
@@ -49,7 +49,7 @@ def make_handler() -> tuple[RecordHandler, MemoryAlertSink, MemoryDeadLetterSink
 
 
 @pytest.mark.parametrize(
-    ("record", "code"), [(r, c) for _, r, c in BAD_RECORDS], ids=[n for n, _, _ in BAD_RECORDS]
+    ("record", "code"), [(r, c) for _, r, c in WIRE_BAD_RECORDS], ids=[n for n, _, _ in WIRE_BAD_RECORDS]
 )
 def test_each_invalid_record_becomes_a_dead_letter_with_its_code(record: InputRecord, code: ProblemCode) -> None:
     handler, alerts, letters = make_handler()

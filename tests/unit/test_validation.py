@@ -294,6 +294,8 @@ BAD_RECORDS: list[tuple[str, InputRecord, ProblemCode]] = [
     ),
 ]
 
+#: Those that can travel as Avro: an unpaired surrogate cannot be written as UTF-8, so only JSON brings one.
+WIRE_BAD_RECORDS = [case for case in BAD_RECORDS if "unpaired surrogate" not in case[0]]
 
 @pytest.mark.parametrize(
     ("record", "code"), [(r, c) for _, r, c in BAD_RECORDS], ids=[n for n, _, _ in BAD_RECORDS]
