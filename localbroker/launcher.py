@@ -23,12 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streams.processes import dies_with_parent
 from streams.settings import Settings
 
 POM_PATH = Path(__file__).with_name("pom.xml")
 LOG4J_CONFIG_PATH = Path(__file__).with_name("log4j2.properties")
 DEFAULT_CACHE_DIR: Path = Settings.model_fields["broker_cache_dir"].get_default(call_default_factory=True)
 LAYOUT_FILE_NAME = "cluster.json"
+#: In a node's folder: the process whose end the node dies with (pid and start time), for nodes tied to one.
+OWNER_FILE_NAME = "owner.pid"
 MINIMUM_JAVA_VERSION = 17
 MAX_NODES = 9
 #: Pinned because Maven 3.8 would otherwise pick dependency-plugin 2.8, which lacks needed options.
@@ -334,6 +337,31 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _process_start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None if unknown."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[19]
+    return None
+
+
+def owner_record(pid: int) -> str:
+    """What a node's owner file holds: the pid and its start time, so that a recycled pid is not taken for it."""
+    return f"{pid} {_process_start_time(pid) or ''}".strip()
+
+
+def owner_alive(record: str) -> bool:
+    """Whether the process an owner file names still runs; a record that cannot be read counts as alive."""
+    pid_text, _, started = record.strip().partition(" ")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return True
+    if not _process_alive(pid):
+        return False
+    now = _process_start_time(pid)
+    return not started or now is None or now == started
+
+
 def _process_runs_config(pid: int, config_path: Path) -> bool:
     """Guards against a recycled pid: the process must be a Kafka JVM started with this node's config."""
     cmdline_path = Path(f"/proc/{pid}/cmdline")
@@ -471,6 +499,9 @@ class LocalCluster:
     def pid_path(self, node_id: int) -> Path:
         return self.node_dir(node_id) / "kafka.pid"
 
+    def owner_path(self, node_id: int) -> Path:
+        return self.node_dir(node_id) / OWNER_FILE_NAME
+
     def meta_properties_path(self, node_id: int) -> Path:
         return self.node_dir(node_id) / "data" / "meta.properties"
 
@@ -538,9 +569,14 @@ class LocalCluster:
 
     # ----- start
 
-    def start(self, timeout: float = 90.0) -> str:
-        """Starts every node that is not running and waits until all serve clients; returns the bootstrap."""
+    def start(self, timeout: float = 90.0, *, die_with_this_process: bool = False) -> str:
+        """Starts every node that is not running and waits until all serve clients; returns the bootstrap.
+
+        With `die_with_this_process` the nodes started get SIGTERM when this process ends, however it ends
+        (Linux only; start them from the main thread, since the signal comes when the forking thread ends),
+        and a later start stops any that outlived it. Otherwise they run until stopped."""
         with self._locked():
+            self._stop_orphans()
             java = check_java()
             layout = self._settle_layout()
             if layout is None:
@@ -558,7 +594,7 @@ class LocalCluster:
             self._format_unformatted(java, libs, layout.cluster_id, to_start)
             deadline = time.monotonic() + timeout
             for node_id in to_start:
-                self._launch(java, libs, node_id)
+                self._launch(java, libs, node_id, die_with_this_process=die_with_this_process)
             try:
                 self._wait_until_ready(set(to_start), deadline)
             except BrokerError:
@@ -681,13 +717,19 @@ class LocalCluster:
         if failures:
             raise BrokerError("formatting Kafka storage failed:\n" + "\n".join(failures))
 
-    def _launch(self, java: str, libs: Path, node_id: int) -> None:
+    def _launch(self, java: str, libs: Path, node_id: int, *, die_with_this_process: bool = False) -> None:
         command = [*self._java_command(java, libs, node_id, "kafka.Kafka"), str(self.config_path(node_id))]
         console_log = self.log_dir(node_id) / "console.log"
+        if die_with_this_process:
+            self.owner_path(node_id).write_text(owner_record(os.getpid()) + "\n", encoding="utf-8")
+        else:
+            self.owner_path(node_id).unlink(missing_ok=True)
         with console_log.open("ab") as console:
             process = subprocess.Popen(  # noqa: S603 - java and arguments built here
                 command, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.node_dir(node_id), start_new_session=True,
+                # SIGTERM, not SIGKILL: the node's controlled shutdown leaves its logs clean for the next start.
+                preexec_fn=dies_with_parent(signal.SIGTERM) if die_with_this_process else None,
             )
         self._processes[node_id] = process
         self.pid_path(node_id).write_text(f"{process.pid}\n", encoding="utf-8")
@@ -735,6 +777,32 @@ class LocalCluster:
         return f"Node {node_id} wrote no log; look in {self.log_dir(node_id)}"
 
     # ----- stop
+
+    def stop_orphans(self) -> list[int]:
+        """Stops the running nodes whose owner (see `start`) has ended; returns their ids."""
+        with self._locked():
+            return self._stop_orphans()
+
+    def _stop_orphans(self) -> list[int]:
+        nodes, _ = self._recorded_or_own_layout()
+        orphans: list[int] = []
+        for node_id in range(1, nodes + 1):
+            try:
+                record = self.owner_path(node_id).read_text(encoding="utf-8")
+            except OSError:
+                continue
+            pid = self.running_pid(node_id)
+            if pid is None:
+                self.owner_path(node_id).unlink(missing_ok=True)
+            elif not owner_alive(record):
+                self.progress(
+                    f"Stopping Kafka node {node_id} (pid {pid}): the process that started it for itself "
+                    f"(pid {record.split()[0]}) has ended."
+                )
+                orphans.append(node_id)
+        if orphans:
+            self._terminate(orphans, timeout=30.0)
+        return orphans
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stops every node with SIGTERM (a controlled shutdown) and waits; SIGKILL only after timeout."""
@@ -812,6 +880,7 @@ class LocalCluster:
                 time.sleep(0.1)
         for node_id in node_ids:
             self.pid_path(node_id).unlink(missing_ok=True)
+            self.owner_path(node_id).unlink(missing_ok=True)
             process = self._processes.pop(node_id, None)
             if process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):

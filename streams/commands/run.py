@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
             "school day at a time with the clock accelerated; alerts are printed as the worker raises them. "
             "Each run uses its own topic prefix, register and dashboard tokens, so it always starts from a clean "
             "slate; the tokens are made up for this run only. After the half-term everything keeps running so "
-            "the dashboards can be explored; Ctrl-C stops it all (and the broker, if this run started it)."
+            "the dashboards can be explored; Ctrl-C stops it all (and the broker, if this run started it: that one "
+            "stops with the run however it ends, even killed outright)."
         ),
     )
     parser.add_argument("--pupils", type=int, default=60_000, help="pupils in the generated region (default 60000)")
@@ -241,6 +242,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings.broker_data_dir, default_base_port=settings.broker_port, cache_dir=settings.broker_cache_dir,
         heap=settings.broker_heap,
     )
+    try:
+        # A node left behind by a run that ended without stopping it is stopped now, not adopted for good.
+        cluster.stop_orphans()
+    except BrokerError as error:
+        print(f"rollwatch run: {error}", file=sys.stderr)
+        return 1
     was_running = all(node.running for node in cluster.status())
     children: Children | None = None
     stop = threading.Event()
@@ -248,7 +255,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     exit_code = 0
     try:
         try:
-            bootstrap = cluster.start(timeout=settings.broker_start_timeout)
+            # A node this run starts dies with it, even if it is killed outright (SIGKILL, OOM) and so never
+            # reaches the stop below; a node it found running was started for longer and is left as it is.
+            bootstrap = cluster.start(timeout=settings.broker_start_timeout, die_with_this_process=True)
         except BrokerError as error:
             print(f"rollwatch run: {error}", file=sys.stderr)
             return 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
 import socket
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ from localbroker.launcher import (
     find_free_base_port,
     jar_dir_for,
     new_cluster_id,
+    owner_alive,
+    owner_record,
     port_is_free,
     server_properties,
 )
@@ -333,3 +337,72 @@ def test_cluster_ids_never_start_with_a_dash() -> None:
 
     ids = [new_cluster_id() for _ in range(3000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+class StandInNode:
+    """A long-lived process that /proc shows as node 1's Kafka JVM (`kafka.Kafka` and its config in argv)."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        cluster.node_dir(1).mkdir(parents=True, exist_ok=True)
+        cluster.layout_path.write_text(ClusterLayout("id", cluster.nodes, cluster.base_port).to_json())
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", "kafka.Kafka", str(cluster.config_path(1))]
+        )
+        cluster.pid_path(1).write_text(f"{self.process.pid}\n")
+
+    def ended(self) -> bool:
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def end(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def ended_process_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_node_whose_owner_has_ended_is_stopped_as_an_orphan(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path / "kafka", base_port=find_free_base_port(), progress=silent)
+    node = StandInNode(cluster)
+    try:
+        cluster.owner_path(1).write_text(f"{ended_process_pid()}\n")
+        assert cluster.running_pid(1) == node.process.pid
+
+        assert cluster.stop_orphans() == [1]
+
+        assert node.ended()
+        assert not cluster.owner_path(1).exists()
+        assert cluster.running_pid(1) is None
+    finally:
+        node.end()
+
+
+def test_a_node_whose_owner_runs_or_that_has_no_owner_is_left_running(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path / "kafka", base_port=find_free_base_port(), progress=silent)
+    node = StandInNode(cluster)
+    try:
+        cluster.owner_path(1).write_text(owner_record(os.getpid()) + "\n")
+        assert cluster.stop_orphans() == []
+        # Started by `rollwatch broker start`: meant to outlive the command that started it.
+        cluster.owner_path(1).unlink()
+        assert cluster.stop_orphans() == []
+        assert cluster.running_pid(1) == node.process.pid
+    finally:
+        node.end()
+
+
+def test_an_owner_record_names_a_pid_and_its_start_time_so_a_reused_pid_is_no_owner() -> None:
+    record = owner_record(os.getpid())
+    pid, started = record.split()
+
+    assert int(pid) == os.getpid()
+    assert owner_alive(record)
+    assert not owner_alive(f"{pid} {int(started) + 1}")
+    assert not owner_alive(str(ended_process_pid()))
