@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -414,23 +415,31 @@ CSV_COLUMN_HELP: Mapping[str, str] = {
     "source_system": "name of the sending MIS",
 }
 
+_KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
 _TRUE = frozenset({"true", "yes", "y", "1"})
 _FALSE = frozenset({"false", "no", "n", "0", ""})
 
 
 def check_csv_header(header: Sequence[str]) -> None:
     """Raise CodecError unless the header names every CSV column exactly once and nothing else."""
-    names = [name.strip() for name in header]
-    missing = [column for column in CSV_COLUMNS if column not in names]
-    unknown = [name for name in names if name not in CSV_COLUMNS]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    counts = Counter(name.strip() for name in header)
+    if _KNOWN_COLUMNS.isdisjoint(counts):
+        # Most likely a data row: its cells may be a child's name, so none is quoted.
+        raise CodecError(
+            CodecErrorCode.BAD_FIELD,
+            f"CSV header: the first row names none of the columns; add a header row naming these columns: "
+            f"{', '.join(CSV_COLUMNS)}",
+        )
+    missing = [column for column in CSV_COLUMNS if column not in counts]
+    unknown = [name for name in counts if name not in _KNOWN_COLUMNS]
+    repeated = sorted(name for name, count in counts.items() if count > 1)
     problems = []
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
     if unknown:
-        problems.append(f"unknown column(s) {', '.join(repr(name[:40]) for name in unknown)}")
+        problems.append(f"unknown column(s) {_some(unknown)}")
     if repeated:
-        problems.append(f"repeated column(s) {', '.join(repeated)}")
+        problems.append(f"repeated column(s) {_some(repeated)}")
     if problems:
         raise CodecError(
             CodecErrorCode.BAD_FIELD,
@@ -438,8 +447,22 @@ def check_csv_header(header: Sequence[str]) -> None:
         )
 
 
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(repr(name[:40]) for name in names[:shown]) + more
+
+
+def _csv_cell(row: Mapping[str, str], column: str) -> str:
+    value = row.get(column)
+    if type(value) is str:
+        return value
+    if value is None:
+        raise CodecError(CodecErrorCode.MISSING_FIELD, f"roll.events column '{column}' is absent from the row")
+    raise CodecError(CodecErrorCode.BAD_FIELD, f"roll.events column '{column}' must be text")
+
+
 def _csv_bool(row: Mapping[str, str], column: str) -> bool:
-    text = row[column].strip().lower()
+    text = _csv_cell(row, column).strip().lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
@@ -453,7 +476,7 @@ def roll_event_from_csv_row(row: Mapping[str, str]) -> RollEvent:
     Structural problems raise CodecError; call `processors.validation.validate` for the content rules.
     """
     def cell(column: str) -> str | None:
-        text = row[column].strip()
+        text = _csv_cell(row, column).strip()
         return text or None
 
     destination: dict[str, Any] | None = None

@@ -5,7 +5,8 @@ Two passes over the file, so memory stays flat however large it is:
    `streams.publisher`) and validated (`processors.validation.validate`). By default one bad line means
    nothing is sent: each bad line is listed with its line number and reasons, and the exit code is 1.
    With `--skip-invalid` the bad lines go to a rejects file (JSON Lines: line number, reasons, original
-   text) and the rest is sent.
+   text; mode 0600, as it holds personal data) and the rest is sent. Any bytes at all give bad lines, never
+   a crash: text that is not UTF-8, JSON that is not a record, rows csv cannot read.
 2. Sending: the input topics are created if missing (co-partitioned: `topic_partitions` each), then every
    good record goes, in file order, through one function (`_record_sender`) to the SDK's idempotent
    producer, keyed by UPN; a clock tick goes to every partition of `clock.ticks`.
@@ -28,6 +29,8 @@ import csv
 import io
 import json
 import logging
+import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -54,6 +57,7 @@ from streams.publisher import (
     ensure_input_topics,
     roll_event_from_csv_row,
 )
+from streams.replay import UNPROCESSABLE, describe_error
 from streams.settings import Settings
 from streams.topics import TopicLayoutError
 
@@ -76,7 +80,10 @@ def _epilog() -> str:
 
         The whole file is checked before anything is sent. By default a single bad line stops the
         publish: each bad line is listed (line number and reasons) and the exit code is 1.
-        --skip-invalid sends the good lines and writes the bad ones, with their reasons, to --rejects.
+        --skip-invalid sends the good lines and writes the bad ones, with their reasons, to --rejects
+        (created readable by its owner only: it holds names and dates of birth). A line that is not
+        UTF-8, not JSON or not readable CSV is a bad line like any other; a UTF-8 byte-order mark at the
+        start of the file is ignored.
         Settings (brokers, security, topic_partitions) come from ROLLWATCH_* environment variables.
 
         exit codes: 0 sent; 1 invalid input, nothing sent; 2 usage, topic or Kafka error.
@@ -193,9 +200,14 @@ def detect_format(path: Path, requested: str) -> FileFormat:
 def _problem_reasons(record: InputRecord) -> tuple[str, ...]:
     if not isinstance(record, PUBLISHABLE_TYPES):
         return (f"{type(record).__name__} records cannot be published with this command",)
+    try:
+        problems = validate(record)
+    except Exception as error:
+        # A value no check foresaw refuses the line, as the worker would, rather than end the scan.
+        return (f"{UNPROCESSABLE}: the record could not be validated ({describe_error(error)})",)
     return tuple(
         f"{problem.code}" + (f" ({problem.field})" if problem.field else "") + f": {problem.message}"
-        for problem in validate(record)
+        for problem in problems
     )
 
 
@@ -204,6 +216,13 @@ def _codec_reason(error: CodecError) -> tuple[str, ...]:
 
 
 def _jsonl_lines(path: Path, check: bool) -> Iterator[_Line]:
+    try:
+        yield from _jsonl_lines_of(path, check)
+    except OSError as error:
+        raise FileProblem(f"the file cannot be read ({error.strerror or type(error).__name__})") from None
+
+
+def _jsonl_lines_of(path: Path, check: bool) -> Iterator[_Line]:
     with path.open("rb") as raw:
         for number, data in enumerate(raw, start=1):
             try:
@@ -228,9 +247,43 @@ def _csv_text(fields: list[str]) -> str:
     return buffer.getvalue()
 
 
+# Bytes that are not UTF-8 are read as lone surrogates (surrogateescape), so that one bad row is refused on
+# its own rather than the whole file; no UTF-8 text decodes to a surrogate.
+_NOT_TEXT = re.compile("[\ud800-\udfff]")
+
+
+def _readable(cell: str) -> str:
+    return cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _row_problem(fields: list[str]) -> str | None:
+    for cell in fields:
+        if not cell.isascii():
+            if _NOT_TEXT.search(cell) is not None:
+                return "BAD_FIELD: row holds bytes that are not UTF-8 text; save the CSV as UTF-8"
+        elif "\x00" in cell:
+            return "BAD_FIELD: row holds a NUL character"
+    return None
+
+
+def _csv_rows(reader: Iterator[list[str]], line_num: Callable[[], int]) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line number, fields) for each row, or (line number, reason) for a row csv cannot read."""
+    while True:
+        number = line_num() + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            # The reader starts afresh on the next line: one over-long field refuses one row, not the file.
+            yield number, f"BAD_FIELD: row is not readable CSV ({describe_error(error)})"
+            continue
+        yield number, fields
+
+
 def _csv_lines(path: Path, check: bool) -> Iterator[_Line]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as text_file:
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as text_file:
             reader = csv.reader(text_file)
             header = next(reader, None)
             if header is None:
@@ -240,12 +293,17 @@ def _csv_lines(path: Path, check: bool) -> Iterator[_Line]:
             except CodecError as error:
                 raise FileProblem(f"line 1: {error.message}") from None
             names = [name.strip() for name in header]
-            next_line = reader.line_num + 1
-            for fields in reader:
-                number = next_line
-                next_line = reader.line_num + 1
-                text = _csv_text(fields)
+            for number, row in _csv_rows(reader, lambda: reader.line_num):
+                if isinstance(row, str):
+                    yield _Line(number, "", None, (row,))
+                    continue
+                fields = row
                 if not any(cell.strip() for cell in fields):
+                    continue
+                problem = _row_problem(fields)
+                text = _csv_text([_readable(cell) for cell in fields] if problem else fields)
+                if problem is not None:
+                    yield _Line(number, text, None, (problem,))
                     continue
                 if len(fields) != len(names):
                     yield _Line(number, text, None,
@@ -257,10 +315,10 @@ def _csv_lines(path: Path, check: bool) -> Iterator[_Line]:
                     yield _Line(number, text, None, _codec_reason(error))
                     continue
                 yield _Line(number, text, record, _problem_reasons(record) if check else ())
-    except UnicodeDecodeError:
-        raise FileProblem("the file is not UTF-8 text; save the CSV as UTF-8") from None
     except csv.Error as error:
-        raise FileProblem(f"the file is not readable CSV ({error})") from None
+        raise FileProblem(f"the file is not readable CSV ({describe_error(error)})") from None
+    except OSError as error:
+        raise FileProblem(f"the file cannot be read ({error.strerror or type(error).__name__})") from None
 
 
 def read_lines(path: Path, file_format: FileFormat, *, check: bool = True) -> Iterator[_Line]:
@@ -288,8 +346,14 @@ def scan_file(path: Path, file_format: FileFormat) -> ScanResult:
 
 
 def write_rejects(rejects: list[Reject], destination: Path) -> None:
-    """Rejected lines as JSON Lines: {"line": n, "reasons": [...], "text": "<the original line>"}."""
-    with destination.open("w", encoding="utf-8", newline="\n") as out:
+    """Rejected lines as JSON Lines: {"line": n, "reasons": [...], "text": "<the original line>"}.
+
+    The file holds children's names and dates of birth, so only its owner may read it (mode 0600)."""
+    # Created 0600 rather than chmod-ed after, so it is never readable by others even for a moment; an
+    # existing file keeps its mode through O_CREAT, so it is emptied first and then made private.
+    descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8", errors="replace", newline="\n") as out:
+        os.fchmod(descriptor, 0o600)
         for reject in rejects:
             out.write(
                 json.dumps({"line": reject.line_number, "reasons": list(reject.reasons), "text": reject.text},
@@ -346,14 +410,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         rejects_path: Path = args.rejects or path.with_name(path.name + ".rejects.jsonl")
-        write_rejects(scan.rejects, rejects_path)
+        try:
+            write_rejects(scan.rejects, rejects_path)
+        except OSError as error:
+            print(f"rollwatch publish: cannot write {rejects_path}: {error.strerror or error}; nothing sent",
+                  file=sys.stderr)
+            return 2
         print(f"rollwatch publish: {bad:,} invalid line(s) skipped, written to {rejects_path}", file=sys.stderr)
     if scan.valid == 0:
         print(f"rollwatch publish: {path} holds no valid records; nothing sent", file=sys.stderr)
         return 1 if scan.rejects else 0
     try:
         sent = _send_file(args, settings, path, file_format, scan)
-    except (PublishError, TopicLayoutError, KafkaError, FileProblem, OrderingTimeout) as error:
+    except (PublishError, TopicLayoutError, KafkaError, FileProblem, OrderingTimeout, OSError) as error:
         print(f"rollwatch publish: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     except InvalidRecordError as error:

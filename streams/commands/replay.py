@@ -22,8 +22,10 @@ def register(subparsers: Any) -> None:
         description=(
             "Reads a replay file (JSON Lines, one {topic, value} record a line, clock ticks included), "
             "applies exactly the worker's validation and rules in file order with no broker, and writes "
-            "each alert as one JSON line to stdout. Invalid lines are counted per error code on stderr "
-            "and never stop the run. Deterministic: the same file always gives the same alerts."
+            "each alert as one JSON line to stdout. Invalid lines (not UTF-8, not JSON, not a valid record) "
+            "are counted per error code on stderr and never stop the run; a UTF-8 byte-order mark at the "
+            "start of a line is ignored. Deterministic: the same file always gives the same alerts and "
+            "counts, whatever --jobs."
         ),
     )
     parser.add_argument("file", type=Path, help="replay file; '-' reads standard input")
@@ -32,7 +34,7 @@ def register(subparsers: Any) -> None:
         type=int,
         default=os.cpu_count() or 1,
         help="processes to spread children over (default: one per core; standard input uses one); the output "
-        "is the same for any value",
+        "and the counts are the same, byte for byte, for any value",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
