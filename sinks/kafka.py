@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Collection, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
@@ -335,10 +335,28 @@ class KafkaAlertSink(_OutboxSink):
         self.outbox.stage(topic.get_topic_name(), alert.upn.encode(), self.codec.encode(alert))
 
 
+#: Largest dead letter sent, in bytes: under Kafka's default message size (1,048,588) with room for the key
+#: and batch headers, so that no topic configuration can turn a refused record into a failed commit.
+MAX_DEAD_LETTER_BYTES = 1_000_000
+
+
+def bounded_dead_letter(codec: AvroCodec, letter: DeadLetter, limit: int = MAX_DEAD_LETTER_BYTES) -> bytes:
+    """The encoded dead letter, its raw bytes cut short if it would exceed `limit`; its message then says so,
+    and the whole record is still where the letter points (topic, partition, offset) for as long as the
+    input topic keeps it."""
+    encoded = codec.encode(letter)
+    if len(encoded) <= limit:
+        return encoded
+    note = (f"{letter.message} [raw cut to its first bytes: the record has {len(letter.raw):,}, more than a dead "
+            "letter carries; read it whole from its topic, partition and offset]")
+    room = limit - (len(encoded) - len(letter.raw)) - len(note.encode()) - 64
+    return codec.encode(replace(letter, raw=letter.raw[: max(room, 0)], message=note))
+
+
 class KafkaDeadLetterSink(_OutboxSink):
     """Stages each dead letter for `<source topic>.dlq` (the source topic already carries any prefix, so this
     sink takes none) in the record's outbox, which sends it with whatever the record wrote."""
 
     async def send(self, letter: DeadLetter, key: bytes | None) -> None:
         topic = await self.topics.get(dead_letter_topic(letter.source_topic))
-        self.outbox.stage(topic.get_topic_name(), key, self.codec.encode(letter))
+        self.outbox.stage(topic.get_topic_name(), key, bounded_dead_letter(self.codec, letter))

@@ -220,3 +220,18 @@ def test_health_shows_what_was_dead_lettered() -> None:
         "deadline_checks_failed": 1,
     }
 
+
+
+def test_a_dead_letter_of_a_record_near_kafkas_size_limit_is_cut_to_fit_and_says_so() -> None:
+    from processors.records import DeadLetter
+    from sinks.kafka import MAX_DEAD_LETTER_BYTES, bounded_dead_letter
+
+    raw = b"\xc3\x01" + b"x" * 1_048_000
+    encoded = bounded_dead_letter(CODEC, DeadLetter(raw, ROLL_EVENTS, 0, 7, "TEXT_TOO_LONG", "too long"))
+    assert len(encoded) <= MAX_DEAD_LETTER_BYTES
+    letter = CODEC.decode(encoded, DeadLetter)
+    assert raw.startswith(letter.raw) and len(letter.raw) > 900_000
+    assert (letter.offset, letter.error_code) == (7, "TEXT_TOO_LONG")
+    assert "1,048,002" in letter.message and letter.message.startswith("too long")
+    small = DeadLetter(b"abc", ROLL_EVENTS, 0, 8, "BAD_MARKER", "short")
+    assert CODEC.decode(bounded_dead_letter(CODEC, small), DeadLetter) == small
