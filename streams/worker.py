@@ -44,7 +44,7 @@ from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink, RecordOutbox
 from streams.app import create_app
 from streams.dashboard import install_dashboard
-from streams.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState
+from streams.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState, count_calendar_fallbacks
 from streams.replay import Rejected, apply_record
 from streams.settings import Settings
 from streams.statecodec import decode_state, encode_state
@@ -339,6 +339,7 @@ class RecordHandler:
                 latency = self.clock() - origin if origin is not None else None
                 self.metrics.alert_sent(alert, latency, measured_from)
         self.metrics.record_applied(topic, applied.new)
+        count_calendar_fallbacks(self.metrics, self.timeline_for(partition).config)
         return HandledRecord(applied=True, alerts=len(applied.alerts))
 
     @staticmethod
