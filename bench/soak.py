@@ -38,8 +38,8 @@ from streams.ordering import AppliedOffsets
 from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 
-#: About 12 minutes on 2 shared cores with the default kills and broker restart.
-DEFAULT_PUPILS = 50_000
+#: About 12 minutes on 2 shared cores with the default kills and broker restart (50,000 pupils: 7).
+DEFAULT_PUPILS = 100_000
 DEFAULT_KILLS = 5
 POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 15.0
@@ -187,6 +187,16 @@ def compare(expected: list[dict[str, Any]], read: list[dict[str, Any]]) -> Compa
     )
 
 
+def exit_reason(worker: ChildProcess) -> str:
+    """Faust's "Crashed reason=..." if the log has one (the lines after it are the shutdown), else its last line."""
+    text = worker.log_tail(200_000)
+    crashes = re.findall(r"Crashed reason=(.*)", text)
+    if crashes:
+        return crashes[-1].strip()[:200]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "(empty log)"
+
+
 def exits_summary(exits: list[str], shown: int = 3) -> str:
     more = f"; and {len(exits) - shown} more" if len(exits) > shown else ""
     return "; ".join(exits[:shown]) + more
@@ -302,10 +312,7 @@ class Soak:
         if self.worker.alive():
             return
         code = self.worker.process.returncode if self.worker.process else None
-        last_lines = [line.strip() for line in self.worker.log_tail(1500).splitlines() if line.strip()]
-        self.events.unexpected_exits.append(
-            f"{self.worker.name} exited with {code}: {last_lines[-1][:160] if last_lines else '(empty log)'}"
-        )
+        self.events.unexpected_exits.append(f"{self.worker.name} exited with {code}: {exit_reason(self.worker)}")
         progress(f"WARNING: {self.worker.name} exited by itself with {code}; the end of its log:\n"
                  f"{self.worker.log_tail(1500)}")
         if len(self.events.unexpected_exits) >= MAX_UNEXPECTED_EXITS:
