@@ -8,10 +8,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md* ./
-COPY schemas ./schemas
 COPY processors ./processors
-COPY streams ./streams
+COPY schemas ./schemas
+COPY config ./config
 COPY sinks ./sinks
+COPY web ./web
+COPY streams ./streams
+COPY replay ./replay
+COPY generator ./generator
+COPY clients/python/rollwatch_client ./clients/python/rollwatch_client
+COPY cli ./cli
 COPY localbroker ./localbroker
 RUN pip install '.[postgres]'
 

@@ -12,10 +12,10 @@ import os
 
 import faust
 
+from config.settings import Settings
 from processors.records import INPUT_TOPICS
 from sinks.kafka import RecordOutbox
 from streams.app import create_app
-from streams.settings import Settings
 
 FORWARD_TOPIC_VARIABLE = "BENCH_FORWARD_TOPIC"
 

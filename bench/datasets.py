@@ -9,12 +9,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from rollwatch_client.publisher import InputPublisher
+
+from config.settings import Settings
+from generator.generate import GeneratorOptions, generate_lines
 from processors.identifiers import upn_check_letter
 from processors.records import Child, EventType, Ground, InputRecord, RollEvent, School
 from schemas.jsonformat import parse_line
-from streams.generator import GeneratorOptions, generate_lines
-from streams.publisher import InputPublisher
-from streams.settings import Settings
 
 #: Two school years give each child several records, as a year of live traffic would.
 DATASET_START = date(2024, 9, 1)

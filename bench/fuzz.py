@@ -26,10 +26,14 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from rollwatch_client.ordering import AppliedOffsets
 
 from bench.kafkaprobe import end_offsets, input_partitions
 from bench.processes import ChildProcess, ProcessGroup, free_port
 from bench.report import Figure, render_table
+from config.kafka import client_options
+from config.settings import Settings
+from generator.generate import GeneratorOptions, generate_lines
 from processors.records import (
     CASE_ACTIONS,
     CLOCK_TICKS,
@@ -49,10 +53,6 @@ from processors.records import (
 )
 from schemas.codec import HEADER_LENGTH, AvroCodec
 from schemas.jsonformat import parse_line
-from streams.generator import GeneratorOptions, generate_lines
-from streams.kafkaclients import client_options
-from streams.ordering import AppliedOffsets
-from streams.settings import Settings
 
 DEFAULT_RECORDS = 100_000
 #: Pupils of the generated half-term whose records are the valid starting points (a few thousand lines).
@@ -587,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("generating the valid records to mutate...")
         records = seed_records(seed=args.seed)
         progress("  " + ", ".join(f"{topic} {len(found):,}" for topic, found in records.items()))
-        worker = ChildProcess("worker", "streams.cli", settings, workdir / "worker.log", {})
+        worker = ChildProcess("worker", "cli.main", settings, workdir / "worker.log", {})
         processes.start(worker, "worker")
         progress(f"worker started (pid {worker.pid}, metrics on port {settings.web_port}); sending...")
         started = time.monotonic()

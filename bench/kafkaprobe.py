@@ -11,11 +11,11 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
+from rollwatch_client.ordering import AppliedOffsets
 
+from config.kafka import client_options
+from config.settings import Settings
 from processors.records import INPUT_TOPICS
-from streams.kafkaclients import client_options
-from streams.ordering import AppliedOffsets
-from streams.settings import Settings
 
 
 def input_partitions(settings: Settings) -> list[TopicPartition]:

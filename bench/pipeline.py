@@ -49,8 +49,8 @@ from bench.report import (
     rate_text,
     render_table,
 )
+from config.settings import Settings
 from processors.records import ROLL_EVENTS, Recipient, alert_topic
-from streams.settings import Settings
 
 PHASES = ("throughput", "scale", "latency", "memory", "replay")
 DEFAULT_RECORDS = 1_000_000
@@ -368,7 +368,7 @@ class BenchRun:
     def drain_workers(self, topic_prefix: str, members: int, **overrides: object) -> Drain:
         settings = self.settings(self.next_name(f"worker{members}"), topic_prefix, **overrides)
         progress(f"draining with {members} worker(s), group {settings.app_id}...")
-        drained = self.drain(settings, members, "streams.cli", ["worker"])
+        drained = self.drain(settings, members, "cli.main", ["worker"])
         progress(f"  {drained.rate:,.0f} records/s steady, {drained.cpu_per_record * 1e6:,.0f} us CPU a record "
                  f"({drained.startup_seconds:.1f} s start-up)")
         return drained
@@ -388,7 +388,8 @@ class BenchRun:
     # ----- latency
 
     def latency(self, *, broker_warm: bool) -> LatencyResult:
-        from streams.publisher import InputPublisher
+        from rollwatch_client.publisher import InputPublisher
+
         from streams.topics import ensure_worker_topics
 
         settings = self.settings("latency", "bench.latency.")
@@ -396,7 +397,7 @@ class BenchRun:
         alerts_topic = settings.topic(alert_topic(BENCH_LA, Recipient.CME_OFFICER))
         create_topic(settings, alerts_topic)
         worker = ChildProcess(
-            "latency worker", "streams.cli", settings, self.workdir / "latency-worker.log",
+            "latency worker", "cli.main", settings, self.workdir / "latency-worker.log",
             dict(self.options.faust_environment),
         )
         listener = AlertListener(settings, alerts_topic)
@@ -518,7 +519,7 @@ class BenchRun:
         published = publish_all(settings, children_added(count), progress)
         progress(f"  {published.records:,} records in {published.seconds:.1f} s")
         progress(f"memory: draining them with one worker on the RocksDB store, group {settings.app_id}...")
-        drained = self.drain(settings, 1, "streams.cli", ["worker"])
+        drained = self.drain(settings, 1, "cli.main", ["worker"])
         progress(f"  {drained.rate:,.0f} records/s steady; checking the RocksDB state...")
         return drained, count_rocksdb_children(settings.data_dir)
 
@@ -528,7 +529,7 @@ class BenchRun:
         """Records per second that `rollwatch replay` reports for the file (alerts discarded)."""
         settings = self.settings(f"replay{jobs}", "bench.replay.")
         log_path = self.workdir / f"replay-{jobs}.log"
-        child = ChildProcess(f"replay --jobs {jobs}", "streams.cli", settings, log_path, {}, keep_stdout=False)
+        child = ChildProcess(f"replay --jobs {jobs}", "cli.main", settings, log_path, {}, keep_stdout=False)
         progress(f"replay: rollwatch replay --jobs {jobs}...")
         self.processes.start(child, "replay", str(path), "--jobs", str(jobs))
         code = child.wait(timeout=3600)

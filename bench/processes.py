@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from streams.processes import dies_with_parent
-from streams.settings import Settings
+from config.settings import Settings
+from localbroker.processes import dies_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 

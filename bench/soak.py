@@ -26,16 +26,16 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
+from rollwatch_client.ordering import AppliedOffsets
 
 from bench.kafkaprobe import end_offsets, input_partitions
 from bench.processes import ROOT, ChildProcess, ProcessGroup, free_port
 from bench.report import Figure, render_table
+from config.settings import Settings
 from localbroker.launcher import LocalCluster
 from processors.records import CLOCK_TICKS, Alert
 from schemas.codec import AvroCodec
 from schemas.jsonformat import alert_to_json
-from streams.ordering import AppliedOffsets
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 
 #: About 12 minutes on 2 shared cores with the default kills and broker restart (50,000 pupils: 7).
@@ -117,7 +117,7 @@ class CrashLoop(RuntimeError):
 
 def run_quietly(arguments: list[str], stdout: Any = subprocess.DEVNULL) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ROLLWATCH_")}
-    subprocess.run([sys.executable, "-m", "streams.cli", *arguments], cwd=ROOT, env=env, stdout=stdout, check=True)
+    subprocess.run([sys.executable, "-m", "cli.main", *arguments], cwd=ROOT, env=env, stdout=stdout, check=True)
 
 
 def expected_messages(path: Path, partitions: int) -> tuple[int, int]:
@@ -219,7 +219,7 @@ class Soak:
 
     def start_worker(self) -> None:
         self.lives += 1
-        self.worker = ChildProcess(f"worker-{self.lives}", "streams.cli", self.settings,
+        self.worker = ChildProcess(f"worker-{self.lives}", "cli.main", self.settings,
                                    self.workdir / f"worker-{self.lives}.log", {})
         self.processes.start(self.worker, "worker")
 
@@ -274,7 +274,7 @@ class Soak:
         schedule = sorted([(point, "kill") for point in kill_points] + self.broker_schedule())
         progress("schedule (fractions of the messages sent): "
                  + ", ".join(f"{what} at {point:.2f}" for point, what in schedule))
-        publisher = ChildProcess("publish", "streams.cli", self.settings, self.workdir / "publish.log", {})
+        publisher = ChildProcess("publish", "cli.main", self.settings, self.workdir / "publish.log", {})
         self.processes.start(publisher, "publish", str(path), "--ordered", "--wait-timeout",
                              str(PUBLISH_WAIT_SECONDS), "--quiet")
         last_report = time.monotonic()

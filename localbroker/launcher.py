@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.processes import dies_with_parent
-from streams.settings import Settings
+from config.settings import Settings
+from localbroker.processes import dies_with_parent
 
 POM_PATH = Path(__file__).with_name("pom.xml")
 LOG4J_CONFIG_PATH = Path(__file__).with_name("log4j2.properties")

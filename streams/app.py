@@ -18,8 +18,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, P
 from faust.types import TP, Message
 from mode import Service
 
+from config.settings import Settings
 from sinks.kafka import transactional_id
-from streams.settings import Settings
 
 
 async def drain(buffer: Any) -> None:

@@ -12,10 +12,10 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from config.kafka import client_options
+from config.settings import Settings
 from processors.identifiers import CURRENT_LA_CODES
 from processors.records import INPUT_TOPICS, SAFEGUARDING_STATUS, Recipient, alert_topic, dead_letter_topic
-from streams.kafkaclients import client_options
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,10 @@ from aiokafka.errors import KafkaError
 from faust.types import TableT
 from prometheus_client import CollectorRegistry
 
+from config.settings import Settings
+from processors.apply import apply_record
 from processors.config import RuleConfig
-from processors.failures import UNPROCESSABLE, describe_error
+from processors.failures import UNPROCESSABLE, Rejected, describe_error
 from processors.records import (
     CASE_ACTIONS,
     CLOCK_TICKS,
@@ -42,14 +44,12 @@ from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink, RecordOutbox
+from sinks.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState, count_calendar_fallbacks
 from streams.app import create_app
-from streams.dashboard import install_dashboard
-from streams.metrics import MeasuredFrom, Metrics, MetricsRecorder, NoMetrics, PartitionState, count_calendar_fallbacks
-from streams.replay import Rejected, apply_record
-from streams.settings import Settings
+from streams.runtime.tablewrites import ChangelogWrites
 from streams.statecodec import decode_state, encode_state
-from streams.tablewrites import ChangelogWrites
-from streams.web import KafkaBrokerProbe, install_views
+from web.dashboard import install_dashboard
+from web.views import KafkaBrokerProbe, install_views
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")

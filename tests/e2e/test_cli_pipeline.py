@@ -15,10 +15,10 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from config.kafka import client_options
+from config.settings import Settings
 from processors.records import DeadLetter
 from schemas.codec import AvroCodec
-from streams.kafkaclients import client_options
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics, output_topics
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
 from tests.shared import SHARED_SCENARIOS
@@ -52,7 +52,7 @@ def running_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
 
 def rollwatch(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], cwd=ROOT, env=worker_env(settings),
+        [sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=worker_env(settings),
         capture_output=True, text=True, timeout=timeout, check=False,
     )
 
@@ -139,8 +139,8 @@ def test_a_case_closed_through_the_cli_changes_what_the_worker_does_next(
     running_worker: Settings, tmp_path: Path
 ) -> None:
     from kafka.structs import TopicPartition
+    from rollwatch_client.ordering import AppliedOffsets
 
-    from streams.ordering import AppliedOffsets
     from tests.scenarios.builder import COV_A, COV_B, UNKNOWN, added, removed, upn
 
     register = {"database_url": f"sqlite:///{tmp_path / 'register.db'}", "register_group": f"reg-{uuid.uuid4()}"}

@@ -98,7 +98,7 @@ def test_demo_streams_alerts_serves_the_dashboard_and_stops_on_ctrl_c(tmp_path: 
     }
     # Its own session, so the SIGINT below reaches the whole group, as a terminal's Ctrl-C would.
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "run", "--pupils", "5000", "--day-seconds", "0.05",
+        [sys.executable, "-m", "cli.main", "run", "--pupils", "5000", "--day-seconds", "0.05",
          "--web-port", str(web_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # A command started from a terminal takes Ctrl-C; one inherited from a background job (a test run

@@ -6,8 +6,8 @@ import os
 
 import faust
 
+from config.settings import Settings
 from streams.app import create_app
-from streams.settings import Settings
 
 
 def build(settings: Settings, source: str, target: str) -> faust.App:

@@ -78,7 +78,7 @@ def test_records_survive_a_cluster_restart(
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "broker", *args],
+        [sys.executable, "-m", "cli.main", "broker", *args],
         cwd=PROJECT_ROOT,
         env=os.environ.copy(),
         capture_output=True,

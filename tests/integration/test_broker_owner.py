@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from localbroker.launcher import LocalCluster, _process_alive
-from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ PARENT = """
 import sys, time
 from pathlib import Path
 from localbroker.launcher import LocalCluster, find_free_base_port
-from streams.settings import Settings
+from config.settings import Settings
 cluster = LocalCluster(Path(sys.argv[1]), base_port=find_free_base_port(), cache_dir=Settings().broker_cache_dir,
                        progress=lambda message: None)
 cluster.start(timeout=120, die_with_this_process=sys.argv[2] == "tied")

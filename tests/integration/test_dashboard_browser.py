@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register import Register, create_register_engine, migrate
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import ROOT, WorkerProcess
 

@@ -17,8 +17,8 @@ from bench.fuzz import (
     wait_until_consumed,
 )
 from bench.processes import free_port
+from config.settings import Settings
 from processors.records import ROLL_EVENTS
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
 

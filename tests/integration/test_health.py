@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from config.settings import Settings
 from localbroker.launcher import LocalCluster
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
 

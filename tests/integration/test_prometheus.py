@@ -21,16 +21,16 @@ import pytest
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.commands.register import serve_delivery_metrics
+from config.settings import Settings
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import CLOCK_TICKS, ROLL_EVENTS, Alert
 from processors.timeline import MemoryChildStore, memory_timeline
+from replay.run import replay
+from sinks.metrics import date_as_unix_time
 from sinks.register import MemoryDeliveryLog
 from sinks.webhook import WebhookDispatcher
-from streams.commands.register import serve_delivery_metrics
-from streams.metrics import date_as_unix_time
-from streams.replay import replay
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration import test_webhook
 from tests.integration.test_health import free_port, get_json, wait_until

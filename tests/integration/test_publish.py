@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from rollwatch_client.publisher import InputPublisher, ensure_input_topics
 
+from cli.main import main
+from config.settings import Settings
+from generator.generate import GeneratorOptions, write_replay
 from processors.records import (
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
@@ -27,10 +31,6 @@ from processors.records import (
 )
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line, record_to_line
-from streams.cli import main
-from streams.generator import GeneratorOptions, write_replay
-from streams.publisher import InputPublisher, ensure_input_topics
-from streams.settings import Settings
 from streams.topics import TopicLayoutError
 from tests.shared import SHARED_SCENARIOS
 

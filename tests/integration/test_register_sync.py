@@ -10,6 +10,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from cli.main import main
+from processors.apply import apply_checked
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import CASE_ACTIONS, Alert, CaseAction, CaseActionType, Rule
@@ -17,8 +19,6 @@ from processors.timeline import memory_timeline
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line
 from sinks.register import CaseStatus, open_register
-from streams.cli import main
-from streams.replay import apply_checked
 from tests.scenarios.builder import BHM_A, COV_A, DUD_A, UNKNOWN, added, ehe, removed, tick, to_school, upn
 
 pytestmark = pytest.mark.integration

@@ -16,20 +16,20 @@ import pytest
 from kafka import KafkaConsumer
 from rocksdict import Options as RocksOptions
 from rocksdict import Rdict
+from rollwatch_client.ordering import AppliedOffsets, OrderedSender
+from rollwatch_client.publisher import InputPublisher
 
 from bench.datasets import removal_without_destination
+from config.settings import Settings
+from generator.generate import GeneratorOptions, generate_lines
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import Alert, RollEvent
 from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineIndex, Timeline
+from replay.run import replay
 from schemas.codec import AvroCodec
 from schemas.jsonformat import alert_to_json, parse_line
 from streams.app import create_app
-from streams.generator import GeneratorOptions, generate_lines
-from streams.ordering import AppliedOffsets, OrderedSender
-from streams.publisher import InputPublisher
-from streams.replay import replay
-from streams.settings import Settings
 from streams.statecodec import decode_state, encode_state
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess

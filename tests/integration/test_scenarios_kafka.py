@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 
+from config.settings import Settings
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import CLOCK_TICKS, Alert
 from processors.timeline import memory_timeline
+from replay.run import replay
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from schemas.jsonformat import alert_to_json, parse_line
-from streams.ordering import AppliedOffsets, OrderedSender
-from streams.replay import replay
-from streams.settings import Settings
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
 from tests.scenarios.catalogue import SCENARIOS
@@ -188,7 +188,7 @@ def test_register_fed_from_the_scenarios_holds_exactly_their_cases_and_alerts(
     producer.close()
     for command in (["register", "migrate"], ["register", "sync", "--once", "--timeout", "60"]):
         done = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *command], cwd=ROOT, env=worker_env(settings),
+            [sys.executable, "-m", "cli.main", *command], cwd=ROOT, env=worker_env(settings),
             capture_output=True, text=True, timeout=180, check=False,
         )
         assert done.returncode == 0, done.stderr

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.settings import Settings
+from config.settings import Settings
 from streams.topics import TopicLayoutError, ensure_worker_topics, output_topics
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from bench.pipeline import (
     options_from,
     percentile,
 )
+from config.settings import Settings
 from processors.identifiers import is_valid_upn
-from streams.settings import Settings
 
 
 def parse(*argv: str) -> Options:

@@ -159,7 +159,7 @@ def test_the_worker_metric_adds_what_calendars_counted_on_the_fallback() -> None
     from prometheus_client import CollectorRegistry
 
     from processors.config import RuleConfig
-    from streams.metrics import Metrics, count_calendar_fallbacks
+    from sinks.metrics import Metrics, count_calendar_fallbacks
 
     metrics = Metrics(CollectorRegistry())
     shipped, la = SchoolCalendar(DEFAULT_TERMS), SchoolCalendar.from_config(LA_TERMS, LA_CLOSURES)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from processors.apply import apply_checked
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import CASE_ACTIONS, INPUT_TOPICS, CaseAction, CaseActionType, ClockTick, Rule
@@ -18,7 +19,6 @@ from schemas.codec import AvroCodec, load_schema
 from schemas.errors import CodecError, CodecErrorCode
 from schemas.jsonformat import parse_line, record_to_json, record_to_line, topic_of
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
-from streams.replay import apply_checked
 from streams.worker import RECORD_TYPES, RecordHandler
 from tests.scenarios.builder import COV_A, UNKNOWN, added, removed, upn
 

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from streams.settings import Settings
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -216,5 +216,6 @@ def test_dependencies_volumes_and_image_build_line_up() -> None:
     }
     assert copied <= allowed
     # Every package the project installs reaches the image.
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert {package.split(".")[0] for package in packages} <= copied
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = setuptools.get("package-dir", {})
+    assert {folders.get(package.split(".")[0], package.split(".")[0]) for package in setuptools["packages"]} <= copied

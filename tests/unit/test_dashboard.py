@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from config.settings import Settings
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register import Register, RegisterNotReady, migrate
-from streams.dashboard import (
+from web.dashboard import (
     DashboardFilters,
     FilterError,
     LADashboard,
@@ -23,7 +24,6 @@ from streams.dashboard import (
     presented_token,
     token_grants,
 )
-from streams.settings import Settings
 
 COVENTRY, DUDLEY, WOLVERHAMPTON = "331", "332", "336"
 TOKENS = {COVENTRY: SecretStr("coventry-token-0123456789"), DUDLEY: SecretStr("dudley-token-0123456789ab")}

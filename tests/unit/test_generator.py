@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-import streams.generator as generator
+import generator.generate as generator
+from cli.main import main
+from generator.generate import (
+    WEST_MIDLANDS,
+    GeneratorOptions,
+    GeneratorOptionsError,
+    generate_lines,
+    iter_chunks,
+    write_replay,
+)
 from processors.calendar import default_calendar
 from processors.records import (
     ClockTick,
@@ -25,15 +34,6 @@ from processors.records import (
 )
 from processors.validation import validate
 from schemas.jsonformat import parse_line, record_to_line
-from streams.cli import main
-from streams.generator import (
-    WEST_MIDLANDS,
-    GeneratorOptions,
-    GeneratorOptionsError,
-    generate_lines,
-    iter_chunks,
-    write_replay,
-)
 
 # A school year plus September, so the run holds the July transitions and the September starts after them.
 PUPILS = 30_000
@@ -272,10 +272,10 @@ def test_cli_writes_the_same_bytes_as_the_library(tmp_path: Path, capsys: pytest
 
 
 def test_the_in_process_replay_applies_every_generated_record() -> None:
+    from config.rules import build_rule_config
+    from config.settings import Settings
     from processors.timeline import memory_timeline
-    from streams.replay import replay
-    from streams.rulesetup import build_rule_config
-    from streams.settings import Settings
+    from replay.run import replay
 
     # Both ends of the calendar: the first weeks of 2024/25 and the summer of its last school year.
     for start, end in ((date(2024, 9, 1), date(2024, 12, 20)), (date(2028, 5, 1), date(2028, 8, 31))):

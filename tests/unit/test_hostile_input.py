@@ -16,18 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.errors import KafkaConnectionError
+from rollwatch_client.publisher import CSV_COLUMNS, check_csv_header, roll_event_from_csv_row, roll_events_to_csv
 
+from cli.commands.publish import Reject, scan_file, write_rejects
+from cli.main import main
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import ClockTick
 from processors.timeline import memory_timeline
+from replay.parallel import parallel_replay, shard_of
+from replay.run import ReplayStats, replay
 from schemas.errors import CodecError
 from schemas.jsonformat import alert_to_line, parse_line, parse_line_by_fields
-from streams.cli import main
-from streams.commands.publish import Reject, scan_file, write_rejects
-from streams.parallel_replay import parallel_replay, shard_of
-from streams.publisher import CSV_COLUMNS, check_csv_header, roll_event_from_csv_row, roll_events_to_csv
-from streams.replay import ReplayStats, replay
 from tests.scenarios.catalogue import SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 
@@ -220,7 +220,7 @@ def test_replay_counts_a_hostile_line_and_goes_on(name: str) -> None:
 
 
 def test_replay_counts_any_unexpected_failure_as_unprocessable(monkeypatch: pytest.MonkeyPatch) -> None:
-    import streams.replay as module
+    import replay.run as module
 
     def explode(line: str | bytes) -> object:
         raise KeyError("Child51")
@@ -360,7 +360,7 @@ def test_cli_publish_refuses_a_hostile_file_with_a_clear_message(tmp_path: Path)
 def test_publish_skipping_hostile_lines_writes_private_rejects_then_reports_kafka(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import streams.commands.publish as publish
+    import cli.commands.publish as publish
 
     def no_kafka(*_args: object) -> dict[str, int]:
         raise KafkaConnectionError()

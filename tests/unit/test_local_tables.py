@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.settings import Settings
 from streams.app import RollwatchApp, create_app
-from streams.settings import Settings
 from streams.worker import discard_local_tables
 
 

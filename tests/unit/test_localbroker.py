@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from localbroker.launcher import (
     BrokerError,
     ClusterLayout,
@@ -26,7 +27,6 @@ from localbroker.launcher import (
     port_is_free,
     server_properties,
 )
-from streams.cli import main
 
 #: Stands in for `java`: answers -version, "formats" by writing meta.properties, and a broker that
 #: dies at once after logging, so start-up failures can be tested in milliseconds.

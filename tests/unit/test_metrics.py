@@ -19,7 +19,7 @@ from processors.timeline import Changes, MemoryChildStore, memory_timeline
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
-from streams.metrics import (
+from sinks.metrics import (
     DeliveryMetrics,
     MeasuredFrom,
     MemoryMetrics,

@@ -20,9 +20,9 @@ from processors.state import MAX_ROLL_ENTRIES, ChildState
 from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineIndex, Timeline, memory_timeline
 from schemas.codec import AvroCodec
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
-from streams.metrics import MemoryMetrics, Metrics
+from sinks.metrics import MemoryMetrics, Metrics
+from streams.runtime.tablewrites import ChangelogWrites
 from streams.statecodec import decode_state
-from streams.tablewrites import ChangelogWrites
 from streams.worker import DEADLINE_CHECK_FAILED, RECORD_TYPES, RecordHandler
 from tests.unit.test_outbox import Event, FakeProducer, fake_table, outbox_with
 from tests.unit.test_validation import REMOVED

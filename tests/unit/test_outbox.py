@@ -13,10 +13,10 @@ import pytest
 from faust.streams import _current_event
 from faust.types import TP
 
+from config.settings import Settings
 from sinks.kafka import DeliveryFailed, RecordOutbox, _TopicCache
 from streams.app import create_app
-from streams.settings import Settings
-from streams.tablewrites import ChangelogWrites
+from streams.runtime.tablewrites import ChangelogWrites
 
 TRANSACTION = "rollwatch-0-2"
 

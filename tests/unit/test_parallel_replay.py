@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from generator.generate import GeneratorOptions, generate_lines
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import Alert
 from processors.timeline import memory_timeline
+from replay.parallel import parallel_replay, shard_of
+from replay.run import replay
 from schemas.jsonformat import alert_to_line
-from streams.generator import GeneratorOptions, generate_lines
-from streams.parallel_replay import parallel_replay, shard_of
-from streams.replay import replay
 from tests.scenarios.catalogue import SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 

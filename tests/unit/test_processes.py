@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PARENT = """
 import signal, subprocess, sys, time
-from streams.processes import dies_with_parent
+from localbroker.processes import dies_with_parent
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                          preexec_fn=dies_with_parent(signal.SIGKILL))
 print(child.pid, flush=True)

@@ -8,14 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from processors.identifiers import ProblemCode
-from processors.records import ClockTick, InputRecord, RollEvent
-from schemas.codec import AvroCodec
-from schemas.jsonformat import parse_line
-from streams.cli import main
-from streams.commands.publish import scan_file, write_rejects
-from streams.publisher import (
+from rollwatch_client.publisher import (
     CSV_COLUMNS,
     ClockPublisher,
     InvalidRecordError,
@@ -24,7 +17,14 @@ from streams.publisher import (
     roll_event_to_csv_row,
     roll_events_to_csv,
 )
-from streams.settings import Settings
+
+from cli.commands.publish import scan_file, write_rejects
+from cli.main import main
+from config.settings import Settings
+from processors.identifiers import ProblemCode
+from processors.records import ClockTick, InputRecord, RollEvent
+from schemas.codec import AvroCodec
+from schemas.jsonformat import parse_line
 from tests.shared import SHARED_SCENARIOS
 
 SCENARIOS = SHARED_SCENARIOS

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.cli import COMMAND_MODULES
-from streams.settingsdoc import settings_table
+from cli.main import COMMAND_MODULES
+from config.doc import settings_table
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 def test_settings_table_matches_the_settings_object() -> None:
-    assert settings_table() in README, "run `python -m streams.settingsdoc README.md` after changing Settings"
+    assert settings_table() in README, "run `python -m config.doc README.md` after changing Settings"
 
 
 def test_every_command_is_documented() -> None:

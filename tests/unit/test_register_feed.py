@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from config.settings import Settings
 from processors.records import Alert, AlertChild, CaseAction, CaseActionType, Recipient, Rule, Severity
 from schemas.codec import AvroCodec
 from sinks.register import (
@@ -17,7 +18,6 @@ from sinks.register import (
     add_years,
     alert_topic_regex,
 )
-from streams.settings import Settings
 
 CODEC = AvroCodec()
 ALERT = Alert(

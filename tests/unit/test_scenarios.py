@@ -12,7 +12,7 @@ from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import Alert
 from processors.timeline import memory_timeline
-from streams.replay import replay
+from replay.run import replay
 from tests.scenarios.catalogue import SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
+from generator.generate import GeneratorOptions, generate_lines
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import AlertChild
 from processors.state import ChildState, Removal
 from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineIndex, Timeline
-from streams.generator import GeneratorOptions, generate_lines
-from streams.replay import replay
+from replay.run import replay
 from streams.statecodec import STATE_VERSION, decode_state, encode_state
 
 

@@ -8,13 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-from streams.commands.worker import STOP_TIMEOUT_EXIT_CODE, StopDeadline
+from cli.commands.worker import STOP_TIMEOUT_EXIT_CODE, StopDeadline
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HUNG_STOP = """
 import logging, time
-from streams.commands.worker import StopDeadline
+from cli.commands.worker import StopDeadline
 logging.basicConfig(level=logging.INFO)
 StopDeadline(0.3).start("SIGTERM")
 time.sleep(30)  # a stop that never ends

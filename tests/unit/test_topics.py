@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from config.settings import Settings
 from processors.identifiers import CURRENT_LA_CODES
 from processors.records import INPUT_TOPICS
-from streams.settings import Settings
 from streams.topics import output_topics, worker_topics
 
 

@@ -14,6 +14,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+from config.settings import Settings
 from streams.app import (
     RevocationSafeTransactionManager,
     WorkerConsumerThread,
@@ -21,7 +22,6 @@ from streams.app import (
     drain,
     seek_to_committed_or_start,
 )
-from streams.settings import Settings
 
 
 class SlowBuffer(ProducerBuffer):

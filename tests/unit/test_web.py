@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import Metrics, PartitionLag, PartitionState
-from streams.web import Readiness, WorkerStatus, judge_readiness, refresh_metrics
+from sinks.metrics import Metrics, PartitionLag, PartitionState
+from web.views import Readiness, WorkerStatus, judge_readiness, refresh_metrics
 
 READY = WorkerStatus(
     consumer_started=True, rebalancing=False, tables_recovered=True, active_partitions=frozenset({0, 2}),

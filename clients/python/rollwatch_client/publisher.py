@@ -4,7 +4,7 @@ This is for integrations (a school MIS, the LA EHE service, social care, a sched
 `rollwatch publish` command. It uses kafka-python, which is synchronous, so it must not be called from the
 Faust worker's event loop.
 
-    from streams.publisher import RollEventPublisher, ensure_input_topics
+    from rollwatch_client.publisher import RollEventPublisher, ensure_input_topics
     ensure_input_topics(settings)                      # once, at set-up
     with RollEventPublisher(settings) as publisher:
         publisher.publish(event)                       # raises InvalidRecordError before sending anything bad
@@ -33,6 +33,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from config.kafka import client_options
+from config.settings import Settings
 from processors.identifiers import Problem
 from processors.records import (
     CLOCK_TICKS,
@@ -49,8 +51,6 @@ from processors.validation import validate
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError, CodecErrorCode
 from schemas.jsonformat import record_from_json
-from streams.kafkaclients import client_options
-from streams.settings import Settings
 from streams.topics import TopicReport, ensure_topics, input_topics
 
 #: The records this SDK publishes (the MIS-facing input topics).

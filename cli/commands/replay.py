@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from config.rules import build_rule_config
+from config.settings import Settings
 from processors.records import Alert
+from replay.run import ReplayStats, relax_garbage_collection, replay
 from schemas.jsonformat import alert_to_line
-from streams.replay import ReplayStats, relax_garbage_collection, replay
-from streams.rulesetup import build_rule_config
-from streams.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from processors.timeline import memory_timeline
-    from streams.parallel_replay import parallel_replay
+    from replay.parallel import parallel_replay
 
     if args.jobs < 1:
         print("rollwatch replay: --jobs must be at least 1", file=sys.stderr)

@@ -17,9 +17,9 @@ from faust.tables.manager import TableManager
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.kafkaclients import connection_options
-from streams.metrics import Metrics, PartitionLag, PartitionState
-from streams.settings import Settings
+from config.kafka import connection_options
+from config.settings import Settings
+from sinks.metrics import Metrics, PartitionLag, PartitionState
 
 log = logging.getLogger(__name__)
 

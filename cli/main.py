@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from streams.settings import Settings
+from config.settings import Settings
 
-#: Subcommand modules under streams.commands; each has `register(subparsers)`.
+#: Subcommand modules under cli.commands; each has `register(subparsers)`.
 COMMAND_MODULES = (
     "broker",
     "replay",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"streams.commands.{name}")
+        module = importlib.import_module(f"cli.commands.{name}")
         module.register(subparsers)
     return parser
 

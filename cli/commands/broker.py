@@ -7,8 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from config.settings import Settings
 from localbroker.launcher import BrokerError, LocalCluster, read_layout
-from streams.settings import Settings
 
 EPILOG = textwrap.dedent(
     """\

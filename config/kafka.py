@@ -7,7 +7,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
-from streams.settings import Settings
+from config.settings import Settings
 
 #: kafka-python's own network client, which `_network_client` configures.
 _NETWORK_CLIENT = KafkaConsumer.DEFAULT_CONFIG["kafka_client"]

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config.settings import Settings
 from processors.identifiers import la_name
 from processors.records import Alert, Rule, Severity
 from sinks.register import (
@@ -34,7 +35,6 @@ from sinks.register import (
     open_register,
 )
 from sinks.register import _alert_from_row as alert_from_row
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")

@@ -11,8 +11,8 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
+from config.settings import Settings
 from processors.records import CaseAction, CaseActionType, Rule, Severity
-from streams.settings import Settings
 
 EPILOG = textwrap.dedent(
     """\
@@ -273,9 +273,9 @@ def publish_case_action(settings: Settings, action: CaseAction) -> str:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    from config.kafka import client_options
     from processors.records import CASE_ACTIONS
     from schemas.codec import AvroCodec
-    from streams.kafkaclients import client_options
 
     topic = settings.topic(CASE_ACTIONS)
     options = client_options(settings)

@@ -13,7 +13,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from streams.generator import (
+from config.settings import Settings
+from generator.generate import (
     DEFAULT_END,
     DEFAULT_START,
     GenerationSummary,
@@ -21,7 +22,6 @@ from streams.generator import (
     GeneratorOptionsError,
     write_replay,
 )
-from streams.settings import Settings
 
 #: Runs at least this large show a progress bar on stderr.
 PROGRESS_FROM_PUPILS = 50_000

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from streams.settings import Settings
+from config.settings import Settings
 
 _FAUST_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error"}
 
@@ -92,8 +92,8 @@ def worker_class(deadline: StopDeadline) -> type[Any]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.replay import relax_garbage_collection
-    from streams.rulesetup import build_rule_config
+    from config.rules import build_rule_config
+    from replay.run import relax_garbage_collection
     from streams.topics import ensure_worker_topics
     from streams.worker import build_worker, discard_local_tables
 

@@ -7,8 +7,8 @@ import re
 import sys
 from typing import Any
 
+from config.settings import Settings
 from processors.records import Alert, Recipient
-from streams.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -43,9 +43,9 @@ def topic_pattern(settings: Settings, las: list[str] | None, recipients: list[st
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from kafka import KafkaConsumer
 
+    from config.kafka import client_options
     from schemas.codec import AvroCodec
     from schemas.jsonformat import alert_to_line
-    from streams.kafkaclients import client_options
 
     if args.la and not all(re.fullmatch(r"\d{3}", la) for la in args.la):
         print("rollwatch alerts: --la takes a 3-digit LA code such as 331", file=sys.stderr)

@@ -12,19 +12,13 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from processors.apply import apply_checked
 from processors.config import RuleConfig
+from processors.failures import Rejected
 from processors.timeline import memory_timeline
+from replay.run import SETTLE_EVERY, UNPROCESSABLE, ReplayStats, is_blank, settle_garbage
 from schemas.errors import CodecError
 from schemas.jsonformat import alert_to_line, line_owner, parse_line
-from streams.replay import (
-    SETTLE_EVERY,
-    UNPROCESSABLE,
-    Rejected,
-    ReplayStats,
-    apply_checked,
-    is_blank,
-    settle_garbage,
-)
 
 
 def shard_of(line: bytes, shards: int) -> int | None:

@@ -2,7 +2,7 @@
 
 Two passes over the file, so memory stays flat however large it is:
 1. Validation: every line is parsed (`schemas.jsonformat.parse_line`, or the CSV mapping of
-   `streams.publisher`) and validated (`processors.validation.validate`). By default one bad line means
+   `rollwatch_client.publisher`) and validated (`processors.validation.validate`). By default one bad line means
    nothing is sent: each bad line is listed with its line number and reasons, and the exit code is 1.
    With `--skip-invalid` the bad lines go to a rejects file (JSON Lines: line number, reasons, original
    text; mode 0600, as it holds personal data) and the rest is sent. Any bytes at all give bad lines, never
@@ -12,7 +12,7 @@ Two passes over the file, so memory stays flat however large it is:
    producer, keyed by UPN; a clock tick goes to every partition of `clock.ticks`.
 
 CSV files (by `.csv` suffix or `--format csv`) hold roll events only, one per row after a header row naming
-the columns of `streams.publisher.CSV_COLUMNS` (any order): event_id, event_type, upn, forename, surname,
+the columns of `rollwatch_client.publisher.CSV_COLUMNS` (any order): event_id, event_type, upn, forename, surname,
 date_of_birth, postcode, school_urn, school_laestab, school_name, school_special, effective_date,
 recorded_at, ground, destination_kind, destination_school_urn, destination_school_laestab,
 destination_la_code, standard_transition, source_system. Empty cells are absent values; booleans are
@@ -39,14 +39,8 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from kafka.errors import KafkaError
-from tqdm import tqdm
-
-from processors.records import InputRecord
-from processors.validation import validate
-from schemas.errors import CodecError
-from schemas.jsonformat import parse_line
-from streams.ordering import AppliedOffsets, OrderedSender, OrderingTimeout
-from streams.publisher import (
+from rollwatch_client.ordering import AppliedOffsets, OrderedSender, OrderingTimeout
+from rollwatch_client.publisher import (
     CSV_COLUMN_HELP,
     CSV_COLUMNS,
     PUBLISHABLE_TYPES,
@@ -57,8 +51,14 @@ from streams.publisher import (
     ensure_input_topics,
     roll_event_from_csv_row,
 )
-from streams.replay import UNPROCESSABLE, describe_error
-from streams.settings import Settings
+from tqdm import tqdm
+
+from config.settings import Settings
+from processors.failures import UNPROCESSABLE, describe_error
+from processors.records import InputRecord
+from processors.validation import validate
+from schemas.errors import CodecError
+from schemas.jsonformat import parse_line
 from streams.topics import TopicLayoutError
 
 FileFormat = Literal["jsonl", "csv"]

@@ -10,8 +10,8 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from streams.kafkaclients import client_options
-from streams.settings import Settings
+from config.kafka import client_options
+from config.settings import Settings
 
 
 class OrderingTimeout(RuntimeError):

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from config.settings import Settings
 from processors.calendar import SchoolCalendar, default_calendar
 from processors.config import Calendar, DeadlineLengths, RuleConfig
-from streams.settings import Settings
 
 
 class LAConfigError(ValueError):

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from streams.processes import dies_with_parent
-from streams.settings import Settings
+from config.settings import Settings
+from localbroker.processes import dies_with_parent
 
 DEMO_FROM = date(2025, 2, 24)  # the first day of the spring half-term after February's break
 DEMO_TO = date(2025, 4, 11)
@@ -123,10 +123,10 @@ def dashboard_url(base: str, la_code: str, token: SecretStr) -> str:
 def _alert_printer(settings: Settings, stop: threading.Event, counts: dict[str, int]) -> None:
     from kafka import KafkaConsumer
 
+    from cli.commands.alerts import topic_pattern
+    from config.kafka import client_options
     from processors.records import Alert
     from schemas.codec import AvroCodec
-    from streams.commands.alerts import topic_pattern
-    from streams.kafkaclients import client_options
 
     codec = AvroCodec()
     consumer = KafkaConsumer(
@@ -160,7 +160,7 @@ class Children:
     def start(self, name: str, arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603 - this interpreter and our own CLI
-                [sys.executable, "-m", "streams.cli", *arguments], env=self.env, stdout=log,
+                [sys.executable, "-m", "cli.main", *arguments], env=self.env, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 # If `run` itself is killed outright nobody is left to stop the children in order, and a worker
                 # whose broker is gone can hang in its graceful stop; exactly_once makes a hard stop safe.
@@ -229,13 +229,14 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     # `kill <pid>` (a service manager, a CI timeout) then stops everything as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
+    from rollwatch_client.ordering import AppliedOffsets, OrderedSender
+    from rollwatch_client.publisher import InputPublisher
+
+    from generator.generate import WEST_MIDLANDS, GeneratorOptions, generate_lines
     from localbroker.launcher import BrokerError, LocalCluster
     from processors.records import ClockTick
     from schemas.jsonformat import parse_line
     from sinks.register import create_register_engine, migrate
-    from streams.generator import WEST_MIDLANDS, GeneratorOptions, generate_lines
-    from streams.ordering import AppliedOffsets, OrderedSender
-    from streams.publisher import InputPublisher
     from streams.topics import ensure_worker_topics
 
     cluster = LocalCluster.for_data_dir(

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from streams.settings import Settings
+from config.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.metrics import DeliveryMetrics
+    from sinks.metrics import DeliveryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,10 @@ def consume_into_register(settings: Settings, once: bool, timeout: float) -> tup
     LA's topic is picked up) and offsets committed under the register's group."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from config.kafka import client_options
     from processors.records import CASE_ACTIONS
     from schemas.codec import AvroCodec
     from sinks.register import RegisterFeed, open_register
-    from streams.kafkaclients import client_options
 
     register = open_register(settings.database_url)
     feed = RegisterFeed(
@@ -259,7 +259,7 @@ def serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, 
         return None, lambda: None
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from streams.metrics import DeliveryMetrics
+    from sinks.metrics import DeliveryMetrics
 
     registry = CollectorRegistry()
     server, thread = start_http_server(settings.deliver_metrics_port, settings.web_host, registry)

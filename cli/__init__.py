@@ -1,0 +1,1 @@
+"""The `rollwatch` command line: one module a subcommand."""

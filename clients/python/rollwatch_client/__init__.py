@@ -1,0 +1,1 @@
+"""The MIS client: validated, idempotent publishing of Rollwatch input records to Kafka."""

@@ -1,0 +1,1 @@
+"""Rollwatch's one typed settings object and what is built from it (Kafka client options, rule configuration)."""

@@ -1,0 +1,1 @@
+"""Realistic, deterministic replay files for the West Midlands LAs."""

@@ -1,0 +1,1 @@
+"""The one place that touches Faust and aiokafka internals: transactions, the outbox and table writes."""
