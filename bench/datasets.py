@@ -12,7 +12,8 @@ from pathlib import Path
 from rollwatch_client.publisher import InputPublisher
 
 from config.settings import Settings
-from generator.generate import GeneratorOptions, generate_lines
+from generator.generate import generate_lines
+from generator.options import GeneratorOptions
 from processors.identifiers import upn_check_letter
 from processors.records import Child, EventType, Ground, InputRecord, RollEvent, School
 from schemas.jsonformat import parse_line

@@ -33,7 +33,8 @@ from bench.processes import ChildProcess, ProcessGroup, free_port
 from bench.report import Figure, render_table
 from config.kafka import client_options
 from config.settings import Settings
-from generator.generate import GeneratorOptions, generate_lines
+from generator.generate import generate_lines
+from generator.options import GeneratorOptions
 from processors.records import (
     CASE_ACTIONS,
     CLOCK_TICKS,

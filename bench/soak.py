@@ -35,7 +35,7 @@ from config.settings import Settings
 from localbroker.launcher import LocalCluster
 from processors.records import CLOCK_TICKS, Alert
 from schemas.codec import AvroCodec
-from schemas.jsonformat import alert_to_json
+from schemas.jsonfields import alert_to_json
 from streams.topics import ensure_worker_topics
 
 #: About 12 minutes on 2 shared cores with the default kills and broker restart (50,000 pupils: 7).

@@ -14,14 +14,8 @@ from typing import TextIO
 from tqdm import tqdm
 
 from config.settings import Settings
-from generator.generate import (
-    DEFAULT_END,
-    DEFAULT_START,
-    GenerationSummary,
-    GeneratorOptions,
-    GeneratorOptionsError,
-    write_replay,
-)
+from generator.generate import write_replay
+from generator.options import DEFAULT_END, DEFAULT_START, GenerationSummary, GeneratorOptions, GeneratorOptionsError
 
 #: Runs at least this large show a progress bar on stderr.
 PROGRESS_FROM_PUPILS = 50_000

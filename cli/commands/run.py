@@ -232,7 +232,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from rollwatch_client.ordering import AppliedOffsets, OrderedSender
     from rollwatch_client.publisher import InputPublisher
 
-    from generator.generate import WEST_MIDLANDS, GeneratorOptions, generate_lines
+    from generator.generate import generate_lines
+    from generator.options import WEST_MIDLANDS, GeneratorOptions
     from localbroker.launcher import BrokerError, LocalCluster
     from processors.records import ClockTick
     from schemas.jsonformat import parse_line

@@ -16,7 +16,8 @@ from rollwatch_client.publisher import InputPublisher, ensure_input_topics
 
 from cli.main import main
 from config.settings import Settings
-from generator.generate import GeneratorOptions, write_replay
+from generator.generate import write_replay
+from generator.options import GeneratorOptions
 from processors.records import (
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
@@ -30,7 +31,8 @@ from processors.records import (
     SafeguardingStatus,
 )
 from schemas.codec import AvroCodec
-from schemas.jsonformat import parse_line, record_to_line
+from schemas.jsonfields import record_to_line
+from schemas.jsonformat import parse_line
 from streams.topics import TopicLayoutError
 from tests.shared import SHARED_SCENARIOS
 

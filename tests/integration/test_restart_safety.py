@@ -21,14 +21,16 @@ from rollwatch_client.publisher import InputPublisher
 
 from bench.datasets import removal_without_destination
 from config.settings import Settings
-from generator.generate import GeneratorOptions, generate_lines
+from generator.generate import generate_lines
+from generator.options import GeneratorOptions
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import Alert, RollEvent
 from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineIndex, Timeline
 from replay.run import replay
 from schemas.codec import AvroCodec
-from schemas.jsonformat import alert_to_json, parse_line
+from schemas.jsonfields import alert_to_json
+from schemas.jsonformat import parse_line
 from streams.app import create_app
 from streams.statecodec import decode_state, encode_state
 from streams.topics import ensure_worker_topics

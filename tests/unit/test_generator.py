@@ -12,14 +12,8 @@ import pytest
 
 import generator.generate as generator
 from cli.main import main
-from generator.generate import (
-    WEST_MIDLANDS,
-    GeneratorOptions,
-    GeneratorOptionsError,
-    generate_lines,
-    iter_chunks,
-    write_replay,
-)
+from generator.generate import generate_lines, iter_chunks, write_replay
+from generator.options import WEST_MIDLANDS, GeneratorOptions, GeneratorOptionsError
 from processors.calendar import default_calendar
 from processors.records import (
     ClockTick,
@@ -33,7 +27,8 @@ from processors.records import (
     SafeguardingStatus,
 )
 from processors.validation import validate
-from schemas.jsonformat import parse_line, record_to_line
+from schemas.jsonfields import record_to_line
+from schemas.jsonformat import parse_line
 
 # A school year plus September, so the run holds the July transitions and the September starts after them.
 PUPILS = 30_000

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.generate import GeneratorOptions, generate_lines
+from generator.generate import generate_lines
+from generator.options import GeneratorOptions
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import Alert

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
-from generator.generate import GeneratorOptions, generate_lines
+from generator.generate import generate_lines
+from generator.options import GeneratorOptions
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import AlertChild
