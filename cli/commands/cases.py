@@ -172,7 +172,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.jsonformat import alert_to_json
+    from schemas.jsonfields import alert_to_json
     from sinks.register import RegisterNotReady
 
     try:

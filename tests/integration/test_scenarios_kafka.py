@@ -21,7 +21,8 @@ from processors.timeline import memory_timeline
 from replay.run import replay
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
-from schemas.jsonformat import alert_to_json, parse_line
+from schemas.jsonfields import alert_to_json
+from schemas.jsonformat import parse_line
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
 from tests.scenarios.catalogue import SCENARIOS

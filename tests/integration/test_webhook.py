@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
-from schemas.jsonformat import alert_to_json
+from schemas.jsonfields import alert_to_json
 from sinks.register import DeliveryOutcome, MemoryDeliveryLog, Register, create_register_engine, migrate
 from sinks.webhook import (
     DELIVERY_HEADER,

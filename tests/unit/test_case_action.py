@@ -17,7 +17,8 @@ from processors.timeline import memory_timeline
 from processors.validation import ProblemCode, validate
 from schemas.codec import AvroCodec, load_schema
 from schemas.errors import CodecError, CodecErrorCode
-from schemas.jsonformat import parse_line, record_to_json, record_to_line, topic_of
+from schemas.jsonfields import record_to_json, record_to_line, topic_of
+from schemas.jsonformat import parse_line
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
 from streams.worker import RECORD_TYPES, RecordHandler
 from tests.scenarios.builder import COV_A, UNKNOWN, added, removed, upn

@@ -26,16 +26,15 @@ from processors.records import (
     SafeguardingStatus,
 )
 from schemas.errors import CodecError, CodecErrorCode
-from schemas.jsonformat import (
+from schemas.jsonfields import (
     alert_from_json,
     alert_to_json,
-    alert_to_line,
-    parse_line,
     record_from_json,
     record_to_json,
     record_to_line,
     topic_of,
 )
+from schemas.jsonformat import alert_to_line, parse_line
 from tests.shared import SHARED_SCENARIOS
 from tests.unit.test_codec import BIRTH_DATE, FORENAME, POSTCODE, SURNAME, admission, removal, sample_records
 
