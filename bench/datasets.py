@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rollwatch_client.publisher import InputPublisher
 
+from cli.commands.publish import connection_of
 from config.settings import Settings
 from generator.generate import generate_lines
 from generator.options import GeneratorOptions
@@ -105,7 +106,7 @@ def publish_all(
 
     started = time.perf_counter()
     count = 0
-    with InputPublisher(settings) as publisher:
+    with InputPublisher(connection_of(settings)) as publisher:
         for record in records:
             publisher.publish(record)
             count += 1

@@ -281,6 +281,7 @@ class BenchRun:
     def latency(self, *, broker_warm: bool) -> LatencyResult:
         from rollwatch_client.publisher import InputPublisher
 
+        from cli.commands.publish import connection_of
         from streams.topics import ensure_worker_topics
 
         settings = self.settings("latency", "bench.latency.")
@@ -300,7 +301,7 @@ class BenchRun:
             self.processes.start(worker, "worker")
             listener.start()
             input_listener.start()
-            with InputPublisher(settings) as publisher:
+            with InputPublisher(connection_of(settings)) as publisher:
                 progress("latency: warming up until the worker's first alerts arrive...")
                 warm_up = 0
                 first_alert_deadline = time.monotonic() + 180

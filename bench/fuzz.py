@@ -31,6 +31,7 @@ from rollwatch_client.ordering import AppliedOffsets
 from bench.kafkaprobe import end_offsets, input_partitions
 from bench.processes import ChildProcess, ProcessGroup, free_port
 from bench.report import Figure, render_table
+from cli.commands.publish import connection_of
 from config.kafka import client_options
 from config.settings import Settings
 from generator.generate import generate_lines
@@ -380,7 +381,7 @@ def committed_lag(settings: Settings) -> int:
     """Input messages not yet committed by the worker's group."""
     partitions = input_partitions(settings)
     ends = end_offsets(settings, partitions)
-    applied = AppliedOffsets(settings)
+    applied = AppliedOffsets(connection_of(settings), settings.app_id)
     try:
         committed = applied.committed(partitions)
     finally:

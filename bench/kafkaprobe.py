@@ -13,6 +13,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
 from rollwatch_client.ordering import AppliedOffsets
 
+from cli.commands.publish import connection_of
 from config.kafka import client_options
 from config.settings import Settings
 from processors.records import INPUT_TOPICS
@@ -62,7 +63,7 @@ class GroupProbe:
         self.group_id = group_id
         self.targets = targets
         self.total = sum(targets.values())
-        self.offsets = AppliedOffsets(settings, group_id)
+        self.offsets = AppliedOffsets(connection_of(settings), group_id)
         self.admin = KafkaAdminClient(**client_options(settings))
 
     def committed(self) -> int:

@@ -31,6 +31,7 @@ from rollwatch_client.ordering import AppliedOffsets
 from bench.kafkaprobe import end_offsets, input_partitions
 from bench.processes import ROOT, ChildProcess, ProcessGroup, free_port
 from bench.report import Figure, render_table
+from cli.commands.publish import connection_of
 from config.settings import Settings
 from localbroker.launcher import LocalCluster
 from processors.records import CLOCK_TICKS, Alert
@@ -236,7 +237,7 @@ class Soak:
         applied = None
         try:
             ends = end_offsets(self.settings, partitions)
-            applied = AppliedOffsets(self.settings)
+            applied = AppliedOffsets(connection_of(self.settings), self.settings.app_id)
             committed = applied.committed(partitions)
         except KafkaError:
             return None

@@ -23,7 +23,12 @@ def _network_client(**configs: Any) -> Any:
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """Options for kafka-python's consumers, producers and admin clients."""
-    return {**connection_options(settings), "kafka_client": _network_client}
+    return {**connection_options(settings), **network_options()}
+
+
+def network_options() -> dict[str, Any]:
+    """kafka-python options of Rollwatch's own beyond servers and security (the MIS client takes them too)."""
+    return {"kafka_client": _network_client}
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.settings import Settings
 from localbroker.processes import dies_with_parent
 
 POM_PATH = Path(__file__).with_name("pom.xml")
 LOG4J_CONFIG_PATH = Path(__file__).with_name("log4j2.properties")
-DEFAULT_CACHE_DIR: Path = Settings.model_fields["broker_cache_dir"].get_default(call_default_factory=True)
+#: Where fetched jars are kept when the caller names no folder (the same default as ROLLWATCH_BROKER_CACHE_DIR).
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "rollwatch" / "kafka-libs"
 LAYOUT_FILE_NAME = "cluster.json"
 #: In a node's folder: the process whose end the node dies with (pid and start time), for nodes tied to one.
 OWNER_FILE_NAME = "owner.pid"

@@ -42,6 +42,15 @@ def input_topics(settings: Settings, prefix: str | None = None) -> dict[str, dic
     return {f"{prefix}{name}": dict(COMPACT) if name in COMPACTED_INPUTS else {} for name in INPUT_TOPICS}
 
 
+def ensure_input_topics(settings: Settings, *, topic_prefix: str | None = None) -> TopicReport:
+    """Creates any missing input topic with `topic_partitions` partitions and `topic_replication_factor`.
+
+    `topic_prefix` defaults to the settings' prefix. All input topics must have the same partition count,
+    because the worker joins a child's records by partition number (co-partitioning); an existing topic with
+    another count raises TopicLayoutError rather than being silently used."""
+    return ensure_topics(settings, input_topics(settings, topic_prefix))
+
+
 def output_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the worker may send a record's alerts or dead letters to: each input's `.dlq`, and the
     three alert topics of every current English LA (the only LAs an alert can be for)."""

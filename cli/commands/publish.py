@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from kafka.errors import KafkaError
+from rollwatch_client.connection import KafkaConnection
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender, OrderingTimeout
 from rollwatch_client.publisher import (
     CSV_COLUMN_HELP,
@@ -48,23 +49,37 @@ from rollwatch_client.publisher import (
     InvalidRecordError,
     PublishError,
     check_csv_header,
-    ensure_input_topics,
     roll_event_from_csv_row,
 )
 from tqdm import tqdm
 
+from config.kafka import network_options
 from config.settings import Settings
 from processors.failures import UNPROCESSABLE, describe_error
 from processors.records import InputRecord
 from processors.validation import validate
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line
-from streams.topics import TopicLayoutError
+from streams.topics import TopicLayoutError, ensure_input_topics
 
 FileFormat = Literal["jsonl", "csv"]
 
 #: Files with at least this many records show a progress bar on stderr.
 PROGRESS_FROM_RECORDS = 10_000
+
+
+def connection_of(settings: Settings) -> KafkaConnection:
+    """The MIS client's connection to the settings' cluster, under the settings' topic prefix."""
+    return KafkaConnection(
+        bootstrap_servers=settings.bootstrap_servers,
+        security_protocol=settings.security_protocol,
+        sasl_mechanism=settings.sasl_mechanism,
+        sasl_username=settings.sasl_username,
+        sasl_password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+        ssl_cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        topic_prefix=settings.topic_prefix,
+        extra_options=network_options(),
+    )
 
 
 def _epilog() -> str:
@@ -446,10 +461,12 @@ def _send_file(
         ensure_input_topics(settings, topic_prefix=args.topic_prefix)
     skipped = scan.rejected_lines
     show_progress = not args.quiet and scan.valid >= PROGRESS_FROM_RECORDS
-    with InputPublisher(settings, topic_prefix=args.topic_prefix) as publisher:
+    connection = connection_of(settings)
+    with InputPublisher(connection, topic_prefix=args.topic_prefix) as publisher:
         ordered = None
         if args.ordered:
-            ordered = OrderedSender(publisher.producer.flush, AppliedOffsets(settings), timeout=args.wait_timeout)
+            applied = AppliedOffsets(connection, settings.app_id)
+            ordered = OrderedSender(publisher.producer.flush, applied, timeout=args.wait_timeout)
         send = _record_sender(publisher, ordered)
         with tqdm(total=scan.valid, unit="rec", file=sys.stderr, disable=not show_progress) as bar:
             # The publisher validates each record as it sends it, so this pass only parses.

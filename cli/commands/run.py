@@ -232,6 +232,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from rollwatch_client.ordering import AppliedOffsets, OrderedSender
     from rollwatch_client.publisher import InputPublisher
 
+    from cli.commands.publish import connection_of
     from generator.generate import generate_lines
     from generator.options import WEST_MIDLANDS, GeneratorOptions
     from localbroker.launcher import BrokerError, LocalCluster
@@ -309,8 +310,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         printer.start()
         lines = generate_lines(GeneratorOptions(pupils=args.pupils, seed=args.seed, start=DEMO_FROM, end=DEMO_TO))
         records = 0
-        with InputPublisher(demo) as publisher:
-            applied = AppliedOffsets(demo)
+        connection = connection_of(demo)
+        with InputPublisher(connection) as publisher:
+            applied = AppliedOffsets(connection, demo.app_id)
             ordered = OrderedSender(publisher.producer.flush, applied, timeout=180)
             for line in lines:
                 _topic, record = parse_line(line)

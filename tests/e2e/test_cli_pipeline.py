@@ -15,6 +15,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from cli.commands.publish import connection_of
 from config.kafka import client_options
 from config.settings import Settings
 from processors.records import DeadLetter
@@ -162,7 +163,7 @@ def test_a_case_closed_through_the_cli_changes_what_the_worker_does_next(
     assert again.returncode != 0 and "00000000-0000-5000-8000-000000000000" in again.stderr
     # Wait until the worker has applied the officer's action, then the child turns up at another school.
     actions = TopicPartition(settings.topic("case.actions"), 0)
-    applied = AppliedOffsets(settings)
+    applied = AppliedOffsets(connection_of(settings), settings.app_id)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_list)
     ends = consumer.end_offsets([TopicPartition(actions.topic, p) for p in range(settings.topic_partitions)])
     consumer.close()

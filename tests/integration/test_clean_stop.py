@@ -14,6 +14,7 @@ import pytest
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from rollwatch_client.publisher import InputPublisher
 
+from cli.commands.publish import connection_of
 from cli.commands.worker import STOP_TIMEOUT_EXIT_CODE
 from config.settings import Settings
 from localbroker.launcher import LocalCluster
@@ -41,8 +42,8 @@ def start_consuming_worker(settings: Settings, log_path: Path) -> WorkerProcess:
     """A worker that has applied a clock tick on every partition: assigned, consuming and committing."""
     ensure_worker_topics(settings)
     worker = WorkerProcess(settings, log_path).start()
-    with InputPublisher(settings) as publisher:
-        applied = AppliedOffsets(settings)
+    with InputPublisher(connection_of(settings)) as publisher:
+        applied = AppliedOffsets(connection_of(settings), settings.app_id)
         try:
             ordered = OrderedSender(publisher.producer.flush, applied, timeout=120)
             ordered.sent(publisher.publish(ClockTick(today=date(2025, 3, 3))))

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-from rollwatch_client.publisher import InputPublisher, ensure_input_topics
+from rollwatch_client.publisher import InputPublisher
 
+from cli.commands.publish import connection_of
 from cli.main import main
 from config.settings import Settings
 from generator.generate import write_replay
@@ -33,7 +34,7 @@ from processors.records import (
 from schemas.codec import AvroCodec
 from schemas.jsonfields import record_to_line
 from schemas.jsonformat import parse_line
-from streams.topics import TopicLayoutError
+from streams.topics import TopicLayoutError, ensure_input_topics
 from tests.shared import SHARED_SCENARIOS
 
 pytestmark = pytest.mark.integration
@@ -179,7 +180,7 @@ def test_sdk_publish_returns_futures_naming_the_offsets_written(
     settings = Settings()
     ensure_input_topics(settings, topic_prefix=prefix)
     status = next(record for _, record in file_records(SCENARIOS[1]) if isinstance(record, SafeguardingStatus))
-    with InputPublisher(settings, topic_prefix=prefix) as publisher:
+    with InputPublisher(connection_of(settings), topic_prefix=prefix) as publisher:
         [status_future] = publisher.publish(status)
         tick_futures = publisher.publish(ClockTick(today=date(2025, 3, 5)))
         publisher.flush()

@@ -20,6 +20,7 @@ from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from rollwatch_client.publisher import InputPublisher
 
 from bench.datasets import removal_without_destination
+from cli.commands.publish import connection_of
 from config.settings import Settings
 from generator.generate import generate_lines
 from generator.options import GeneratorOptions
@@ -64,8 +65,8 @@ class OrderedPublishing(threading.Thread):
 
     def run(self) -> None:
         try:
-            with InputPublisher(self.settings) as publisher:
-                applied = AppliedOffsets(self.settings)
+            with InputPublisher(connection_of(self.settings)) as publisher:
+                applied = AppliedOffsets(connection_of(self.settings), self.settings.app_id)
                 ordered = OrderedSender(publisher.producer.flush, applied, timeout=240)
                 for line in self.lines:
                     _topic, record = parse_line(line)
@@ -171,7 +172,7 @@ def test_two_workers_share_partitions_and_one_stopping_mid_stream_loses_nothing(
 
 def published_and_alerted(settings: Settings, events: list[RollEvent], expected_alerts: int) -> list[Alert]:
     """Publishes `events`, then reads the alert topics until `expected_alerts` are there (60 s at most)."""
-    with InputPublisher(settings) as publisher:
+    with InputPublisher(connection_of(settings)) as publisher:
         for event in events:
             publisher.publish(event)
         publisher.flush()

@@ -13,6 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 
+from cli.commands.publish import connection_of
 from config.settings import Settings
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
@@ -82,7 +83,7 @@ def scenario_run(
     worker = WorkerProcess(settings, tmp / "worker.log").start()
     codec = AvroCodec()
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
-    applied = AppliedOffsets(settings)
+    applied = AppliedOffsets(connection_of(settings), settings.app_id)
     sender = OrderedSender(producer.flush, applied, timeout=180)
     # Split each scenario into runs of records on one topic; round r sends every scenario's r-th run.
     runs: list[list[list[tuple[str, bytes | None, bytes]]]] = []

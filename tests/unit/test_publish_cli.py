@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rollwatch_client.connection import KafkaConnection
 from rollwatch_client.publisher import (
     CSV_COLUMNS,
     ClockPublisher,
@@ -18,7 +19,7 @@ from rollwatch_client.publisher import (
     roll_events_to_csv,
 )
 
-from cli.commands.publish import scan_file, write_rejects
+from cli.commands.publish import connection_of, scan_file, write_rejects
 from cli.main import main
 from config.settings import Settings
 from processors.identifiers import ProblemCode
@@ -227,11 +228,43 @@ class FakeProducer:
         self.closed = True
 
 
+CONNECTION = KafkaConnection("127.0.0.1:9092")
+
+
+def test_a_connection_gives_kafka_python_its_servers_and_security() -> None:
+    plain = KafkaConnection(" a:9092, b:9093 ").kafka_options()
+    assert plain["bootstrap_servers"] == ["a:9092", "b:9093"]
+    assert plain["security_protocol"] == "PLAINTEXT"
+    assert "sasl_plain_password" not in plain and "ssl_context" not in plain
+    sasl = KafkaConnection("a:9092", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                           sasl_username="mis", sasl_password="secret").kafka_options()
+    assert (sasl["sasl_mechanism"], sasl["sasl_plain_username"], sasl["sasl_plain_password"]) == (
+        "SCRAM-SHA-512", "mis", "secret")
+    assert sasl["ssl_context"] is not None
+    assert "secret" not in repr(KafkaConnection("a:9092", sasl_password="secret"))
+    with pytest.raises(ValueError, match="bootstrap"):
+        KafkaConnection(" , ")
+    with pytest.raises(ValueError, match="sasl_mechanism"):
+        KafkaConnection("a:9092", security_protocol="SASL_PLAINTEXT")
+
+
+def test_the_application_connects_the_client_as_its_settings_say() -> None:
+    settings = Settings(bootstrap_servers="k1:9092,k2:9092", security_protocol="SASL_PLAINTEXT",
+                        sasl_username="app", sasl_password="pw", topic_prefix="staging.")  # type: ignore[arg-type]
+    connection = connection_of(settings)
+    assert connection.bootstrap_list == ["k1:9092", "k2:9092"]
+    assert connection.topic_prefix == "staging."
+    options = connection.kafka_options()
+    assert options["sasl_plain_password"] == "pw"
+    assert options["sasl_mechanism"] == settings.sasl_mechanism
+    assert "kafka_client" in options
+
+
 def test_roll_event_publisher_keys_by_upn_and_sends_avro() -> None:
     producer = FakeProducer()
     codec = AvroCodec()
     event = scenario_roll_events()[0]
-    with RollEventPublisher(Settings(), topic_prefix="t1.", producer=producer, codec=codec) as publisher:  # type: ignore[arg-type]
+    with RollEventPublisher(CONNECTION, topic_prefix="t1.", producer=producer, codec=codec) as publisher:  # type: ignore[arg-type]
         publisher.publish(event)
     [message] = producer.sent
     assert message["topic"] == "t1.roll.events"
@@ -242,18 +275,18 @@ def test_roll_event_publisher_keys_by_upn_and_sends_avro() -> None:
     assert not producer.closed, "a producer passed in belongs to the caller"
 
 
-def test_topics_take_the_settings_prefix_unless_one_is_given() -> None:
-    settings = Settings(topic_prefix="staging.")
+def test_topics_take_the_connection_prefix_unless_one_is_given() -> None:
+    connection = KafkaConnection("127.0.0.1:9092", topic_prefix="staging.")
     producer = FakeProducer()
-    assert RollEventPublisher(settings, producer=producer).topic == "staging.roll.events"  # type: ignore[arg-type]
-    assert ClockPublisher(settings, topic_prefix="", producer=producer).topic == "clock.ticks"  # type: ignore[arg-type]
+    assert RollEventPublisher(connection, producer=producer).topic == "staging.roll.events"  # type: ignore[arg-type]
+    assert ClockPublisher(connection, topic_prefix="", producer=producer).topic == "clock.ticks"  # type: ignore[arg-type]
 
 
 def test_publish_raises_one_error_listing_every_problem_and_sends_nothing() -> None:
     producer = FakeProducer()
     event = scenario_roll_events()[0]
     broken = replace(event, upn="Y330215124052", school=replace(event.school, urn="12"))
-    publisher = RollEventPublisher(Settings(), producer=producer)  # type: ignore[arg-type]
+    publisher = RollEventPublisher(CONNECTION, producer=producer)  # type: ignore[arg-type]
     with pytest.raises(InvalidRecordError) as raised:
         publisher.publish(broken)
     assert {problem.code for problem in raised.value.problems} == {
@@ -270,7 +303,7 @@ def test_clock_publisher_sends_each_tick_to_every_partition() -> None:
     producer = FakeProducer(partition_ids={2, 0, 1, 3})
     codec = AvroCodec()
     tick = ClockTick(today=scenario_roll_events()[0].effective_date)
-    publisher = ClockPublisher(Settings(), producer=producer, codec=codec)  # type: ignore[arg-type]
+    publisher = ClockPublisher(CONNECTION, producer=producer, codec=codec)  # type: ignore[arg-type]
     publisher.publish(tick)
     assert [message["partition"] for message in producer.sent] == [0, 1, 2, 3]
     assert all(message["key"] is None for message in producer.sent)

@@ -10,8 +10,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from config.kafka import client_options
-from config.settings import Settings
+from rollwatch_client.connection import KafkaConnection
 
 
 class OrderingTimeout(RuntimeError):
@@ -20,11 +19,14 @@ class OrderingTimeout(RuntimeError):
 
 class AppliedOffsets:
     """Reads the worker group's committed offsets: a committed offset past a record means it was applied
-    (the worker commits only after processing, inside the same transaction as its alerts)."""
+    (the worker commits only after processing, inside the same transaction as its alerts).
 
-    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
-        self.group_id = group_id or settings.app_id
-        self.admin = KafkaAdminClient(**client_options(settings))
+    `group_id` is the worker's consumer group: its application id (ROLLWATCH_APP_ID). Which partitions to
+    read comes from the send futures passed to `wait_for`, so no topic list is needed here."""
+
+    def __init__(self, connection: KafkaConnection, group_id: str) -> None:
+        self.group_id = group_id
+        self.admin = KafkaAdminClient(**connection.kafka_options())
 
     def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         try:

@@ -1,14 +1,16 @@
 """The MIS publisher SDK: validated, Avro-encoded, UPN-keyed records onto Rollwatch's input topics.
 
 This is for integrations (a school MIS, the LA EHE service, social care, a scheduler) and the
-`rollwatch publish` command. It uses kafka-python, which is synchronous, so it must not be called from the
-Faust worker's event loop.
+`rollwatch publish` command. It uses kafka-python, which is synchronous, so it must not be called from an
+asyncio event loop.
 
-    from rollwatch_client.publisher import RollEventPublisher, ensure_input_topics
-    ensure_input_topics(settings)                      # once, at set-up
-    with RollEventPublisher(settings) as publisher:
+    from rollwatch_client.connection import KafkaConnection
+    from rollwatch_client.publisher import RollEventPublisher
+    with RollEventPublisher(KafkaConnection("kafka.example.org:9092")) as publisher:
         publisher.publish(event)                       # raises InvalidRecordError before sending anything bad
     # leaving the block flushes, so every record is acknowledged by all in-sync replicas
+
+The input topics must exist (Rollwatch's operators create them, co-partitioned; `rollwatch publish` does too).
 
 Every publisher uses an idempotent producer (`enable_idempotence=True`, `acks="all"`), so a retried send
 never duplicates a record, and keys each record by its UPN so all of a child's records, on every input
@@ -33,8 +35,6 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
-from config.kafka import client_options
-from config.settings import Settings
 from processors.identifiers import Problem
 from processors.records import (
     CLOCK_TICKS,
@@ -48,10 +48,10 @@ from processors.records import (
     SafeguardingStatus,
 )
 from processors.validation import validate
+from rollwatch_client.connection import KafkaConnection
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError, CodecErrorCode
-from schemas.jsonformat import record_from_json
-from streams.topics import TopicReport, ensure_topics, input_topics
+from schemas.jsonfields import record_from_json
 
 #: The records this SDK publishes (the MIS-facing input topics).
 PublishableRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick
@@ -63,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 #: How long admin calls and metadata look-ups may take before the publisher gives up, milliseconds.
 ADMIN_TIMEOUT_MS = 30_000
-#: Topics whose records are state rather than history: Kafka keeps only the latest record per key.
 
 
 class InvalidRecordError(ValueError):
@@ -87,18 +86,18 @@ def topic_name(topic: str, prefix: str = "") -> str:
     return f"{prefix}{topic}"
 
 
-def _prefix(settings: Settings, topic_prefix: str | None) -> str:
-    return settings.topic_prefix if topic_prefix is None else topic_prefix
+def _prefix(connection: KafkaConnection, topic_prefix: str | None) -> str:
+    return connection.topic_prefix if topic_prefix is None else topic_prefix
 
 
-def make_producer(settings: Settings) -> KafkaProducer:
-    """An idempotent producer (acks from all in-sync replicas) for the settings' cluster.
+def make_producer(connection: KafkaConnection) -> KafkaProducer:
+    """An idempotent producer (acks from all in-sync replicas) for the connection's cluster.
 
     Topics are never auto-created by sending: a topic the broker made on first use would get the broker's
-    default partition count and break co-partitioning, so create them with `ensure_input_topics`.
+    default partition count and break co-partitioning, so they are created up front, all alike.
     """
     return KafkaProducer(
-        **client_options(settings),
+        **connection.kafka_options(),
         enable_idempotence=True,
         acks="all",
         allow_auto_create_topics=False,
@@ -111,7 +110,7 @@ class _Publisher(Generic[R]):
     """Shared machinery: validate, encode, key by UPN, send; flush and close; a context manager.
 
     Pass `producer` to share one producer between several publishers (it is then the caller's to close);
-    otherwise each publisher makes and owns its own. `topic_prefix` defaults to the settings' prefix.
+    otherwise each publisher makes and owns its own. `topic_prefix` defaults to the connection's prefix.
     """
 
     record_type: ClassVar[type]
@@ -119,16 +118,16 @@ class _Publisher(Generic[R]):
 
     def __init__(
         self,
-        settings: Settings,
+        connection: KafkaConnection,
         *,
         topic_prefix: str | None = None,
         producer: KafkaProducer | None = None,
         codec: AvroCodec | None = None,
     ) -> None:
-        self.topic = topic_name(self.base_topic, _prefix(settings, topic_prefix))
+        self.topic = topic_name(self.base_topic, _prefix(connection, topic_prefix))
         self._codec = codec or AvroCodec()
         self._owns_producer = producer is None
-        self._producer = producer if producer is not None else make_producer(settings)
+        self._producer = producer if producer is not None else make_producer(connection)
         self._failures: list[BaseException] = []
         self.sent = 0
 
@@ -243,13 +242,13 @@ class ClockPublisher(_Publisher[ClockTick]):
 
     def __init__(
         self,
-        settings: Settings,
+        connection: KafkaConnection,
         *,
         topic_prefix: str | None = None,
         producer: KafkaProducer | None = None,
         codec: AvroCodec | None = None,
     ) -> None:
-        super().__init__(settings, topic_prefix=topic_prefix, producer=producer, codec=codec)
+        super().__init__(connection, topic_prefix=topic_prefix, producer=producer, codec=codec)
         self._partitions: list[int] | None = None
 
     def partitions(self) -> list[int]:
@@ -260,7 +259,7 @@ class ClockPublisher(_Publisher[ClockTick]):
             except KafkaError as error:
                 raise PublishError(
                     f"cannot read the partitions of {self.topic} ({type(error).__name__}); create the input "
-                    "topics first (rollwatch publish does, or call ensure_input_topics)"
+                    "topics first (rollwatch publish does)"
                 ) from error
             if not found:
                 raise PublishError(f"topic {self.topic} does not exist; create the input topics first")
@@ -286,16 +285,16 @@ class InputPublisher:
     """
 
     def __init__(
-        self, settings: Settings, *, topic_prefix: str | None = None, codec: AvroCodec | None = None
+        self, connection: KafkaConnection, *, topic_prefix: str | None = None, codec: AvroCodec | None = None
     ) -> None:
         shared_codec = codec or AvroCodec()
-        self._producer = make_producer(settings)
+        self._producer = make_producer(connection)
         options: dict[str, Any] = {"topic_prefix": topic_prefix, "producer": self._producer, "codec": shared_codec}
         self._by_type: dict[type, _Publisher[Any]] = {
-            RollEvent: RollEventPublisher(settings, **options),
-            EHENotification: EHENotificationPublisher(settings, **options),
-            SafeguardingStatus: SafeguardingStatusPublisher(settings, **options),
-            ClockTick: ClockPublisher(settings, **options),
+            RollEvent: RollEventPublisher(connection, **options),
+            EHENotification: EHENotificationPublisher(connection, **options),
+            SafeguardingStatus: SafeguardingStatusPublisher(connection, **options),
+            ClockTick: ClockPublisher(connection, **options),
         }
 
     def publisher_for(self, record: InputRecord) -> _Publisher[Any]:
@@ -350,19 +349,6 @@ class InputPublisher:
             self.close()
         except (PublishError, KafkaError) as error:
             logger.warning("while handling %s, closing the input publisher failed: %s", exc_type.__name__, error)
-
-
-# ---- topics ---------------------------------------------------------------------------------------------
-
-
-def ensure_input_topics(settings: Settings, *, topic_prefix: str | None = None) -> TopicReport:
-    """Create any missing input topic with `topic_partitions` partitions and `topic_replication_factor`.
-
-    `topic_prefix` defaults to the settings' prefix. All input topics must have the same partition count,
-    because the worker joins a child's records by partition number (co-partitioning); an existing topic with
-    another count raises TopicLayoutError rather than being silently used.
-    """
-    return ensure_topics(settings, input_topics(settings, _prefix(settings, topic_prefix)))
 
 
 # ---- CSV import of roll events ----------------------------------------------------------------------------
