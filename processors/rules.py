@@ -12,12 +12,12 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from processors import wording
+from processors.cases import CASE_OPENING_RULES, action_closes_case, holds_case, opens_case
 from processors.config import RuleConfig
 from processors.records import (
     Alert,
     AlertChild,
     CaseAction,
-    CaseActionType,
     DestinationKind,
     EHEMethod,
     EHENotification,
@@ -56,10 +56,7 @@ NO_TRANSFER_GROUNDS = frozenset({
 NO_MOVE_GROUNDS = frozenset({Ground.K_DIED, Ground.L_CEASED_COMPULSORY_AGE})
 UNSAFE_DESTINATIONS = frozenset({None, DestinationKind.UNKNOWN})
 UNSAFE_FOR_PROTECTED = UNSAFE_DESTINATIONS | {DestinationKind.ABROAD, DestinationKind.OTHER_LA}
-CASE_RULES = frozenset({
-    Rule.MISSING_NO_DESTINATION, Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED,
-    Rule.EHE_NOT_CONFIRMED, Rule.EXCLUDED_NO_PROVISION,
-})
+CASE_RULES = CASE_OPENING_RULES
 
 
 class Outcome(Struct, frozen=True, gc=False):
@@ -143,7 +140,9 @@ class _Decision:
 
     def open_or_join_case(self, rule: Rule, removal: Removal, targets: list[_Target], on: date) -> str:
         """Open the child's case, or add holders to the open one: every alerted CME officer's LA holds it."""
-        officer_las = [t.la_code for t in targets if t.recipient is Recipient.CME_OFFICER]
+        if not opens_case(rule):
+            raise ValueError(f"{rule} does not open a case")
+        officer_las = [t.la_code for t in targets if holds_case(rule, t.recipient)]
         social_care_las = [t.la_code for t in targets if t.recipient is Recipient.SOCIAL_CARE]
         case = self.state.case
         if case is None:
@@ -476,7 +475,7 @@ def apply_case_action(state: ChildState, action: CaseAction, config: RuleConfig)
         return Outcome(state, applied=False)
     seen = state.seen_ids | {action.action_id}
     case = state.case
-    if action.action is not CaseActionType.CLOSE or case is None or case.case_id != action.case_id:
+    if not action_closes_case(action) or case is None or case.case_id != action.case_id:
         return Outcome(replace(state, seen_ids=seen), applied=False)
     return Outcome(
         replace(

@@ -54,7 +54,8 @@ import aiohttp
 
 from processors.records import Alert
 from schemas.jsonformat import alert_to_line
-from sinks.register import WEBHOOK_CHANNEL, DeliveryLog, DeliveryOutcome, PendingDelivery
+from sinks.register.deliveries import WEBHOOK_CHANNEL, DeliveryLog, PendingDelivery
+from sinks.register.schema import DeliveryOutcome
 
 log = logging.getLogger(__name__)
 

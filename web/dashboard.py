@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
@@ -19,28 +19,17 @@ from zoneinfo import ZoneInfo
 import faust
 from faust.web import Request, Response, View
 from pydantic import SecretStr
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from processors.identifiers import la_name
 from processors.records import Alert, Rule, Severity
-from sinks.register import (
-    AlertRow,
-    CaseQuery,
-    CaseStatus,
-    CaseSummary,
-    Register,
-    RegisterNotReady,
-    open_register,
-)
-from sinks.register import _alert_from_row as alert_from_row
+from sinks.register.engine import RegisterNotReady
+from sinks.register.queries import LARegisterView, OpenCase
+from sinks.register.store import Register, open_register
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
 LA_CODE = re.compile(r"\d{3}")
-#: Cases of one page are looked up in chunks, to stay within SQLite's parameter limit.
-CASE_CHUNK = 500
 TOKEN_PARAMETER = "token"  # noqa: S105 - the query parameter's name, not a secret
 #: No scripts, no external anything: the page is HTML with an inline style sheet, and forms post back here.
 SECURITY_HEADERS = {
@@ -93,15 +82,6 @@ def _enum_or_none(kind: type[FilterEnum], raw: str) -> FilterEnum | None:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenCase:
-    """An open case held by the LA, with the school and reason of the LA's first alert about it."""
-
-    summary: CaseSummary
-    school_urn: str | None
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class LAOverview:
     la_code: str
     filters: DashboardFilters
@@ -118,62 +98,17 @@ class LAOverview:
 class RegisterReader(Protocol):
     """What the dashboard reads from the register."""
 
-    engine: Any
-
-    def cases(self, query: CaseQuery | None = None) -> list[CaseSummary]: ...
+    def la_register_view(
+        self, la_code: str, severity: Severity | None, rule: Rule | None, alert_limit: int
+    ) -> LARegisterView: ...
 
 
 def load_overview(
     register: RegisterReader, la_code: str, filters: DashboardFilters, alert_limit: int, now: datetime
 ) -> LAOverview:
     """The LA's open cases (most recently opened first) and its newest alerts, filtered. Blocking: SQL."""
-    summaries = register.cases(
-        CaseQuery(la_code=la_code, status=CaseStatus.OPEN, rule=filters.rule, severity=filters.severity)
-    )
-    conditions = [AlertRow.la_code == la_code]
-    if filters.severity is not None:
-        conditions.append(AlertRow.severity == filters.severity.value)
-    if filters.rule is not None:
-        conditions.append(AlertRow.rule == filters.rule.value)
-    with Session(register.engine) as session:
-        total = session.scalar(select(func.count()).select_from(AlertRow).where(*conditions)) or 0
-        rows = session.scalars(
-            select(AlertRow)
-            .where(*conditions)
-            .order_by(AlertRow.raised_on.desc(), AlertRow.alert_id.desc())
-            .limit(alert_limit)
-        )
-        alerts = [alert_from_row(row) for row in rows]
-        first_alerts = _first_alerts_of_cases(session, la_code, [summary.case_id for summary in summaries])
-    cases = [
-        OpenCase(
-            summary,
-            first_alerts[summary.case_id][0] if summary.case_id in first_alerts else None,
-            first_alerts[summary.case_id][1] if summary.case_id in first_alerts else None,
-        )
-        for summary in summaries
-    ]
-    return LAOverview(la_code, filters, cases, alerts, total, now)
-
-
-def _first_alerts_of_cases(session: Session, la_code: str, case_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """School URN and reason of the LA's earliest alert of each case."""
-    found: dict[str, tuple[str, str]] = {}
-    for chunk in _chunks(case_ids, CASE_CHUNK):
-        rows = session.execute(
-            select(AlertRow.case_id, AlertRow.school_urn, AlertRow.reason)
-            .where(AlertRow.la_code == la_code, AlertRow.case_id.in_(chunk))
-            .order_by(AlertRow.raised_on, AlertRow.alert_id)
-        )
-        for case_id, school_urn, reason in rows:
-            if case_id is not None and case_id not in found:
-                found[case_id] = (school_urn, reason)
-    return found
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    view = register.la_register_view(la_code, filters.severity, filters.rule, alert_limit)
+    return LAOverview(la_code, filters, view.cases, view.alerts, view.alerts_total, now)
 
 
 # --- access ----------------------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ import json
 import re
 import sys
 import textwrap
-import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from config.settings import Settings
-from processors.records import CaseAction, CaseActionType, Rule, Severity
+from processors.records import Rule, Severity
 
 EPILOG = textwrap.dedent(
     """\
@@ -88,7 +87,7 @@ def _fail(message: str) -> int:
 
 
 def _open(settings: Settings) -> Any:
-    from sinks.register import open_register
+    from sinks.register.store import open_register
 
     return open_register(settings.database_url)
 
@@ -125,7 +124,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.register import CaseQuery, CaseStatus, RegisterNotReady
+    from sinks.register.engine import RegisterNotReady
+    from sinks.register.queries import CaseQuery
+    from sinks.register.schema import CaseStatus
 
     if args.la is not None and not re.fullmatch(r"\d{3}", args.la):
         return _fail("--la takes a 3-digit LA code such as 330")
@@ -173,20 +174,19 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.jsonfields import alert_to_json
-    from sinks.register import RegisterNotReady
+    from sinks.register.engine import RegisterNotReady
 
     try:
         register = _open(settings)
     except RegisterNotReady as error:
         return _fail(str(error))
     try:
-        summary = register.case(args.case_id)
-        if summary is None:
-            return _fail(f"no case {args.case_id} in the register; `rollwatch cases list` shows the case ids")
-        alerts = register.alerts(case_id=args.case_id)
-        deliveries = {record.alert_id: record for record in register.deliveries(a.alert_id for a in alerts)}
+        details = register.case_details(args.case_id)
     finally:
         register.close()
+    if details is None:
+        return _fail(f"no case {args.case_id} in the register; `rollwatch cases list` shows the case ids")
+    summary, alerts, deliveries = details.summary, details.alerts, details.deliveries
     if args.json:
         document = case_to_json(summary)
         document["alerts"] = []
@@ -227,71 +227,23 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_close(args: argparse.Namespace, settings: Settings) -> int:
-    from processors.validation import validate
-    from sinks.register import CaseStatus, RegisterNotReady
+    from sinks.register.actions import CloseRefused, closing_action, closing_words, publish_case_action
+    from sinks.register.engine import RegisterNotReady
 
-    reason, by = args.reason.strip(), args.by.strip()
-    if not reason or not by:
-        return _fail("--reason and --by must say something: the register records who closed a case and why")
     try:
+        reason, by = closing_words(args.reason, args.by)
         register = _open(settings)
-    except RegisterNotReady as error:
+    except (CloseRefused, RegisterNotReady) as error:
         return _fail(str(error))
     try:
         summary = register.case(args.case_id)
     finally:
         register.close()
-    if summary is None:
-        return _fail(f"cannot close case {args.case_id}: no such case in the register")
-    if summary.status is not CaseStatus.OPEN:
-        closed = f" on {summary.closed_on.isoformat()}" if summary.closed_on else ""
-        who = f" by {summary.closed_by}" if summary.closed_by else ""
-        why = f" ({summary.closing_reason})" if summary.closing_reason else ""
-        return _fail(f"cannot close case {args.case_id}: it is already closed{closed}{who}{why}")
-    action = CaseAction(
-        action_id=str(uuid.uuid4()),
-        upn=summary.upn,
-        case_id=summary.case_id,
-        action=CaseActionType.CLOSE,
-        reason=reason,
-        by=by,
-        at=datetime.now(tz=UTC),
-    )
-    problems = validate(action)
-    if problems:
-        return _fail("; ".join(f"{problem.code}: {problem.message}" for problem in problems))
+    try:
+        action = closing_action(summary, args.case_id, reason, by)
+    except CloseRefused as error:
+        return _fail(str(error))
     topic = publish_case_action(settings, action)
     print(f"closing case {action.case_id}: sent to {topic} (action {action.action_id}); the worker stops watching "
           "for the child and `rollwatch register sync` records the closure")
     return 0
-
-
-def publish_case_action(settings: Settings, action: CaseAction) -> str:
-    """Sends the action to case.actions keyed by UPN, Avro-encoded, acks=all; creates the topic with the input
-    topics' partition count if it is missing, since it must stay co-partitioned with them."""
-    from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    from config.kafka import client_options
-    from processors.records import CASE_ACTIONS
-    from schemas.codec import AvroCodec
-
-    topic = settings.topic(CASE_ACTIONS)
-    options = client_options(settings)
-    admin = KafkaAdminClient(**options)
-    try:
-        if topic not in admin.list_topics():
-            admin.create_topics(
-                [NewTopic(topic, settings.topic_partitions, settings.topic_replication_factor)]
-            )
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-    producer = KafkaProducer(acks="all", retries=10, **options)
-    try:
-        producer.send(topic, key=action.upn.encode(), value=AvroCodec().encode(action)).get(timeout=30)
-    finally:
-        producer.close()
-    return topic

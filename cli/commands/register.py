@@ -7,9 +7,7 @@ import asyncio
 import logging
 import sys
 import textwrap
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -102,104 +100,22 @@ def _fail(message: str) -> int:
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy.engine import make_url
+    from sinks.register.engine import migrate_url
 
-    from sinks.register import create_register_engine, migrate
-
-    engine = create_register_engine(settings.database_url)
-    try:
-        revision = migrate(engine)
-    finally:
-        engine.dispose()
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    where, revision = migrate_url(settings.database_url)
     print(f"register at {where} is at schema revision {revision}")
     return 0
 
 
-@dataclass
-class SyncOutcome:
-    caught_up: bool
-    batches: int
-
-
-def consume_into_register(settings: Settings, once: bool, timeout: float) -> tuple[SyncOutcome, Any]:
-    """The sync loop: poll a batch, record it in one transaction, commit the offsets; returns the feed's
-    stats. Partitions are assigned by hand (topics matched by name, re-listed every few seconds so a new
-    LA's topic is picked up) and offsets committed under the register's group."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from config.kafka import client_options
-    from processors.records import CASE_ACTIONS
-    from schemas.codec import AvroCodec
-    from sinks.register import RegisterFeed, open_register
-
-    register = open_register(settings.database_url)
-    feed = RegisterFeed(
-        register, AvroCodec(), settings.topic_prefix, settings.topic(CASE_ACTIONS), webhook_las=settings.webhooks.keys()
-    )
-    consumer = KafkaConsumer(
-        group_id=settings.register_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        **client_options(settings),
-    )
-    assigned: set[TopicPartition] = set()
-    batches = 0
-    started = time.monotonic()
-    next_refresh = 0.0
-    try:
-        while True:
-            if time.monotonic() >= next_refresh:
-                wanted = {
-                    TopicPartition(topic, partition)
-                    for topic in consumer.topics()
-                    if feed.handles(topic)
-                    for partition in consumer.partitions_for_topic(topic) or ()
-                }
-                if wanted != assigned:
-                    consumer.assign(sorted(wanted))
-                    assigned = wanted
-                next_refresh = time.monotonic() + 5.0
-            polled = consumer.poll(timeout_ms=500, max_records=settings.register_batch_size) if assigned else {}
-            messages = [
-                (record.topic, record.partition, record.offset, record.value)
-                for records in polled.values()
-                for record in records
-            ]
-            if messages:
-                feed.feed(messages)
-                consumer.commit()
-                batches += 1
-                continue
-            if once:
-                if _caught_up(consumer, assigned):
-                    return SyncOutcome(True, batches), feed.stats
-                if time.monotonic() - started > timeout:
-                    return SyncOutcome(False, batches), feed.stats
-            elif not assigned:
-                time.sleep(1.0)
-    except KeyboardInterrupt:
-        return SyncOutcome(False, batches), feed.stats
-    finally:
-        consumer.close()
-        register.close()
-
-
-def _caught_up(consumer: Any, assigned: set[Any]) -> bool:
-    if not assigned:
-        return True
-    ends = consumer.end_offsets(list(assigned))
-    return all(consumer.position(tp) >= ends[tp] for tp in assigned)
-
-
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.register import RegisterNotReady
+    from sinks.register.engine import RegisterNotReady
+    from sinks.register.feed import consume_into_register
 
     try:
-        outcome, stats = consume_into_register(settings, args.once, args.timeout)
+        outcome = consume_into_register(settings, args.once, args.timeout)
     except RegisterNotReady as error:
         return _fail(str(error))
+    stats = outcome.stats
     skipped = ", ".join(f"{code} {count}" for code, count in sorted(stats.skipped.items())) or "none"
     print(
         f"register sync: {stats.messages} messages in {outcome.batches} batches; {stats.alerts_new} new alerts, "
@@ -213,7 +129,8 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.register import RegisterNotReady, open_register
+    from sinks.register.engine import RegisterNotReady
+    from sinks.register.store import open_register
     from sinks.webhook import Endpoint, RetryPolicy, WebhookDispatcher
 
     if not settings.webhooks:
@@ -273,7 +190,9 @@ def serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, 
 
 
 def run_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.register import RegisterNotReady, RetentionPolicy, open_register
+    from sinks.register.engine import RegisterNotReady
+    from sinks.register.retention import RetentionPolicy
+    from sinks.register.store import open_register
 
     try:
         register = open_register(settings.database_url)

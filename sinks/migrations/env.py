@@ -1,4 +1,4 @@
-"""Alembic environment of the CME register: runs on the connection `sinks.register.migrate` hands it."""
+"""Alembic environment of the CME register: runs on the connection `sinks.register.engine.migrate` hands it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from sinks.register import Base
+from sinks.register.schema import Base
 
 config = context.config
 

@@ -141,3 +141,17 @@ def test_register_and_webhook_settings_come_from_the_environment(monkeypatch: py
 def test_a_webhook_url_must_be_http() -> None:
     with pytest.raises(ValueError, match="https://"):
         Settings(webhooks={"331": {"url": "ftp://cms.example", "secret": "s"}})  # type: ignore[dict-item]
+
+
+def test_the_rules_and_the_register_share_one_definition_of_a_case() -> None:
+    from processors import cases, rules
+    from sinks.register import writer
+
+    assert rules.CASE_RULES is cases.CASE_OPENING_RULES
+    assert writer.opens_case is cases.opens_case and writer.holds_case is cases.holds_case
+    assert cases.holds_case(Rule.TRANSFER_NOT_STARTED, Recipient.CME_OFFICER)
+    assert cases.holds_case(Rule.CHILD_LOCATED, Recipient.CME_OFFICER)
+    assert not cases.holds_case(Rule.MISSING_NO_DESTINATION, Recipient.SOCIAL_CARE)
+    assert not cases.holds_case(Rule.MOVED_OUT_OF_AREA, Recipient.CME_OFFICER)
+    assert cases.closes_case(Rule.CHILD_LOCATED) and not cases.closes_case(Rule.EHE_NOTIFIED)
+    assert cases.action_closes_case(ACTION)

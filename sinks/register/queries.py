@@ -1,0 +1,251 @@
+"""Read views of the register: cases listed and shown, alerts, and one LA's dashboard data, as plain dataclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import case as sql_case
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from processors.records import Alert, AlertChild, Rule, Severity
+from sinks.register.deliveries import DeliveryRecord, deliveries
+from sinks.register.schema import TABLES, AlertRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow, alert_from_row
+
+#: Most urgent first, as in the Severity enum: rank 0 is IMMEDIATE.
+SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
+#: Cases are looked up in chunks of this many ids, to stay within SQLite's parameter limit.
+ID_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    """A case as an officer sees it in a list: who, which LAs, since when, how urgent, where it stands."""
+
+    case_id: str
+    upn: str
+    child: AlertChild | None
+    holders: tuple[str, ...]
+    opened_on: date | None
+    opening_rule: Rule | None
+    status: CaseStatus
+    severity: Severity | None
+    alert_count: int
+    closed_on: date | None = None
+    closing_reason: str | None = None
+    closed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseQuery:
+    """Filters of `rollwatch cases list`; None means any. since/until bound the opening date, both included."""
+
+    la_code: str | None = None
+    status: CaseStatus | None = None
+    rule: Rule | None = None
+    severity: Severity | None = None
+    since: date | None = None
+    until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDetails:
+    """One case with its alerts (oldest first) and each alert's delivery, keyed by alert id."""
+
+    summary: CaseSummary
+    alerts: list[Alert]
+    deliveries: dict[str, DeliveryRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCase:
+    """An open case held by an LA, with the school and reason of the LA's first alert about it."""
+
+    summary: CaseSummary
+    school_urn: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LARegisterView:
+    """What one LA's dashboard shows: its open cases, its newest alerts and how many alerts match in all."""
+
+    cases: list[OpenCase]
+    alerts: list[Alert]
+    alerts_total: int
+
+
+def _severity_rank_expression() -> Any:
+    return sql_case(
+        *[(AlertRow.severity == severity.value, rank) for severity, rank in SEVERITY_RANK.items()],
+        else_=len(SEVERITY_RANK),
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def alert(sessions: sessionmaker[Session], alert_id: str) -> Alert | None:
+    with sessions() as session:
+        row = session.get(AlertRow, alert_id)
+        return None if row is None else alert_from_row(row)
+
+
+def alerts(sessions: sessionmaker[Session], case_id: str | None = None, la_code: str | None = None) -> list[Alert]:
+    """Alerts, oldest first; of one case or one recipient LA when asked."""
+    statement = select(AlertRow).order_by(AlertRow.raised_on, AlertRow.alert_id)
+    if case_id is not None:
+        statement = statement.where(AlertRow.case_id == case_id)
+    if la_code is not None:
+        statement = statement.where(AlertRow.la_code == la_code)
+    with sessions() as session:
+        return [alert_from_row(row) for row in session.scalars(statement)]
+
+
+def case(sessions: sessionmaker[Session], case_id: str) -> CaseSummary | None:
+    found = _summaries(sessions, select(CaseRow).where(CaseRow.case_id == case_id))
+    return found[0] if found else None
+
+
+def case_details(sessions: sessionmaker[Session], case_id: str) -> CaseDetails | None:
+    """The case, its alerts and their deliveries; None if the register has no such case."""
+    summary = case(sessions, case_id)
+    if summary is None:
+        return None
+    found = alerts(sessions, case_id=case_id)
+    records = deliveries(sessions, (item.alert_id for item in found))
+    return CaseDetails(summary, found, {record.alert_id: record for record in records})
+
+
+def cases(sessions: sessionmaker[Session], query: CaseQuery | None = None) -> list[CaseSummary]:
+    """Cases matching every filter given, most recently opened first."""
+    query = query or CaseQuery()
+    statement = select(CaseRow)
+    if query.status is not None:
+        statement = statement.where(CaseRow.status == query.status.value)
+    if query.rule is not None:
+        statement = statement.where(CaseRow.opening_rule == query.rule.value)
+    if query.since is not None:
+        statement = statement.where(CaseRow.opened_on >= query.since)
+    if query.until is not None:
+        statement = statement.where(CaseRow.opened_on <= query.until)
+    if query.la_code is not None:
+        statement = statement.where(exists().where(
+            CaseHolderRow.case_id == CaseRow.case_id, CaseHolderRow.la_code == query.la_code
+        ))
+    if query.severity is not None:
+        most_urgent = (
+            select(func.min(_severity_rank_expression()))
+            .where(AlertRow.case_id == CaseRow.case_id)
+            .scalar_subquery()
+        )
+        statement = statement.where(most_urgent == SEVERITY_RANK[query.severity])
+    return _summaries(sessions, statement)
+
+
+def _summaries(sessions: sessionmaker[Session], statement: Any) -> list[CaseSummary]:
+    statement = statement.order_by(CaseRow.opened_on.desc().nulls_last(), CaseRow.case_id)
+    with sessions() as session:
+        rows: list[CaseRow] = list(session.scalars(statement))
+        ids = [row.case_id for row in rows]
+        if not ids:
+            return []
+        holders: dict[str, list[str]] = {}
+        for case_id, la_code in session.execute(
+            select(CaseHolderRow.case_id, CaseHolderRow.la_code)
+            .where(CaseHolderRow.case_id.in_(ids))
+            .order_by(CaseHolderRow.la_code)
+        ):
+            holders.setdefault(case_id, []).append(la_code)
+        stats = {
+            case_id: (rank, count)
+            for case_id, rank, count in session.execute(
+                select(AlertRow.case_id, func.min(_severity_rank_expression()), func.count())
+                .where(AlertRow.case_id.in_(ids))
+                .group_by(AlertRow.case_id)
+            )
+        }
+        upns = {row.upn for row in rows}
+        children = {
+            child.upn: AlertChild(child.forename, child.surname, child.date_of_birth)
+            for child in session.scalars(select(ChildRow).where(ChildRow.upn.in_(upns)))
+        }
+    ranks = list(Severity)
+    summaries = []
+    for row in rows:
+        rank, count = stats.get(row.case_id, (None, 0))
+        summaries.append(CaseSummary(
+            case_id=row.case_id,
+            upn=row.upn,
+            child=children.get(row.upn),
+            holders=tuple(holders.get(row.case_id, ())),
+            opened_on=row.opened_on,
+            opening_rule=None if row.opening_rule is None else Rule(row.opening_rule),
+            status=CaseStatus(row.status),
+            severity=None if rank is None or rank >= len(ranks) else ranks[rank],
+            alert_count=count,
+            closed_on=row.closed_on,
+            closing_reason=row.closing_reason,
+            closed_by=row.closed_by,
+        ))
+    return summaries
+
+
+def la_register_view(
+    sessions: sessionmaker[Session],
+    la_code: str,
+    severity: Severity | None,
+    rule: Rule | None,
+    alert_limit: int,
+) -> LARegisterView:
+    """The LA's open cases (most recently opened first) and its newest alerts (at most `alert_limit`), both
+    filtered by severity and rule when given."""
+    summaries = cases(sessions, CaseQuery(la_code=la_code, status=CaseStatus.OPEN, rule=rule, severity=severity))
+    conditions = [AlertRow.la_code == la_code]
+    if severity is not None:
+        conditions.append(AlertRow.severity == severity.value)
+    if rule is not None:
+        conditions.append(AlertRow.rule == rule.value)
+    with sessions() as session:
+        total = session.scalar(select(func.count()).select_from(AlertRow).where(*conditions)) or 0
+        rows = session.scalars(
+            select(AlertRow)
+            .where(*conditions)
+            .order_by(AlertRow.raised_on.desc(), AlertRow.alert_id.desc())
+            .limit(alert_limit)
+        )
+        newest = [alert_from_row(row) for row in rows]
+        first_alerts = _first_alerts_of_cases(session, la_code, [summary.case_id for summary in summaries])
+    open_cases = [
+        OpenCase(summary, *first_alerts.get(summary.case_id, (None, None))) for summary in summaries
+    ]
+    return LARegisterView(open_cases, newest, total)
+
+
+def _first_alerts_of_cases(session: Session, la_code: str, case_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """School URN and reason of the LA's earliest alert of each case."""
+    found: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(case_ids, ID_CHUNK):
+        rows = session.execute(
+            select(AlertRow.case_id, AlertRow.school_urn, AlertRow.reason)
+            .where(AlertRow.la_code == la_code, AlertRow.case_id.in_(chunk))
+            .order_by(AlertRow.raised_on, AlertRow.alert_id)
+        )
+        for case_id, school_urn, reason in rows:
+            if case_id is not None and case_id not in found:
+                found[case_id] = (school_urn, reason)
+    return found
+
+
+def counts(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Rows per table, for summaries and tests."""
+    with sessions() as session:
+        return {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in TABLES
+        }

@@ -1,0 +1,150 @@
+"""The register's tables (SQLAlchemy ORM) and the mapping between an alert row and an Alert."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from processors.records import Alert, AlertChild, Recipient, Rule, Severity
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class DeliveryOutcome(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: Not delivered and never retried again: a 4xx other than 429, or the retry budget spent.
+    DEAD_LETTERED = "dead_lettered"
+
+
+# Fixed constraint names, so migrations can refer to them identically on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ChildRow(Base):
+    """Only what an officer needs to identify the child: no address, no postcode."""
+
+    __tablename__ = "children"
+    upn: Mapped[str] = mapped_column(String(13), primary_key=True)
+    forename: Mapped[str] = mapped_column(String(200))
+    surname: Mapped[str] = mapped_column(String(200))
+    date_of_birth: Mapped[date] = mapped_column(Date)
+
+
+class CaseRow(Base):
+    """A CME case. Opening details stay empty until an opening alert arrives, because alert topics of
+    different LAs (and case actions) are consumed in no fixed order."""
+
+    __tablename__ = "cases"
+    case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    upn: Mapped[str] = mapped_column(String(13), index=True)
+    opened_on: Mapped[date | None] = mapped_column(Date, index=True)
+    opening_rule: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    closing_reason: Mapped[str | None] = mapped_column(Text)
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closing_action_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class CaseHolderRow(Base):
+    """One LA holding a case: every LA whose CME officer an opening alert of the case went to."""
+
+    __tablename__ = "case_holders"
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), primary_key=True)
+    la_code: Mapped[str] = mapped_column(String(3), primary_key=True, index=True)
+
+
+class AlertRow(Base):
+    """Every field of an Alert, the child's details as they were when it was raised."""
+
+    __tablename__ = "alerts"
+    alert_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(20))
+    la_code: Mapped[str] = mapped_column(String(3), index=True)
+    severity: Mapped[str] = mapped_column(String(10))
+    upn: Mapped[str] = mapped_column(ForeignKey("children.upn"), index=True)
+    child_forename: Mapped[str] = mapped_column(String(200))
+    child_surname: Mapped[str] = mapped_column(String(200))
+    child_date_of_birth: Mapped[date] = mapped_column(Date)
+    school_urn: Mapped[str] = mapped_column(String(6))
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), index=True)
+    raised_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    trigger_event_ids: Mapped[list[str]] = mapped_column(JSON)
+
+
+class DeliveryRow(Base):
+    """How an alert fared on one delivery channel; `dead_lettered` rows carry the reason in last_error."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "channel", name="uq_deliveries_alert_id_channel"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+TABLES = (ChildRow, CaseRow, CaseHolderRow, AlertRow, DeliveryRow)
+
+
+def insert_for(session: Session) -> Any:
+    """The dialect's INSERT that knows ON CONFLICT, so upserts are single race-free statements."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def alert_from_row(row: AlertRow) -> Alert:
+    return Alert(
+        alert_id=row.alert_id,
+        rule=Rule(row.rule),
+        recipient=Recipient(row.recipient),
+        la_code=row.la_code,
+        severity=Severity(row.severity),
+        upn=row.upn,
+        child=AlertChild(row.child_forename, row.child_surname, row.child_date_of_birth),
+        school_urn=row.school_urn,
+        raised_on=row.raised_on,
+        reason=row.reason,
+        trigger_event_ids=tuple(row.trigger_event_ids),
+        case_id=row.case_id,
+    )
+
+
+def alert_values(alert: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id,
+        "rule": alert.rule.value,
+        "recipient": alert.recipient.value,
+        "la_code": alert.la_code,
+        "severity": alert.severity.value,
+        "upn": alert.upn,
+        "child_forename": alert.child.forename,
+        "child_surname": alert.child.surname,
+        "child_date_of_birth": alert.child.date_of_birth,
+        "school_urn": alert.school_urn,
+        "case_id": alert.case_id,
+        "raised_on": alert.raised_on,
+        "reason": alert.reason,
+        "trigger_event_ids": list(alert.trigger_event_ids),
+    }

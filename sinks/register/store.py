@@ -1,0 +1,97 @@
+"""The Register: one engine and its sessions, over which the writer, queries, retention and delivery log run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from processors.records import Alert, CaseAction, Rule, Severity
+from sinks.register import deliveries, queries, retention, writer
+from sinks.register.deliveries import DeliveryRecord, PendingDelivery
+from sinks.register.engine import check_schema, create_register_engine
+from sinks.register.queries import CaseDetails, CaseQuery, CaseSummary, LARegisterView
+from sinks.register.retention import PurgeReport, RetentionPolicy
+from sinks.register.schema import DeliveryOutcome
+from sinks.register.writer import BatchResult
+
+
+class Register:
+    """The CME register over any SQLAlchemy engine (SQLite or PostgreSQL); each public call is one
+    transaction. Blocking: async callers run it in a thread (asyncio.to_thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> Register:
+        return cls(create_register_engine(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # writing
+
+    def record(self, batch: Sequence[Alert | CaseAction], webhook_las: Iterable[str] = ()) -> BatchResult:
+        return writer.record(self._sessions, batch, webhook_las)
+
+    def record_delivery(
+        self,
+        alert_id: str,
+        channel: str,
+        outcome: DeliveryOutcome,
+        attempts: int,
+        last_error: str | None,
+        delivered_at: datetime | None,
+    ) -> None:
+        deliveries.record_delivery(self._sessions, alert_id, channel, outcome, attempts, last_error, delivered_at)
+
+    # reading
+
+    def alert(self, alert_id: str) -> Alert | None:
+        return queries.alert(self._sessions, alert_id)
+
+    def alerts(self, case_id: str | None = None, la_code: str | None = None) -> list[Alert]:
+        return queries.alerts(self._sessions, case_id, la_code)
+
+    def case(self, case_id: str) -> CaseSummary | None:
+        return queries.case(self._sessions, case_id)
+
+    def case_details(self, case_id: str) -> CaseDetails | None:
+        return queries.case_details(self._sessions, case_id)
+
+    def cases(self, query: CaseQuery | None = None) -> list[CaseSummary]:
+        return queries.cases(self._sessions, query)
+
+    def la_register_view(
+        self, la_code: str, severity: Severity | None, rule: Rule | None, alert_limit: int
+    ) -> LARegisterView:
+        return queries.la_register_view(self._sessions, la_code, severity, rule, alert_limit)
+
+    def deliveries(self, alert_ids: Iterable[str] | None = None) -> list[DeliveryRecord]:
+        return deliveries.deliveries(self._sessions, alert_ids)
+
+    def pending_deliveries(self, la_code: str, channel: str, limit: int) -> list[PendingDelivery]:
+        return deliveries.pending_deliveries(self._sessions, la_code, channel, limit)
+
+    def counts(self) -> dict[str, int]:
+        return queries.counts(self._sessions)
+
+    # retention
+
+    def purge(self, today: date, policy: RetentionPolicy, dry_run: bool = True) -> PurgeReport:
+        return retention.purge(self._sessions, today, policy, dry_run)
+
+
+def open_register(url: str) -> Register:
+    """The register at `url`, after checking its schema is this release's; never creates or changes it."""
+    engine = create_register_engine(url)
+    try:
+        check_schema(engine, url)
+    except Exception:
+        engine.dispose()
+        raise
+    return Register(engine)

@@ -1,0 +1,185 @@
+"""Storing alerts and case actions in the register: children, cases, holders, alerts and pending deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from processors.cases import CHILD_LOCATED_REASON, action_closes_case, closes_case, holds_case, opens_case
+from processors.records import Alert, CaseAction
+from sinks.register.deliveries import WEBHOOK_CHANNEL
+from sinks.register.schema import (
+    AlertRow,
+    CaseHolderRow,
+    CaseRow,
+    CaseStatus,
+    ChildRow,
+    DeliveryOutcome,
+    DeliveryRow,
+    alert_values,
+    insert_for,
+)
+
+LONDON = ZoneInfo("Europe/London")
+#: `closed_by` of a case the engine closed itself (CHILD_LOCATED), as opposed to an officer.
+ENGINE_CLOSER = "rollwatch"
+
+
+@dataclass
+class BatchResult:
+    alerts_new: int = 0
+    alerts_duplicate: int = 0
+    cases_touched: int = 0
+    cases_closed: int = 0
+    actions_ignored: int = 0
+
+
+class RegisterWriter(Protocol):
+    def record(self, batch: Sequence[Alert | CaseAction], webhook_las: Iterable[str] = ()) -> BatchResult: ...
+
+
+def record(
+    sessions: sessionmaker[Session], batch: Sequence[Alert | CaseAction], webhook_las: Iterable[str] = ()
+) -> BatchResult:
+    """Applies a batch of alerts and case actions in one transaction; applying it again changes nothing.
+
+    An alert is stored once (by alert_id) and shapes its case; a CHILD_LOCATED or CLOSE action closes the
+    case unless it is already closed (the first closure recorded stands). A new alert for an LA in
+    `webhook_las` gets a pending webhook delivery in the same transaction, so none is lost on a crash.
+    """
+    result = BatchResult()
+    webhook = frozenset(webhook_las)
+    with sessions.begin() as session:
+        insert = insert_for(session)
+        alerts = list({item.alert_id: item for item in batch if isinstance(item, Alert)}.values())
+        children = {alert.upn: alert.child for alert in alerts}
+        if children:
+            statement = insert(ChildRow).values([
+                {"upn": upn, "forename": c.forename, "surname": c.surname, "date_of_birth": c.date_of_birth}
+                for upn, c in children.items()
+            ])
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["upn"],
+                set_={
+                    "forename": statement.excluded.forename,
+                    "surname": statement.excluded.surname,
+                    "date_of_birth": statement.excluded.date_of_birth,
+                },
+            ))
+        case_ids = {item.case_id for item in batch if item.case_id is not None}
+        cases = _load_cases(session, case_ids)
+        holders = _load_holders(session, case_ids)
+        known_holders = set(holders)
+        for item in batch:
+            if isinstance(item, Alert):
+                _shape_case(session, item, cases, holders, result)
+            else:
+                _apply_action(session, item, cases, result)
+        result.cases_touched = len(case_ids)
+        session.flush()
+        # After the cases: with no relationship() between them, the flush would not order these after.
+        session.add_all(
+            CaseHolderRow(case_id=case_id, la_code=la_code) for case_id, la_code in sorted(holders - known_holders)
+        )
+        session.flush()
+        if alerts:
+            inserted = session.execute(
+                insert(AlertRow)
+                .values([alert_values(alert) for alert in alerts])
+                .on_conflict_do_nothing(index_elements=["alert_id"])
+                .returning(AlertRow.alert_id)
+            ).scalars().all()
+            new_ids = set(inserted)
+            result.alerts_new = len(new_ids)
+            result.alerts_duplicate = sum(1 for item in batch if isinstance(item, Alert)) - len(new_ids)
+            deliveries = [
+                {"alert_id": alert.alert_id, "channel": WEBHOOK_CHANNEL,
+                 "outcome": DeliveryOutcome.PENDING.value, "attempts": 0}
+                for alert in alerts
+                if alert.la_code in webhook and alert.alert_id in new_ids
+            ]
+            if deliveries:
+                session.execute(
+                    insert(DeliveryRow).values(deliveries).on_conflict_do_nothing(
+                        index_elements=["alert_id", "channel"]
+                    )
+                )
+    return result
+
+
+def _load_cases(session: Session, case_ids: set[str]) -> dict[str, CaseRow]:
+    if not case_ids:
+        return {}
+    rows = session.scalars(select(CaseRow).where(CaseRow.case_id.in_(case_ids)).with_for_update())
+    return {row.case_id: row for row in rows}
+
+
+def _load_holders(session: Session, case_ids: set[str]) -> set[tuple[str, str]]:
+    if not case_ids:
+        return set()
+    rows = session.execute(select(CaseHolderRow.case_id, CaseHolderRow.la_code).where(
+        CaseHolderRow.case_id.in_(case_ids)
+    ))
+    return {(row.case_id, row.la_code) for row in rows}
+
+
+def _case_row(session: Session, cases: dict[str, CaseRow], case_id: str, upn: str) -> CaseRow:
+    row = cases.get(case_id)
+    if row is None:
+        row = CaseRow(case_id=case_id, upn=upn, status=CaseStatus.OPEN.value)
+        session.add(row)
+        cases[case_id] = row
+    return row
+
+
+def _shape_case(
+    session: Session,
+    alert: Alert,
+    cases: dict[str, CaseRow],
+    holders: set[tuple[str, str]],
+    result: BatchResult,
+) -> None:
+    if alert.case_id is None:
+        return
+    row = _case_row(session, cases, alert.case_id, alert.upn)
+    # The removal that opened the case is the first one, whatever order the LAs' topics arrive in.
+    if opens_case(alert.rule) and (row.opened_on is None or alert.raised_on < row.opened_on):
+        row.opened_on = alert.raised_on
+        row.opening_rule = alert.rule.value
+    if holds_case(alert.rule, alert.recipient):
+        holders.add((alert.case_id, alert.la_code))
+    if closes_case(alert.rule) and row.status == CaseStatus.OPEN:
+        row.status = CaseStatus.CLOSED.value
+        row.closed_on = alert.raised_on
+        row.closing_reason = CHILD_LOCATED_REASON
+        row.closed_by = ENGINE_CLOSER
+        result.cases_closed += 1
+
+
+def _apply_action(session: Session, action: CaseAction, cases: dict[str, CaseRow], result: BatchResult) -> None:
+    row = _case_row(session, cases, action.case_id, action.upn)
+    if not action_closes_case(action) or row.status != CaseStatus.OPEN:
+        result.actions_ignored += 1
+        return
+    row.status = CaseStatus.CLOSED.value
+    row.closed_on = action.at.astimezone(LONDON).date()
+    row.closing_reason = action.reason
+    row.closed_by = action.by
+    row.closing_action_id = action.action_id
+    result.cases_closed += 1
+
+
+class MemoryRegisterWriter:
+    """Keeps every batch it is given, for unit tests of the feed and the consumer loop."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Alert | CaseAction]] = []
+
+    def record(self, batch: Sequence[Alert | CaseAction], webhook_las: Iterable[str] = ()) -> BatchResult:
+        self.batches.append(list(batch))
+        return BatchResult(alerts_new=sum(1 for item in batch if isinstance(item, Alert)))
