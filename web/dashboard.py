@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import faust
 from faust.web import Request, Response, View
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 from pydantic import SecretStr
 
 from config.settings import Settings
@@ -136,66 +138,29 @@ def token_grants(tokens: Mapping[str, SecretStr], la_code: str, presented: str |
 
 # --- rendering -------------------------------------------------------------------------------------------
 
-STYLE = """
-:root { color-scheme: light; }
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; margin: 0; color: #1b1f24;
-  background: #f5f6f8; }
-header { background: #1d3557; color: #fff; padding: 14px 28px; display: flex; align-items: baseline;
-  justify-content: space-between; flex-wrap: wrap; gap: 8px; }
-header h1 { font-size: 21px; margin: 0; font-weight: 600; }
-header .meta { font-size: 13px; opacity: .85; }
-main { padding: 18px 28px 40px; max-width: 1400px; }
-form.filters { display: flex; gap: 14px; align-items: end; flex-wrap: wrap; background: #fff; padding: 12px 16px;
-  border: 1px solid #d9dde3; border-radius: 6px; }
-form.filters label { display: flex; flex-direction: column; font-size: 12px; color: #4a5360; gap: 3px; }
-form.filters select { font-size: 14px; padding: 4px 6px; min-width: 170px; }
-form.filters button { font-size: 14px; padding: 5px 16px; background: #1d3557; color: #fff; border: 0;
-  border-radius: 4px; }
-form.filters a { font-size: 13px; color: #1d3557; padding-bottom: 6px; }
-h2 { font-size: 17px; margin: 26px 0 8px; }
-h2 .count { font-weight: 400; color: #4a5360; font-size: 14px; }
-table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #d9dde3; }
-th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid #e6e9ed; vertical-align: top; }
-th { background: #eef1f5; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; color: #4a5360; }
-tbody tr:nth-child(even) { background: #fafbfc; }
-td.reason { min-width: 420px; }
-td.nowrap, td.child, td.what { white-space: nowrap; }
-td.num { text-align: right; }
-td.child .name { display: block; font-weight: 600; }
-td.child .ids { display: block; font-size: 12px; color: #4a5360; }
-.upn { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
-td.what .rule { display: block; margin-top: 4px; }
-.sev { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
-.sev-IMMEDIATE { background: #b00020; color: #fff; }
-.sev-HIGH { background: #e85d04; color: #fff; }
-.sev-MEDIUM { background: #ffd166; color: #3a2c00; }
-.sev-INFO { background: #dbe7f3; color: #1d3557; }
-.rule { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
-.empty { padding: 14px; background: #fff; border: 1px solid #d9dde3; color: #4a5360; }
-.note { color: #4a5360; font-size: 13px; }
-"""
+RECIPIENT_LABELS = {"CME_OFFICER": "CME officer", "SOCIAL_CARE": "Social care", "EHE_SERVICE": "EHE service"}
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+def _escape(value: object) -> Markup:
+    """html.escape, quotes included, for every value a template prints; Markup (a macro's output) passes as is."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(html.escape(str(value), quote=True))  # noqa: S704 - the value has just been escaped
 
 
 def _day(value: date | None) -> str:
     return "" if value is None else f"{value.day} {value:%b %Y}"
 
 
-def _severity_badge(severity: Severity | None) -> str:
-    if severity is None:
-        return ""
-    return f'<span class="sev sev-{_e(severity.value)}">{_e(severity.value)}</span>'
-
-
-def _options(values: Sequence[str], chosen: str | None, any_label: str) -> str:
-    options = [f'<option value=""{" selected" if chosen is None else ""}>{_e(any_label)}</option>']
-    options += [
-        f'<option value="{_e(value)}"{" selected" if value == chosen else ""}>{_e(value)}</option>' for value in values
-    ]
-    return "".join(options)
+TEMPLATES = Environment(
+    loader=PackageLoader("web", "templates"),
+    autoescape=True,
+    finalize=_escape,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=StrictUndefined,
+)
+TEMPLATES.filters["day"] = _day
 
 
 def page_url(la_code: str, filters: DashboardFilters, token: str | None, suffix: str = "") -> str:
@@ -208,130 +173,28 @@ def page_url(la_code: str, filters: DashboardFilters, token: str | None, suffix:
 
 
 def render_page(overview: LAOverview, token_in_url: str | None, refresh_seconds: int, alert_limit: int) -> str:
-    """The whole page. Every value from the register goes through html.escape."""
+    """The whole page, from web/templates/page.html; every value from the register is escaped."""
     filters = overview.filters
-    la = overview.la_code
-    hidden_token = (
-        f'<input type="hidden" name="{TOKEN_PARAMETER}" value="{_e(token_in_url)}">' if token_in_url else ""
-    )
-    form = (
-        f'<form class="filters" method="get" action="/la/{_e(la)}/">{hidden_token}'
-        f'<label>Severity<select name="severity">'
-        f"{_options([s.value for s in Severity], filters.severity and filters.severity.value, 'Any severity')}"
-        f"</select></label>"
-        f'<label>Rule<select name="rule">'
-        f"{_options([r.value for r in Rule], filters.rule and filters.rule.value, 'Any rule')}"
-        f"</select></label>"
-        f'<button type="submit">Apply</button>'
-        f'<a href="{_e(page_url(la, DashboardFilters(), token_in_url))}">Clear filters</a>'
-        f'<a href="{_e(page_url(la, filters, token_in_url, "cases.json"))}">JSON</a>'
-        f"</form>"
-    )
-    generated = overview.generated_at.astimezone(LONDON)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en-GB"><head><meta charset="utf-8">',
-        # Reloads the same URL, so the filters (and a token given in the URL) survive the refresh.
-        f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(overview.la_name)} ({_e(la)}): children missing education</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<header><h1>{_e(overview.la_name)} ({_e(la)}): children missing education</h1>",
-        f'<span class="meta">Updated {_e(generated.strftime("%d %b %Y %H:%M:%S"))}; '
-        f"refreshes every {int(refresh_seconds)} s</span></header>",
-        f"<main>{form}",
-        _cases_section(overview),
-        _alerts_section(overview, alert_limit),
-        "</main></body></html>",
-    ]
-    return "\n".join(parts)
-
-
-RECIPIENT_LABELS = {"CME_OFFICER": "CME officer", "SOCIAL_CARE": "Social care", "EHE_SERVICE": "EHE service"}
-
-
-def _child_cell(name: str, date_of_birth: date | None, upn: str) -> str:
-    """Name first, then what tells two children of the same name apart."""
-    born = f"born {_day(date_of_birth)}" if date_of_birth else ""
-    return (
-        f'<td class="child"><span class="name">{_e(name)}</span>'
-        f'<span class="ids">{_e(born)}<br><span class="upn">UPN {_e(upn)}</span></span></td>'
-    )
-
-
-def _rule_cell(severity: Severity | None, rule: Rule | None) -> str:
-    rule_code = rule.value if rule else ""
-    return f'<td class="what">{_severity_badge(severity)}<span class="rule">{_e(rule_code)}</span></td>'
-
-
-def _cases_section(overview: LAOverview) -> str:
-    heading = f'<h2 id="open-cases">Open cases <span class="count">({len(overview.cases)})</span></h2>'
-    if not overview.cases:
-        return heading + '<p class="empty">No open cases match.</p>'
-    rows = []
-    for item in overview.cases:
-        case = item.summary
-        child = case.child
-        others = [code for code in case.holders if code != overview.la_code]
-        name = f"{child.forename} {child.surname}" if child else ""
-        rows.append(
-            f'<tr data-upn="{_e(case.upn)}">'
-            + _child_cell(name, child.date_of_birth if child else None, case.upn)
-            + f"<td>{_e(item.school_urn or '')}</td>"
-            f'<td class="nowrap">{_e(_day(case.opened_on))}</td>'
-            + _rule_cell(case.severity, case.opening_rule)
-            + f'<td class="reason">{_e(item.reason or "")}</td>'
-            f"<td>{_e(', '.join(others))}</td>"
-            f'<td class="num">{case.alert_count}</td>'
-            "</tr>"
-        )
-    return (
-        heading
-        + '<table class="cases"><thead><tr><th>Child</th><th>School URN</th><th>Opened</th><th>Severity, rule</th>'
-        "<th>Reason</th><th>Also held by</th><th>Alerts</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-    )
-
-
-def _alerts_section(overview: LAOverview, alert_limit: int) -> str:
-    shown = len(overview.alerts)
-    count = f"({overview.alerts_total})" if shown == overview.alerts_total else (
-        f"(newest {shown} of {overview.alerts_total})"
-    )
-    heading = f'<h2 id="recent-alerts">Recent alerts <span class="count">{_e(count)}</span></h2>'
-    if not overview.alerts:
-        return heading + '<p class="empty">No alerts match.</p>'
-    rows = [
-        f'<tr data-upn="{_e(alert.upn)}">'
-        f'<td class="nowrap">{_e(_day(alert.raised_on))}</td>'
-        + _rule_cell(alert.severity, alert.rule)
-        + f'<td class="nowrap">{_e(RECIPIENT_LABELS.get(alert.recipient.value, alert.recipient.value))}</td>'
-        + _child_cell(f"{alert.child.forename} {alert.child.surname}", alert.child.date_of_birth, alert.upn)
-        + f"<td>{_e(alert.school_urn)}</td>"
-        f'<td class="reason">{_e(alert.reason)}</td>'
-        "</tr>"
-        for alert in overview.alerts
-    ]
-    note = (
-        f'<p class="note">Showing the newest {alert_limit}; narrow the filters to see older ones.</p>'
-        if shown < overview.alerts_total
-        else ""
-    )
-    return (
-        heading
-        + '<table class="alerts"><thead><tr><th>Raised</th><th>Severity, rule</th><th>To</th><th>Child</th>'
-        "<th>School URN</th><th>Reason</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-        + note
+    return TEMPLATES.get_template("page.html").render(
+        overview=overview,
+        la=overview.la_code,
+        token_parameter=TOKEN_PARAMETER,
+        token_in_url=token_in_url,
+        refresh_seconds=int(refresh_seconds),
+        updated=overview.generated_at.astimezone(LONDON).strftime("%d %b %Y %H:%M:%S"),
+        severities=[severity.value for severity in Severity],
+        rules=[rule.value for rule in Rule],
+        chosen_severity=filters.severity and filters.severity.value,
+        chosen_rule=filters.rule and filters.rule.value,
+        clear_url=page_url(overview.la_code, DashboardFilters(), token_in_url),
+        json_url=page_url(overview.la_code, filters, token_in_url, "cases.json"),
+        alert_limit=alert_limit,
+        recipient_labels=RECIPIENT_LABELS,
     )
 
 
 def render_message(title: str, detail: str) -> str:
-    return (
-        '<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-        f'<header><h1>{_e(title)}</h1></header><main><p class="empty">{_e(detail)}</p></main></body></html>'
-    )
+    return TEMPLATES.get_template("message.html").render(title=title, detail=detail)
 
 
 def overview_json(overview: LAOverview) -> dict[str, Any]:
