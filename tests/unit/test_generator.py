@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import generator.generate as generator
+import generator.simulation as simulation
 from cli.main import main
 from generator.generate import generate_lines, iter_chunks, write_replay
 from generator.options import WEST_MIDLANDS, GeneratorOptions, GeneratorOptionsError
@@ -239,7 +239,7 @@ def test_upns_and_school_codes_use_west_midlands_las(records: list[tuple[str, In
 def test_busy_days_are_handed_out_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     options = GeneratorOptions(pupils=6_000, seed=5, start=date(2025, 7, 14), end=date(2025, 9, 10))
     whole = list(generate_lines(options))
-    monkeypatch.setattr(generator, "CHUNK_LINES", 200)
+    monkeypatch.setattr(simulation, "CHUNK_LINES", 200)
     chunks = [lines for _, lines in iter_chunks(options)]
     assert max(len(lines) for lines in chunks) <= 201
     assert [line for lines in chunks for line in lines] == whole
