@@ -565,7 +565,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from localbroker.launcher import LocalCluster, find_free_base_port
+    from localbroker.launcher import LocalCluster
+    from localbroker.nodes import find_free_base_port
 
     args = build_parser().parse_args(argv)
     if args.records < 1 or args.partitions < 1:

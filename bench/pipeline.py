@@ -336,7 +336,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from localbroker.launcher import LocalCluster, find_free_base_port
+    from localbroker.launcher import LocalCluster
+    from localbroker.nodes import find_free_base_port
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     options = options_from(build_parser().parse_args(arguments))

@@ -343,7 +343,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from localbroker.launcher import find_free_base_port
+    from localbroker.nodes import find_free_base_port
 
     args = build_parser().parse_args(argv)
     for day in (args.start, args.end):

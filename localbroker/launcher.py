@@ -1,418 +1,51 @@
-"""Fetches the Kafka jars and starts, stops and inspects a local KRaft cluster of 1 or 3 nodes."""
+"""Starts, stops and inspects a local KRaft cluster of 1 or 3 nodes."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
-import json
 import logging
 import os
-import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from localbroker.config import (
+    DEFAULT_CACHE_DIR,
+    LAYOUT_FILE_NAME,
+    LOCALHOST,
+    LOG4J_CONFIG_PATH,
+    MAX_NODES,
+    OWNER_FILE_NAME,
+    BrokerError,
+    ClusterLayout,
+    NodeStatus,
+    Progress,
+    bootstrap_for,
+    client_port,
+    controller_port,
+    new_cluster_id,
+    print_progress,
+    read_layout,
+    render_properties,
+    server_properties,
+)
+from localbroker.nodes import (
+    _process_alive,
+    _process_runs_config,
+    live_broker_ids,
+    owner_alive,
+    owner_record,
+    port_accepts_connections,
+    port_is_free,
+)
 from localbroker.processes import dies_with_parent
+from localbroker.toolchain import _tail, check_java, fetch_jars
 
-POM_PATH = Path(__file__).with_name("pom.xml")
-LOG4J_CONFIG_PATH = Path(__file__).with_name("log4j2.properties")
-#: Where fetched jars are kept when the caller names no folder (the same default as ROLLWATCH_BROKER_CACHE_DIR).
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "rollwatch" / "kafka-libs"
-LAYOUT_FILE_NAME = "cluster.json"
-#: In a node's folder: the process whose end the node dies with (pid and start time), for nodes tied to one.
-OWNER_FILE_NAME = "owner.pid"
-MINIMUM_JAVA_VERSION = 17
-MAX_NODES = 9
-#: Pinned because Maven 3.8 would otherwise pick dependency-plugin 2.8, which lacks needed options.
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
-JAVA_PACKAGE_HINT = "install Java 17 or newer, e.g. `sudo apt-get install openjdk-17-jre-headless`"
-MAVEN_PACKAGE_HINT = "install Maven, e.g. `sudo apt-get install maven`"
-LOCALHOST = "127.0.0.1"
-
-Progress = Callable[[str], None]
 logger = logging.getLogger(__name__)
-
-
-class BrokerError(Exception):
-    """The local broker could not be started, stopped or inspected; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """What one node of the local cluster is doing right now."""
-
-    node_id: int
-    client_port: int
-    controller_port: int
-    pid: int | None
-    running: bool
-    accepting_connections: bool
-    log_path: Path
-
-    @property
-    def address(self) -> str:
-        return f"{LOCALHOST}:{self.client_port}"
-
-
-@dataclass(frozen=True)
-class ClusterLayout:
-    """The shape of a cluster as recorded in its data dir, so later commands need no flags."""
-
-    cluster_id: str
-    nodes: int
-    base_port: int
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"cluster_id": self.cluster_id, "nodes": self.nodes, "base_port": self.base_port}, indent=2
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> ClusterLayout:
-        raw = json.loads(text)
-        return cls(
-            cluster_id=str(raw["cluster_id"]), nodes=int(raw["nodes"]), base_port=int(raw["base_port"])
-        )
-
-
-def print_progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes as unpadded URL-safe base64, as `StorageTool random-uuid` makes."""
-    while True:
-        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
-        # Like Kafka's own Uuid.randomUuid: an id starting with "-" would be read as an option by the formatter.
-        if not candidate.startswith("-"):
-            return candidate
-
-
-def client_port(base_port: int, node_id: int) -> int:
-    return base_port + 10 * (node_id - 1)
-
-
-def controller_port(base_port: int, node_id: int) -> int:
-    return client_port(base_port, node_id) + 1
-
-
-def bootstrap_for(base_port: int, nodes: int) -> str:
-    return ",".join(f"{LOCALHOST}:{client_port(base_port, i)}" for i in range(1, nodes + 1))
-
-
-def read_layout(data_dir: Path) -> ClusterLayout | None:
-    path = data_dir / LAYOUT_FILE_NAME
-    if not path.exists():
-        return None
-    try:
-        return ClusterLayout.from_json(path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as error:
-        raise BrokerError(
-            f"{path} is damaged ({error}); delete {data_dir} to start a fresh local cluster"
-        ) from error
-
-
-def server_properties(
-    *, node_id: int, nodes: int, base_port: int, node_dir: Path
-) -> dict[str, str]:
-    """The server.properties of one combined broker+controller node of an `nodes`-node local cluster."""
-    replication = min(nodes, 3)
-    # With 3 replicas, 2 in sync lets one node go down without stopping acks=all producers.
-    min_insync = max(1, replication - 1)
-    voters = ",".join(f"{i}@{LOCALHOST}:{controller_port(base_port, i)}" for i in range(1, nodes + 1))
-    client = f"{LOCALHOST}:{client_port(base_port, node_id)}"
-    controller = f"{LOCALHOST}:{controller_port(base_port, node_id)}"
-    return {
-        "process.roles": "broker,controller",
-        "node.id": str(node_id),
-        "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{client},CONTROLLER://{controller}",
-        "advertised.listeners": f"PLAINTEXT://{client}",
-        "controller.listener.names": "CONTROLLER",
-        # Transaction markers travel between brokers on this listener; it must not be CONTROLLER.
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(node_dir / "data"),
-        "num.partitions": "1",
-        "default.replication.factor": str(replication),
-        "min.insync.replicas": str(min_insync),
-        # Fewer internal partitions make the first group join and first transaction much faster.
-        "offsets.topic.num.partitions": str(nodes),
-        "offsets.topic.replication.factor": str(replication),
-        "transaction.state.log.num.partitions": str(nodes),
-        "transaction.state.log.replication.factor": str(replication),
-        "transaction.state.log.min.isr": str(min_insync),
-        "share.coordinator.state.topic.replication.factor": str(replication),
-        "share.coordinator.state.topic.min.isr": str(min_insync),
-        "group.initial.rebalance.delay.ms": "0",
-        # Lets tests use short consumer session timeouts for fast failover.
-        "group.min.session.timeout.ms": "1000",
-        "auto.create.topics.enable": "true",
-        "num.network.threads": "2",
-        "num.io.threads": "2",
-    }
-
-
-def render_properties(properties: dict[str, str]) -> str:
-    lines = ["# Written by `rollwatch broker start`; rewritten on every start, so edits here are lost."]
-    lines += [f"{key}={value}" for key, value in properties.items()]
-    return "\n".join(lines) + "\n"
-
-
-def find_java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which("java")
-    if found is None:
-        raise BrokerError(f"`java` was not found on PATH; Kafka needs it: {JAVA_PACKAGE_HINT}")
-    return found
-
-
-def java_major_version(java: str) -> int:
-    try:
-        result = subprocess.run(  # noqa: S603 - the java binary found on PATH, fixed arguments
-            [java, "-version"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise BrokerError(f"could not run `{java} -version` ({error}); {JAVA_PACKAGE_HINT}") from error
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
-    if match is None:
-        raise BrokerError(f"could not read the Java version from `{java} -version`; {JAVA_PACKAGE_HINT}")
-    major = int(match.group(1))
-    # Java 8 and older report themselves as "1.8.0_x".
-    if major == 1 and match.group(2):
-        major = int(match.group(2))
-    return major
-
-
-def check_java() -> str:
-    """The java binary to use; raises BrokerError when it is missing or older than Kafka 4 needs."""
-    java = find_java()
-    major = java_major_version(java)
-    if major < MINIMUM_JAVA_VERSION:
-        raise BrokerError(
-            f"{java} is Java {major}, but Kafka 4 brokers need Java {MINIMUM_JAVA_VERSION} or newer; "
-            f"{JAVA_PACKAGE_HINT} (and put it first on PATH or set JAVA_HOME)"
-        )
-    return java
-
-
-def kafka_version_of_pom(pom_text: str) -> str:
-    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom_text)
-    return match.group(1).strip() if match else "unknown"
-
-
-def jar_dir_for(cache_dir: Path, pom_path: Path = POM_PATH) -> Path:
-    """Where the jars for this exact pom live; a changed pom gets a new folder, so bumps refetch."""
-    pom_bytes = pom_path.read_bytes()
-    digest = hashlib.sha256(pom_bytes).hexdigest()[:16]
-    version = kafka_version_of_pom(pom_bytes.decode("utf-8"))
-    return cache_dir / f"kafka-{version}-{digest}" / "libs"
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def fetch_jars(
-    cache_dir: Path = DEFAULT_CACHE_DIR, *, pom_path: Path = POM_PATH, progress: Progress = print_progress
-) -> Path:
-    """The folder holding the broker's jars, running Maven only when this pom's jars are not cached yet."""
-    libs = jar_dir_for(cache_dir, pom_path)
-    complete_marker = libs.parent / "complete"
-    if complete_marker.exists() and any(libs.glob("kafka_*.jar")):
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError(
-            f"`mvn` was not found on PATH; it is needed once to fetch the Kafka jars into {cache_dir}: "
-            f"{MAVEN_PACKAGE_HINT}"
-        )
-    version = kafka_version_of_pom(pom_path.read_text(encoding="utf-8"))
-    progress(
-        f"Fetching Apache Kafka {version} jars from Maven Central into {libs.parent} (first start only)..."
-    )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # A private staging folder, renamed into place when complete, so two concurrent first starts
-    # cannot see each other's half-copied jars.
-    staging = cache_dir / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        shutil.copyfile(pom_path, staging / "pom.xml")
-        command = [
-            mvn, "-B", "-q", "-f", str(staging / "pom.xml"), DEPENDENCY_PLUGIN,
-            "-DincludeScope=runtime", f"-DoutputDirectory={staging / 'libs'}",
-        ]
-        started = time.monotonic()
-        try:
-            result = subprocess.run(  # noqa: S603 - mvn found on PATH, arguments built here
-                command, capture_output=True, text=True, cwd=staging, timeout=900, check=False
-            )
-        except subprocess.TimeoutExpired as error:
-            raise BrokerError(
-                "Maven took over 15 minutes to fetch the Kafka jars; check access to Maven Central "
-                "(https://repo.maven.apache.org) or proxy settings in ~/.m2/settings.xml"
-            ) from error
-        if result.returncode != 0 or not any((staging / "libs").glob("kafka_*.jar")):
-            raise BrokerError(
-                "Maven could not fetch the Kafka jars; check access to Maven Central "
-                "(https://repo.maven.apache.org) or proxy settings in ~/.m2/settings.xml. Maven said:\n"
-                + _tail(result.stdout + "\n" + result.stderr)
-            )
-        (staging / "complete").write_text(f"{version}\n", encoding="utf-8")
-        libs.parent.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            staging.rename(libs.parent)
-        except OSError:
-            # Another process finished first; its copy is just as good.
-            if not (libs.parent / "complete").exists():
-                raise
-        jar_count = len(list(libs.glob("*.jar")))
-        progress(f"Fetched {jar_count} jars in {time.monotonic() - started:.0f} s.")
-        return libs
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def port_is_free(port: int) -> bool:
-    """True when a server could listen on 127.0.0.1:port now (mirrors the SO_REUSEADDR the JVM uses)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOCALHOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def find_free_base_port(nodes: int = 1, low: int = 20000, high: int = 32000) -> int:
-    """A base port whose client and controller ports for `nodes` nodes are all free right now.
-
-    The default range sits below Linux's ephemeral ports, so outgoing connections cannot grab a
-    port between this check and the broker binding it; random picks keep parallel runs apart.
-    """
-    generator = random.SystemRandom()
-    for _ in range(500):
-        base = generator.randrange(low, high - 10 * nodes)
-        ports = [port for i in range(1, nodes + 1) for port in (client_port(base, i), controller_port(base, i))]
-        if all(port_is_free(port) for port in ports):
-            return base
-    raise BrokerError(f"found no free ports for {nodes} Kafka node(s) between {low} and {high}")
-
-
-def port_accepts_connections(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((LOCALHOST, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        # A zombie still answers kill(0) but is not a running broker.
-        state = stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    return True
-
-
-def _process_start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None if unknown."""
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[19]
-    return None
-
-
-def owner_record(pid: int) -> str:
-    """What a node's owner file holds: the pid and its start time, so that a recycled pid is not taken for it."""
-    return f"{pid} {_process_start_time(pid) or ''}".strip()
-
-
-def owner_alive(record: str) -> bool:
-    """Whether the process an owner file names still runs; a record that cannot be read counts as alive."""
-    pid_text, _, started = record.strip().partition(" ")
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return True
-    if not _process_alive(pid):
-        return False
-    now = _process_start_time(pid)
-    return not started or now is None or now == started
-
-
-def _process_runs_config(pid: int, config_path: Path) -> bool:
-    """Guards against a recycled pid: the process must be a Kafka JVM started with this node's config."""
-    cmdline_path = Path(f"/proc/{pid}/cmdline")
-    if not cmdline_path.parent.exists():
-        return _process_alive(pid)
-    try:
-        arguments = cmdline_path.read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"kafka.Kafka" in arguments and str(config_path).encode() in arguments
-
-
-@contextlib.contextmanager
-def _quiet_kafka_client_logs() -> Iterator[None]:
-    """Readiness probes fail on purpose until the broker is up; their client-side errors are noise."""
-    client_logger = logging.getLogger("kafka")
-    previous = client_logger.level
-    client_logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        client_logger.setLevel(previous)
-
-
-def live_broker_ids(bootstrap_servers: str, timeout: float = 5.0) -> set[int]:
-    """Ids of the unfenced brokers the cluster reports, or an empty set when it cannot be reached."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    timeout_ms = max(1000, int(timeout * 1000))
-    with _quiet_kafka_client_logs():
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers,
-                client_id="rollwatch-broker-launcher",
-                request_timeout_ms=timeout_ms,
-                bootstrap_timeout_ms=timeout_ms,
-            )
-        except (KafkaError, OSError):
-            return set()
-        try:
-            description: dict[str, Any] = admin.describe_cluster()
-        except (KafkaError, OSError):
-            return set()
-        finally:
-            admin.close()
-    return {
-        int(broker["broker_id"])
-        for broker in description.get("brokers", [])
-        if not broker.get("is_fenced", False)
-    }
 
 
 class LocalCluster:

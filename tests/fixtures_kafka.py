@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
-from localbroker.launcher import BrokerError, LocalCluster, find_free_base_port
+from localbroker.launcher import BrokerError, LocalCluster
+from localbroker.nodes import find_free_base_port
 
 #: Another test run may take the ports between the free-port scan and the JVM binding them.
 PORT_RACE_ATTEMPTS = 3

@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 from config.settings import Settings
-from localbroker.launcher import BrokerError, LocalCluster, read_layout
+from localbroker.config import read_layout
+from localbroker.launcher import BrokerError, LocalCluster
 
 EPILOG = textwrap.dedent(
     """\

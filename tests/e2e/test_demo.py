@@ -18,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from localbroker.launcher import find_free_base_port
+from localbroker.nodes import find_free_base_port
 from tests.integration.workers import ROOT
 
 pytestmark = pytest.mark.e2e

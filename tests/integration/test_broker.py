@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from localbroker.launcher import LocalCluster, find_free_base_port
+from localbroker.launcher import LocalCluster
+from localbroker.nodes import find_free_base_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
-from localbroker.launcher import LocalCluster, _process_alive
+from localbroker.launcher import LocalCluster
+from localbroker.nodes import _process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PARENT = """
 import sys, time
 from pathlib import Path
-from localbroker.launcher import LocalCluster, find_free_base_port
+from localbroker.launcher import LocalCluster
+from localbroker.nodes import find_free_base_port
 from config.settings import Settings
 cluster = LocalCluster(Path(sys.argv[1]), base_port=find_free_base_port(), cache_dir=Settings().broker_cache_dir,
                        progress=lambda message: None)

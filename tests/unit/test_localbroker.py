@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from localbroker.launcher import (
-    BrokerError,
-    ClusterLayout,
-    LocalCluster,
-    fetch_jars,
-    find_free_base_port,
-    jar_dir_for,
-    new_cluster_id,
-    owner_alive,
-    owner_record,
-    port_is_free,
-    server_properties,
-)
+from localbroker.config import BrokerError, ClusterLayout, new_cluster_id, server_properties
+from localbroker.launcher import LocalCluster
+from localbroker.nodes import find_free_base_port, owner_alive, owner_record, port_is_free
+from localbroker.toolchain import fetch_jars, jar_dir_for
 
 #: Stands in for `java`: answers -version, "formats" by writing meta.properties, and a broker that
 #: dies at once after logging, so start-up failures can be tested in milliseconds.
@@ -333,7 +324,7 @@ def test_cli_status_of_an_empty_data_dir_says_nothing_runs(
 
 
 def test_cluster_ids_never_start_with_a_dash() -> None:
-    from localbroker.launcher import new_cluster_id
+    from localbroker.config import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(3000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
