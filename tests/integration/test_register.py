@@ -25,6 +25,7 @@ from sinks.register import (
     head_revision,
     migrate,
     open_register,
+    writer,
 )
 
 pytestmark = pytest.mark.integration
@@ -148,14 +149,14 @@ def test_an_alert_delivered_twice_is_stored_once(register: Register) -> None:
 
 def test_a_batch_is_one_transaction(register: Register, monkeypatch: pytest.MonkeyPatch) -> None:
     good, bad = alert(1, Rule.MISSING_NO_DESTINATION), alert(2, Rule.MOVED_OUT_OF_AREA, case_id=None)
-    real = Register._alert_values
+    real = writer.alert_values
 
     def failing(item: Alert) -> dict[str, object]:
         if item.alert_id == bad.alert_id:
             raise RuntimeError("disk full")
         return real(item)
 
-    monkeypatch.setattr(Register, "_alert_values", staticmethod(failing))
+    monkeypatch.setattr(writer, "alert_values", failing)
     with pytest.raises(RuntimeError):
         register.record([good, bad])
 

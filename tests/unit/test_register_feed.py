@@ -155,3 +155,26 @@ def test_the_rules_and_the_register_share_one_definition_of_a_case() -> None:
     assert not cases.holds_case(Rule.MOVED_OUT_OF_AREA, Recipient.CME_OFFICER)
     assert cases.closes_case(Rule.CHILD_LOCATED) and not cases.closes_case(Rule.EHE_NOTIFIED)
     assert cases.action_closes_case(ACTION)
+
+
+def test_closing_a_case_is_checked_before_anything_is_published() -> None:
+    from sinks.register.actions import CloseRefused, closing_action
+    from sinks.register.queries import CaseSummary
+    from sinks.register.schema import CaseStatus
+
+    summary = CaseSummary(
+        case_id=ACTION.case_id, upn=ACTION.upn, child=ALERT.child, holders=("331",), opened_on=date(2025, 3, 4),
+        opening_rule=Rule.MISSING_NO_DESTINATION, status=CaseStatus.OPEN, severity=Severity.HIGH, alert_count=1,
+    )
+    action = closing_action(summary, ACTION.case_id, " On roll in Wales ", "A. Officer", now=lambda: ACTION.at)
+    assert (action.case_id, action.upn, action.action, action.reason, action.by, action.at) == (
+        ACTION.case_id, ACTION.upn, CaseActionType.CLOSE, "On roll in Wales", "A. Officer", ACTION.at,
+    )
+    with pytest.raises(CloseRefused, match="no such case"):
+        closing_action(None, "nope", "why", "who")
+    with pytest.raises(CloseRefused, match="must say something"):
+        closing_action(summary, ACTION.case_id, " ", "who")
+    closed = CaseSummary(**{**{f: getattr(summary, f) for f in summary.__slots__}, "status": CaseStatus.CLOSED,
+                            "closed_by": "rollwatch", "closing_reason": "child located"})
+    with pytest.raises(CloseRefused, match=r"already closed by rollwatch \(child located\)"):
+        closing_action(closed, ACTION.case_id, "why", "who")
