@@ -1,39 +1,8 @@
-"""Webhook delivery of alerts to each LA's case-management system: signed, retried, per-LA, outcome in the register.
+"""Webhook delivery of alerts to each LA's case system: signed, retried per LA, outcome kept in the register.
 
-Each alert in the register with a pending `webhook` delivery is POSTed, as JSON with the Alert fields (the
-replay format's alert object), to the endpoint configured for the alert's LA (`ROLLWATCH_WEBHOOKS`). Every
-request carries three headers:
-
-- `X-Rollwatch-Delivery`: the alert_id. An alert may arrive more than once (a retry after a timeout the
-  receiver had in fact processed); a receiver treats a repeated id as already handled.
-- `X-Rollwatch-Timestamp`: when the request was signed, in whole seconds since the Unix epoch (UTC).
-- `X-Rollwatch-Signature`: `v1=` followed by the lower-case hex HMAC-SHA256, keyed with the LA's shared secret
-  (UTF-8), of the bytes `<timestamp>.<raw request body>` (the timestamp header's digits, one full stop, then
-  the body exactly as received, before any JSON parsing).
-
-How a receiver verifies a request:
-
-1. Read the raw body bytes and the two headers; reject the request if either header is missing.
-2. Reject it if the timestamp is more than 300 seconds away from the receiver's clock (stops replays of an
-   old, captured request).
-3. Compute `hex(HMAC-SHA256(secret, timestamp + "." + body))` and compare it with the header's value after
-   `v1=` using a constant-time comparison (Python: `hmac.compare_digest`); reject on mismatch.
-4. Answer 2xx once the alert is stored. Answer 429 or 503 (with `Retry-After` in seconds if you like) to ask
-   for a later retry; any other 4xx tells Rollwatch the request can never succeed, so it is not retried.
-
-`verify_signature` below does steps 2 and 3 and is the reference implementation.
-
-Retries: a 5xx, a 429, a timeout or a connection failure is retried with exponential backoff and jitter
-(`webhook_backoff_initial` doubling up to `webhook_backoff_max`), a `Retry-After` is honoured (up to
-`webhook_retry_after_max`); other 4xx are not retried. When an alert cannot be delivered (a 4xx, or the
-`webhook_max_attempts` budget spent) it is dead-lettered in the register: its delivery row gets outcome
-`dead_lettered` and the reason in `last_error`, which `rollwatch cases show` displays. The register, not a
-Kafka topic, holds dead letters, because that is where an officer or operator already looks, and the row
-already links the alert, its case and the child.
-
-Isolation: one worker per LA, each holding at most `webhook_batch_size` alerts; a slow or dead endpoint only
-delays that LA's own alerts (which stay in order), never another LA's, and never the alert stream, which
-`rollwatch register sync` consumes independently of delivery.
+The protocol a receiver implements (headers, signature, answers) is the README's "Webhooks into LA case
+systems"; `verify_signature` below is its reference implementation. Each LA has its own delivery loop, so a
+slow or dead endpoint only delays that LA's alerts.
 """
 
 from __future__ import annotations
