@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.request
 import uuid
@@ -540,24 +541,34 @@ def fuzz_settings(bootstrap: str, workdir: Path, partitions: int, store: str, **
 
 def figures_of(sent: Sent, outcome: Outcome, dead_letters: Counter[tuple[str, str]] | None,
                worker_alive: bool, exit_code: int | None) -> list[Figure]:
-    figures = [Figure("messages sent", f"{sent.total:,}", f"in {sent.seconds:,.1f} s; " + ", ".join(
-        f"{name} {count:,}" for name, count in sent.by_mutation.most_common()))]
+    send_rate = sent.total / sent.seconds if sent.seconds > 0 else 0.0
+    figures = [Figure("messages sent", f"{sent.total:,}", f"in {sent.seconds:,.1f} s ({send_rate:,.0f}/s)")]
     books = outcome.books or Books()
     for topic in INPUT_TOPICS:
-        codes = ", ".join(f"{code} {count:,}" for (name, code), count in sorted(books.dead_lettered.items())
-                          if name == topic and count)
         figures.append(Figure(
             topic, f"sent {sent.by_topic[topic]:,}, consumed {books.consumed[topic]:,}, applied "
             f"{books.applied[topic]:,}, dead-lettered {books.dead_lettered_on(topic):,}",
-            f"by code: {codes or 'none'}",
         ))
     if dead_letters is not None:
         figures.append(Figure("dead letters on the .dlq topics", f"{sum(dead_letters.values()):,}"))
     consumed = sum(books.consumed.values())
     rate = consumed / outcome.seconds if outcome.seconds > 0 else 0.0
-    figures.append(Figure("worker drain", f"{outcome.seconds:,.1f} s", f"{rate:,.0f} records/s from the first send"))
+    figures.append(Figure("wall time, first send to all consumed", f"{outcome.seconds:,.1f} s",
+                          f"{rate:,.0f} records/s"))
     figures.append(Figure("worker alive at the end", "yes" if worker_alive else f"NO (exit code {exit_code})"))
     return figures
+
+
+def breakdown(sent: Sent, books: Books | None) -> str:
+    """Messages sent by mutation and dead letters by topic and code, wrapped for a terminal."""
+    mutations = ", ".join(f"{name} {count:,}" for name, count in sent.by_mutation.most_common())
+    sections = [("messages by mutation", mutations)]
+    letters = sorted((books or Books()).dead_lettered.items())
+    for topic in INPUT_TOPICS:
+        codes = ", ".join(f"{code} {count:,}" for (name, code), count in letters if name == topic and count)
+        sections.append((f"{topic} dead letters by code", codes or "none"))
+    return "\n".join(textwrap.fill(text, 110, initial_indent=f"{title}: ", subsequent_indent="    ")
+                     for title, text in sections)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -612,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Rollwatch fuzz ({args.records:,} messages, seed {args.seed}, {args.partitions} partitions, "
               f"{args.store} store, exactly_once; {os.cpu_count()} cores)")
         print(render_table(figures_of(sent, outcome, dead_letters, alive, exit_code)))
+        print(breakdown(sent, outcome.books))
         if not alive:
             print(f"\nTHE WORKER DIED (exit code {exit_code}). The end of its log ({worker.log_path}):")
             print(worker.log_tail(6000))
