@@ -14,7 +14,6 @@ import faust
 
 from config.settings import Settings
 from processors.records import INPUT_TOPICS
-from sinks.kafka import RecordOutbox
 from streams.app import create_app
 
 FORWARD_TOPIC_VARIABLE = "BENCH_FORWARD_TOPIC"
@@ -29,8 +28,7 @@ def build_bare_agent(settings: Settings, forward_topic: str) -> faust.App:
         partitions=settings.topic_partitions,
     )
 
-    outbox = RecordOutbox(app)
-    app.before_commit.append(outbox.send_pending)
+    outbox = app.outbox
 
     @app.agent(inputs, concurrency=1, name="forward-records")
     async def forward_records(stream: faust.StreamT[bytes]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from processors.records import Alert, DeadLetter
@@ -13,6 +14,17 @@ class AlertSink(Protocol):
 
 class DeadLetterSink(Protocol):
     async def send(self, letter: DeadLetter, key: bytes | None) -> None: ...
+
+
+class Outbox(Protocol):
+    """Where the Kafka sinks stage an input record's messages, to be sent together with its state."""
+
+    @property
+    def known_topics(self) -> Collection[str]:
+        """Full names of output topics known to exist already, which need not be declared."""
+        ...
+
+    def stage(self, topic: str, key: bytes | None, value: bytes | None) -> None: ...
 
 
 class MemoryAlertSink:

@@ -71,31 +71,13 @@ class StopDeadline:
         self.exit_process(STOP_TIMEOUT_EXIT_CODE)
 
 
-def worker_class(deadline: StopDeadline) -> type[Any]:
-    """A faust.Worker that starts `deadline` as soon as it begins to stop: on SIGTERM, SIGINT or a crash."""
-    import faust
-
-    class RollwatchWorker(faust.Worker):
-        def _on_sigterm(self) -> None:
-            deadline.start("SIGTERM")
-            super()._on_sigterm()
-
-        def _on_sigint(self) -> None:
-            deadline.start("SIGINT")
-            super()._on_sigint()
-
-        def on_worker_shutdown(self) -> None:
-            deadline.start("the worker beginning to stop")
-            super().on_worker_shutdown()
-
-    return RollwatchWorker
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from config.rules import build_rule_config
     from replay.run import relax_garbage_collection
+    from streams.runtime.stopping import worker_class
+    from streams.tables import discard_local_tables
     from streams.topics import ensure_worker_topics
-    from streams.worker import build_worker, discard_local_tables
+    from streams.worker import build_worker
 
     topics = ensure_worker_topics(settings)
     relax_garbage_collection()

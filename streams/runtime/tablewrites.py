@@ -9,7 +9,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.streams import current_event
 from faust.types import TableT
 
-from sinks.kafka import Delivered, RecordOutbox
+from streams.runtime.outbox import Delivered, RecordOutbox
 
 
 class ChangelogWrites:

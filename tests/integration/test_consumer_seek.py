@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
-from streams.app import seek_to_committed_or_start
+from streams.runtime.consumer import seek_to_committed_or_start
 from tests.integration.test_outbox_metadata import create_topics
 
 

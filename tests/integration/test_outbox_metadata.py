@@ -8,7 +8,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from sinks.kafka import Staged, keep_in_metadata
+from streams.runtime.outbox import Staged, keep_in_metadata
 
 
 def create_topics(bootstrap: str, *names: str) -> None:

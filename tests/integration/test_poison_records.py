@@ -17,8 +17,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from config.settings import Settings
 from processors.records import Alert, ClockTick, DeadLetter, Ground, Rule
 from schemas.codec import SINGLE_OBJECT_MARKER, AvroCodec, load_schema, schema_fingerprint
+from streams.handler import DEADLINE_CHECK_FAILED
 from streams.topics import ensure_worker_topics
-from streams.worker import DEADLINE_CHECK_FAILED
 from tests.integration.workers import WorkerProcess
 from tests.unit.test_validation import REMOVED
 

@@ -20,7 +20,7 @@ from schemas.errors import CodecError, CodecErrorCode
 from schemas.jsonfields import record_to_json, record_to_line, topic_of
 from schemas.jsonformat import parse_line
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
-from streams.worker import RECORD_TYPES, RecordHandler
+from streams.handler import RECORD_TYPES, RecordHandler
 from tests.scenarios.builder import COV_A, UNKNOWN, added, removed, upn
 
 CODEC = AvroCodec()

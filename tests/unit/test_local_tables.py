@@ -6,7 +6,7 @@ from pathlib import Path
 
 from config.settings import Settings
 from streams.app import RollwatchApp, create_app
-from streams.worker import discard_local_tables
+from streams.tables import discard_local_tables
 
 
 def left_by_an_earlier_run(settings: Settings) -> tuple[RollwatchApp, Path]:

@@ -28,13 +28,8 @@ from sinks.metrics import (
     PartitionState,
     date_as_unix_time,
 )
-from streams.worker import (
-    RECORD_TYPES,
-    MemoryPartitionCounts,
-    PartitionTotals,
-    RecordHandler,
-    TablePartitionCounts,
-)
+from streams.handler import RECORD_TYPES, RecordHandler
+from streams.tables import MemoryPartitionCounts, PartitionTotals, TablePartitionCounts
 from tests.scenarios.builder import Scenario
 from tests.scenarios.catalogue import SCENARIOS
 from tests.unit.test_record_handler import MISSING, topic_for

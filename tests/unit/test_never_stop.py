@@ -21,9 +21,9 @@ from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineInd
 from schemas.codec import AvroCodec
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
 from sinks.metrics import MemoryMetrics, Metrics
+from streams.handler import DEADLINE_CHECK_FAILED, RECORD_TYPES, RecordHandler
 from streams.runtime.tablewrites import ChangelogWrites
 from streams.statecodec import decode_state
-from streams.worker import DEADLINE_CHECK_FAILED, RECORD_TYPES, RecordHandler
 from tests.unit.test_outbox import Event, FakeProducer, fake_table, outbox_with
 from tests.unit.test_validation import REMOVED
 

@@ -14,8 +14,9 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from config.settings import Settings
-from sinks.kafka import DeliveryFailed, RecordOutbox, _TopicCache
+from sinks.kafka import _TopicCache
 from streams.app import create_app
+from streams.runtime.outbox import DeliveryFailed, RecordOutbox
 from streams.runtime.tablewrites import ChangelogWrites
 
 TRANSACTION = "rollwatch-0-2"

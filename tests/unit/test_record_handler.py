@@ -28,7 +28,7 @@ from processors.timeline import memory_timeline
 from processors.validation import ProblemCode
 from schemas.codec import AvroCodec
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
-from streams.worker import RECORD_TYPES, RecordHandler
+from streams.handler import RECORD_TYPES, RecordHandler
 from tests.unit.test_validation import REMOVED, WIRE_BAD_RECORDS
 
 CODEC = AvroCodec()

@@ -15,13 +15,9 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from config.settings import Settings
-from streams.app import (
-    RevocationSafeTransactionManager,
-    WorkerConsumerThread,
-    create_app,
-    drain,
-    seek_to_committed_or_start,
-)
+from streams.app import create_app
+from streams.runtime.consumer import WorkerConsumerThread, seek_to_committed_or_start
+from streams.runtime.transactions import RevocationSafeTransactionManager, drain
 
 
 class SlowBuffer(ProducerBuffer):
@@ -84,7 +80,7 @@ class RecordingProducer:
 
 
 def manager_for(
-    producer: RecordingProducer, crashes: list[BaseException], before_commit: list[Any] | None = None
+    producer: RecordingProducer, crashes: list[BaseException], send_pending: Any = None
 ) -> RevocationSafeTransactionManager:
     async def crash(reason: BaseException) -> None:
         crashes.append(reason)
@@ -93,13 +89,15 @@ def manager_for(
         conf=SimpleNamespace(id="rollwatch"),
         assignor=SimpleNamespace(group_for_topic=lambda _topic: 0),
         crash=crash,
-        before_commit=before_commit or [],
     )
-    return RevocationSafeTransactionManager(
+    manager = RevocationSafeTransactionManager(
         SimpleNamespace(app=app),  # type: ignore[arg-type]
         consumer=SimpleNamespace(),  # type: ignore[arg-type]
         producer=producer,  # type: ignore[arg-type]
     )
+    if send_pending is not None:
+        manager.hooks = SimpleNamespace(send_pending=send_pending)  # type: ignore[assignment]
+    return manager
 
 
 async def test_commit_starts_only_after_queued_table_writes_have_gone() -> None:
@@ -144,7 +142,7 @@ async def test_each_partition_sends_what_waits_for_it_before_it_commits() -> Non
     async def send_pending(transactional_id: str) -> None:
         pending_sent.append((transactional_id, len(producer.committed)))
 
-    manager = manager_for(producer, [], [send_pending])
+    manager = manager_for(producer, [], send_pending)
     await manager.commit({TP("roll.events", 0): 1, TP("roll.events", 1): 1})
 
     # every partition's held-back sends ran before any transaction was committed
@@ -438,11 +436,12 @@ async def test_offsets_are_committed_without_a_transaction_only_once_sent_messag
     monkeypatch.setattr(consumer, "_commit", commit_to_kafka)
     monkeypatch.setattr(consumer, "assignment", lambda: {tp})
     monkeypatch.setattr(app.producer, "flush", lambda: asyncio.sleep(0))
-    app.before_commit_offsets.append(lost)
+    assert consumer.hooks is app.outbox  # installed by the app factory
+    monkeypatch.setattr(app.outbox, "confirm_sent", lost)
     with pytest.raises(RuntimeError, match="lost"):
         await consumer._commit_offsets({tp: 41})
     assert committed == []
 
-    app.before_commit_offsets[:] = [lambda: asyncio.sleep(0)]
+    monkeypatch.setattr(app.outbox, "confirm_sent", lambda: asyncio.sleep(0))
     assert await consumer._commit_offsets({tp: 41})
     assert committed == [{tp: 41}]
