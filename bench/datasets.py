@@ -9,14 +9,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from rollwatch_client.publisher import InputPublisher
-
 from cli.commands.publish import connection_of
 from config.settings import Settings
 from generator.generate import generate_lines
 from generator.options import GeneratorOptions
 from processors.identifiers import upn_check_letter
 from processors.records import Child, EventType, Ground, InputRecord, RollEvent, School
+from rollwatch_client.publisher import InputPublisher
 from schemas.jsonformat import parse_line
 
 #: Two school years give each child several records, as a year of live traffic would.

@@ -279,9 +279,8 @@ class BenchRun:
     # ----- latency
 
     def latency(self, *, broker_warm: bool) -> LatencyResult:
-        from rollwatch_client.publisher import InputPublisher
-
         from cli.commands.publish import connection_of
+        from rollwatch_client.publisher import InputPublisher
         from streams.topics import ensure_worker_topics
 
         settings = self.settings("latency", "bench.latency.")

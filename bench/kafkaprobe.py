@@ -11,12 +11,12 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
-from rollwatch_client.ordering import AppliedOffsets
 
 from cli.commands.publish import connection_of
 from config.kafka import client_options
 from config.settings import Settings
 from processors.records import INPUT_TOPICS
+from rollwatch_client.ordering import AppliedOffsets
 
 
 def input_partitions(settings: Settings) -> list[TopicPartition]:

@@ -26,7 +26,6 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
-from rollwatch_client.ordering import AppliedOffsets
 
 from bench.kafkaprobe import end_offsets, input_partitions
 from bench.processes import ROOT, ChildProcess, ProcessGroup, free_port
@@ -35,6 +34,7 @@ from cli.commands.publish import connection_of
 from config.settings import Settings
 from localbroker.launcher import LocalCluster
 from processors.records import CLOCK_TICKS, Alert
+from rollwatch_client.ordering import AppliedOffsets
 from schemas.codec import AvroCodec
 from schemas.jsonfields import alert_to_json
 from streams.topics import ensure_worker_topics

@@ -39,6 +39,13 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from kafka.errors import KafkaError
+from tqdm import tqdm
+
+from config.kafka import network_options
+from config.settings import Settings
+from processors.failures import UNPROCESSABLE, describe_error
+from processors.records import InputRecord
+from processors.validation import validate
 from rollwatch_client.connection import KafkaConnection
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender, OrderingTimeout
 from rollwatch_client.publisher import (
@@ -51,13 +58,6 @@ from rollwatch_client.publisher import (
     check_csv_header,
     roll_event_from_csv_row,
 )
-from tqdm import tqdm
-
-from config.kafka import network_options
-from config.settings import Settings
-from processors.failures import UNPROCESSABLE, describe_error
-from processors.records import InputRecord
-from processors.validation import validate
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line
 from streams.topics import TopicLayoutError, ensure_input_topics

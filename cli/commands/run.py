@@ -229,14 +229,13 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     # `kill <pid>` (a service manager, a CI timeout) then stops everything as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
-    from rollwatch_client.ordering import AppliedOffsets, OrderedSender
-    from rollwatch_client.publisher import InputPublisher
-
     from cli.commands.publish import connection_of
     from generator.generate import generate_lines
     from generator.options import WEST_MIDLANDS, GeneratorOptions
     from localbroker.launcher import BrokerError, LocalCluster
     from processors.records import ClockTick
+    from rollwatch_client.ordering import AppliedOffsets, OrderedSender
+    from rollwatch_client.publisher import InputPublisher
     from schemas.jsonformat import parse_line
     from sinks.register import create_register_engine, migrate
     from streams.topics import ensure_worker_topics

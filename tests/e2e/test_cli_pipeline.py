@@ -140,8 +140,8 @@ def test_a_case_closed_through_the_cli_changes_what_the_worker_does_next(
     running_worker: Settings, tmp_path: Path
 ) -> None:
     from kafka.structs import TopicPartition
-    from rollwatch_client.ordering import AppliedOffsets
 
+    from rollwatch_client.ordering import AppliedOffsets
     from tests.scenarios.builder import COV_A, COV_B, UNKNOWN, added, removed, upn
 
     register = {"database_url": f"sqlite:///{tmp_path / 'register.db'}", "register_group": f"reg-{uuid.uuid4()}"}

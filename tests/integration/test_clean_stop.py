@@ -11,14 +11,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from rollwatch_client.ordering import AppliedOffsets, OrderedSender
-from rollwatch_client.publisher import InputPublisher
 
 from cli.commands.publish import connection_of
 from cli.commands.worker import STOP_TIMEOUT_EXIT_CODE
 from config.settings import Settings
 from localbroker.launcher import LocalCluster
 from processors.records import ClockTick
+from rollwatch_client.ordering import AppliedOffsets, OrderedSender
+from rollwatch_client.publisher import InputPublisher
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
 

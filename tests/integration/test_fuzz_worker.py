@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz import (
-    Mutation,
-    Mutator,
-    dead_letters_on_topics,
-    mismatches,
-    seed_records,
-    send,
-    wait_until_consumed,
-)
+from bench.fuzz import dead_letters_on_topics, mismatches, send, wait_until_consumed
+from bench.mutations import Mutation, Mutator, seed_records
 from bench.processes import free_port
 from config.settings import Settings
 from processors.records import ROLL_EVENTS

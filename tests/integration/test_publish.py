@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-from rollwatch_client.publisher import InputPublisher
 
 from cli.commands.publish import connection_of
 from cli.main import main
@@ -31,6 +30,7 @@ from processors.records import (
     RollEvent,
     SafeguardingStatus,
 )
+from rollwatch_client.publisher import InputPublisher
 from schemas.codec import AvroCodec
 from schemas.jsonfields import record_to_line
 from schemas.jsonformat import parse_line

@@ -16,8 +16,6 @@ import pytest
 from kafka import KafkaConsumer
 from rocksdict import Options as RocksOptions
 from rocksdict import Rdict
-from rollwatch_client.ordering import AppliedOffsets, OrderedSender
-from rollwatch_client.publisher import InputPublisher
 
 from bench.datasets import removal_without_destination
 from cli.commands.publish import connection_of
@@ -29,6 +27,8 @@ from processors.config import RuleConfig
 from processors.records import Alert, RollEvent
 from processors.timeline import MemoryChildStore, MemoryClock, MemoryDeadlineIndex, Timeline
 from replay.run import replay
+from rollwatch_client.ordering import AppliedOffsets, OrderedSender
+from rollwatch_client.publisher import InputPublisher
 from schemas.codec import AvroCodec
 from schemas.jsonfields import alert_to_json
 from schemas.jsonformat import parse_line

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 
 from cli.commands.publish import connection_of
 from config.settings import Settings
@@ -20,6 +19,7 @@ from processors.config import RuleConfig
 from processors.records import CLOCK_TICKS, Alert
 from processors.timeline import memory_timeline
 from replay.run import replay
+from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from schemas.jsonfields import alert_to_json

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.errors import KafkaConnectionError
-from rollwatch_client.publisher import CSV_COLUMNS, check_csv_header, roll_event_from_csv_row, roll_events_to_csv
 
 from cli.commands.publish import Reject, scan_file, write_rejects
 from cli.main import main
@@ -26,6 +25,7 @@ from processors.records import ClockTick
 from processors.timeline import memory_timeline
 from replay.parallel import parallel_replay, shard_of
 from replay.run import ReplayStats, replay
+from rollwatch_client.publisher import CSV_COLUMNS, check_csv_header, roll_event_from_csv_row, roll_events_to_csv
 from schemas.errors import CodecError
 from schemas.jsonformat import alert_to_line, parse_line, parse_line_by_fields
 from tests.scenarios.catalogue import SCENARIOS

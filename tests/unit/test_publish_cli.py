@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cli.commands.publish import connection_of, scan_file, write_rejects
+from cli.main import main
+from config.settings import Settings
+from processors.identifiers import ProblemCode
+from processors.records import ClockTick, InputRecord, RollEvent
 from rollwatch_client.connection import KafkaConnection
 from rollwatch_client.publisher import (
     CSV_COLUMNS,
@@ -18,12 +24,6 @@ from rollwatch_client.publisher import (
     roll_event_to_csv_row,
     roll_events_to_csv,
 )
-
-from cli.commands.publish import connection_of, scan_file, write_rejects
-from cli.main import main
-from config.settings import Settings
-from processors.identifiers import ProblemCode
-from processors.records import ClockTick, InputRecord, RollEvent
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line
 from tests.shared import SHARED_SCENARIOS
