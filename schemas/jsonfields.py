@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from processors.records import (
@@ -17,30 +18,18 @@ from processors.records import (
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     Alert,
-    AlertChild,
     CaseAction,
-    CaseActionType,
-    Child,
     ClockTick,
-    Destination,
-    DestinationKind,
-    EHEMethod,
     EHENotification,
-    EventType,
-    Ground,
     InputRecord,
-    Recipient,
     RollEvent,
-    Rule,
     SafeguardingStatus,
-    School,
-    Severity,
-    SocialWorker,
 )
 from schemas.errors import CodecError, CodecErrorCode
+from schemas.mapping import from_fields, load_schema, schema_name, to_fields
 
 JsonObject = dict[str, Any]
-E = TypeVar("E", bound=StrEnum)
+E = TypeVar("E", bound=str)
 
 _ZERO_OFFSET = timedelta(0)
 
@@ -97,14 +86,6 @@ def _string(obj: JsonObject, key: str, context: str, path: str) -> str:
         raise _missing(context, path, key)
     raise _bad(context, path, key, "must be a string")
 
-
-def _optional_string(obj: JsonObject, key: str, context: str, path: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return value
-    if type(value) is str:
-        return _text(value, key, context, path)
-    raise _bad(context, path, key, "must be a string or null")
 
 
 def _boolean(obj: JsonObject, key: str, context: str, path: str) -> bool:
@@ -164,134 +145,108 @@ def _symbol(obj: JsonObject, key: str, symbols: Mapping[str, E], context: str, p
     raise _bad(context, path, key, f"must be one of {', '.join(symbols)}")
 
 
-def _optional_symbol(obj: JsonObject, key: str, symbols: Mapping[str, E], context: str, path: str) -> E | None:
-    if obj.get(key) is None:
-        return None
-    return _symbol(obj, key, symbols, context, path)
 
-
-def _symbols(enum_type: type[E]) -> dict[str, E]:
-    return {member.value: member for member in enum_type}
-
-
-_EVENT_TYPES = _symbols(EventType)
-_GROUNDS = _symbols(Ground)
-_DESTINATION_KINDS = _symbols(DestinationKind)
-_EHE_METHODS = _symbols(EHEMethod)
-_RULES = _symbols(Rule)
-_RECIPIENTS = _symbols(Recipient)
-_SEVERITIES = _symbols(Severity)
-_CASE_ACTION_TYPES = _symbols(CaseActionType)
-
-def _roll_event_from_json(value: JsonObject) -> RollEvent:
-    ctx = ROLL_EVENTS
-    child = _object(value, "child", ctx, "")
-    school = _object(value, "school", ctx, "")
-    destination = _optional_object(value, "destination", ctx, "")
-    standard_transition = value.get("standard_transition")
-    return RollEvent(
-        event_id=_string(value, "event_id", ctx, ""),
-        event_type=_symbol(value, "event_type", _EVENT_TYPES, ctx, ""),
-        upn=_string(value, "upn", ctx, ""),
-        child=Child(
-            forename=_string(child, "forename", ctx, "child."),
-            surname=_string(child, "surname", ctx, "child."),
-            date_of_birth=_date(child, "date_of_birth", ctx, "child."),
-            postcode=_optional_string(child, "postcode", ctx, "child."),
-        ),
-        school=School(
-            urn=_string(school, "urn", ctx, "school."),
-            laestab=_string(school, "laestab", ctx, "school."),
-            name=_string(school, "name", ctx, "school."),
-            special=_boolean(school, "special", ctx, "school."),
-        ),
-        effective_date=_date(value, "effective_date", ctx, ""),
-        recorded_at=_timestamp(value, "recorded_at", ctx, ""),
-        source_system=_string(value, "source_system", ctx, ""),
-        ground=_optional_symbol(value, "ground", _GROUNDS, ctx, ""),
-        destination=None if destination is None else _destination_from_json(destination),
-        standard_transition=False if standard_transition is None else _boolean(value, "standard_transition", ctx, ""),
-    )
-
-
-def _destination_from_json(destination: JsonObject) -> Destination:
-    ctx = ROLL_EVENTS
-    return Destination(
-        kind=_symbol(destination, "kind", _DESTINATION_KINDS, ctx, "destination."),
-        school_urn=_optional_string(destination, "school_urn", ctx, "destination."),
-        school_laestab=_optional_string(destination, "school_laestab", ctx, "destination."),
-        la_code=_optional_string(destination, "la_code", ctx, "destination."),
-    )
-
-
-def _ehe_notification_from_json(value: JsonObject) -> EHENotification:
-    ctx = EHE_NOTIFICATIONS
-    return EHENotification(
-        notification_id=_string(value, "notification_id", ctx, ""),
-        upn=_string(value, "upn", ctx, ""),
-        la_code=_string(value, "la_code", ctx, ""),
-        method=_symbol(value, "method", _EHE_METHODS, ctx, ""),
-        received_on=_date(value, "received_on", ctx, ""),
-        school_urn=_optional_string(value, "school_urn", ctx, ""),
-    )
-
-
-def _safeguarding_status_from_json(value: JsonObject) -> SafeguardingStatus:
-    ctx = SAFEGUARDING_STATUS
-    worker = _optional_object(value, "social_worker", ctx, "")
-    return SafeguardingStatus(
-        upn=_string(value, "upn", ctx, ""),
-        la_code=_string(value, "la_code", ctx, ""),
-        child_protection_plan=_boolean(value, "child_protection_plan", ctx, ""),
-        looked_after=_boolean(value, "looked_after", ctx, ""),
-        school_attendance_order=_boolean(value, "school_attendance_order", ctx, ""),
-        updated_at=_timestamp(value, "updated_at", ctx, ""),
-        social_worker=None
-        if worker is None
-        else SocialWorker(
-            name=_string(worker, "name", ctx, "social_worker."),
-            email=_string(worker, "email", ctx, "social_worker."),
-        ),
-    )
-
-
-def _clock_tick_from_json(value: JsonObject) -> ClockTick:
-    return ClockTick(today=_date(value, "today", CLOCK_TICKS, ""))
-
-
-def _case_action_from_json(value: JsonObject) -> CaseAction:
-    ctx = CASE_ACTIONS
-    return CaseAction(
-        action_id=_string(value, "action_id", ctx, ""),
-        upn=_string(value, "upn", ctx, ""),
-        case_id=_string(value, "case_id", ctx, ""),
-        action=_symbol(value, "action", _CASE_ACTION_TYPES, ctx, ""),
-        reason=_string(value, "reason", ctx, ""),
-        by=_string(value, "by", ctx, ""),
-        at=_timestamp(value, "at", ctx, ""),
-    )
-
-
-_PARSERS: Mapping[str, Callable[[JsonObject], InputRecord]] = {
-    ROLL_EVENTS: _roll_event_from_json,
-    EHE_NOTIFICATIONS: _ehe_notification_from_json,
-    SAFEGUARDING_STATUS: _safeguarding_status_from_json,
-    CLOCK_TICKS: _clock_tick_from_json,
-    CASE_ACTIONS: _case_action_from_json,
+_TOPIC_RECORDS: Mapping[str, type[InputRecord]] = {
+    ROLL_EVENTS: RollEvent,
+    EHE_NOTIFICATIONS: EHENotification,
+    SAFEGUARDING_STATUS: SafeguardingStatus,
+    CLOCK_TICKS: ClockTick,
+    CASE_ACTIONS: CaseAction,
 }
+_RECORD_TOPICS: Mapping[type, str] = {record_type: topic for topic, record_type in _TOPIC_RECORDS.items()}
+
+
+#: Each record's schema, which says what its fields are.
+_SCHEMAS: Mapping[type, JsonObject] = {
+    record_type: load_schema(schema_name(record_type)) for record_type in (*_TOPIC_RECORDS.values(), Alert)
+}
+
+
+# The Avro schemas say what each field is; the JSON form follows them: a date is `YYYY-MM-DD`, a timestamp
+# ISO-8601, an enum its symbol, an optional field omitted or null. Reading checks each field with the readers
+# above (so every refusal names its field) and hands the fields to schemas.mapping, which builds the record.
+
+
+def _read_field(obj: JsonObject, field: JsonObject, context: str, path: str) -> Any:
+    key = field["name"]
+    kind = field["type"]
+    optional = isinstance(kind, list)
+    if optional:
+        kind = next(branch for branch in kind if branch != "null")
+        if obj.get(key) is None:
+            return None
+    elif obj.get(key) is None and "default" in field:
+        return field["default"]
+    if kind == "string":
+        return _string(obj, key, context, path)
+    if kind == "boolean":
+        return _boolean(obj, key, context, path)
+    if kind.get("logicalType") == "date":
+        return _date(obj, key, context, path)
+    if kind.get("logicalType", "").startswith("timestamp"):
+        return _timestamp(obj, key, context, path)
+    if kind["type"] == "enum":
+        return _symbol(obj, key, _enum_symbols(tuple(kind["symbols"])), context, path)
+    if kind["type"] == "array":
+        items = obj.get(key)
+        if items is None:
+            raise _missing(context, path, key)
+        if type(items) is not list or not all(type(item) is str for item in items):
+            raise _bad(context, path, key, "must be a list of strings")
+        return items
+    nested = _optional_object(obj, key, context, path) if optional else _object(obj, key, context, path)
+    return _read_record(nested or {}, kind, context, f"{path}{key}.")
+
+
+@cache
+def _enum_symbols(symbols: tuple[str, ...]) -> dict[str, str]:
+    return {symbol: symbol for symbol in symbols}
+
+
+def _read_record(obj: JsonObject, schema: JsonObject, context: str, path: str) -> JsonObject:
+    return {field["name"]: _read_field(obj, field, context, path) for field in schema["fields"]}
+
+
+def _write_record(fields: JsonObject, schema: JsonObject, keep_nulls: bool) -> JsonObject:
+    result: JsonObject = {}
+    for field in schema["fields"]:
+        key = field["name"]
+        value = fields[key]
+        if value is None:
+            if keep_nulls:
+                result[key] = None
+            continue
+        kind = field["type"]
+        if isinstance(kind, list):
+            kind = next(branch for branch in kind if branch != "null")
+        if isinstance(kind, str):
+            result[key] = value
+        elif kind.get("logicalType") == "date":
+            result[key] = value.isoformat()
+        elif kind.get("logicalType", "").startswith("timestamp"):
+            result[key] = _timestamp_text(value, key)
+        elif kind["type"] == "enum":
+            result[key] = value.value if isinstance(value, StrEnum) else value
+        elif kind["type"] == "array":
+            result[key] = list(value)
+        else:
+            # A nested record, perhaps in fastavro's (branch name, fields) notation for an optional one.
+            result[key] = _write_record(value[1] if isinstance(value, tuple) else value, kind, keep_nulls)
+    return result
 
 
 def record_from_json(topic: str, value: Any) -> InputRecord:
     """The input record of `topic` whose plain-JSON form is `value` (the inverse of `record_to_json`)."""
-    parser = _PARSERS.get(topic)
-    if parser is None:
+    record_type = _TOPIC_RECORDS.get(topic)
+    if record_type is None:
         raise CodecError(
             CodecErrorCode.UNKNOWN_TOPIC,
-            f"topic {topic[:80]!r} is not an input topic; use one of {', '.join(_PARSERS)}",
+            f"topic {topic[:80]!r} is not an input topic; use one of {', '.join(_TOPIC_RECORDS)}",
         )
     if type(value) is not dict:
         raise CodecError(CodecErrorCode.BAD_JSON, f"the {topic} 'value' must be a JSON object")
-    return parser(value)
+    return cast(InputRecord, from_fields(record_type, _read_record(value, _SCHEMAS[record_type], topic, "")))
+
 
 def _timestamp_text(value: datetime, field_name: str) -> str:
     offset = value.utcoffset()
@@ -305,180 +260,42 @@ def _timestamp_text(value: datetime, field_name: str) -> str:
     return value.isoformat()
 
 
-def _roll_event_to_json(event: RollEvent) -> JsonObject:
-    child = event.child
-    school = event.school
-    child_json: JsonObject = {
-        "forename": child.forename,
-        "surname": child.surname,
-        "date_of_birth": child.date_of_birth.isoformat(),
-    }
-    if child.postcode is not None:
-        child_json["postcode"] = child.postcode
-    result: JsonObject = {
-        "event_id": event.event_id,
-        "event_type": event.event_type.value,
-        "upn": event.upn,
-        "child": child_json,
-        "school": {
-            "urn": school.urn,
-            "laestab": school.laestab,
-            "name": school.name,
-            "special": school.special,
-        },
-        "effective_date": event.effective_date.isoformat(),
-        "recorded_at": _timestamp_text(event.recorded_at, "recorded_at"),
-        "standard_transition": event.standard_transition,
-        "source_system": event.source_system,
-    }
-    if event.ground is not None:
-        result["ground"] = event.ground.value
-    destination = event.destination
-    if destination is not None:
-        destination_json: JsonObject = {"kind": destination.kind.value}
-        if destination.school_urn is not None:
-            destination_json["school_urn"] = destination.school_urn
-        if destination.school_laestab is not None:
-            destination_json["school_laestab"] = destination.school_laestab
-        if destination.la_code is not None:
-            destination_json["la_code"] = destination.la_code
-        result["destination"] = destination_json
-    return result
-
-
-def _ehe_notification_to_json(notification: EHENotification) -> JsonObject:
-    result: JsonObject = {
-        "notification_id": notification.notification_id,
-        "upn": notification.upn,
-        "la_code": notification.la_code,
-        "method": notification.method.value,
-        "received_on": notification.received_on.isoformat(),
-    }
-    if notification.school_urn is not None:
-        result["school_urn"] = notification.school_urn
-    return result
-
-
-def _safeguarding_status_to_json(status: SafeguardingStatus) -> JsonObject:
-    result: JsonObject = {
-        "upn": status.upn,
-        "la_code": status.la_code,
-        "child_protection_plan": status.child_protection_plan,
-        "looked_after": status.looked_after,
-        "school_attendance_order": status.school_attendance_order,
-    }
-    if status.social_worker is not None:
-        result["social_worker"] = {"name": status.social_worker.name, "email": status.social_worker.email}
-    result["updated_at"] = _timestamp_text(status.updated_at, "updated_at")
-    return result
-
-
-def _clock_tick_to_json(tick: ClockTick) -> JsonObject:
-    return {"today": tick.today.isoformat()}
-
-
-def _case_action_to_json(action: CaseAction) -> JsonObject:
-    return {
-        "action_id": action.action_id,
-        "upn": action.upn,
-        "case_id": action.case_id,
-        "action": action.action.value,
-        "reason": action.reason,
-        "by": action.by,
-        "at": _timestamp_text(action.at, "at"),
-    }
-
-
-_TOPICS_AND_WRITERS: Mapping[type, tuple[str, Callable[[Any], JsonObject]]] = {
-    RollEvent: (ROLL_EVENTS, _roll_event_to_json),
-    EHENotification: (EHE_NOTIFICATIONS, _ehe_notification_to_json),
-    SafeguardingStatus: (SAFEGUARDING_STATUS, _safeguarding_status_to_json),
-    ClockTick: (CLOCK_TICKS, _clock_tick_to_json),
-    CaseAction: (CASE_ACTIONS, _case_action_to_json),
-}
-
-
-def _topic_and_writer(record: object) -> tuple[str, Callable[[Any], JsonObject]]:
-    entry = _TOPICS_AND_WRITERS.get(type(record))
-    if entry is None:
+def topic_of(record: InputRecord) -> str:
+    """The input topic a record belongs on."""
+    topic = _RECORD_TOPICS.get(type(record))
+    if topic is None:
         raise CodecError(
             CodecErrorCode.WRONG_RECORD_TYPE,
             f"a {type(record).__name__} is not an input record; expected RollEvent, EHENotification, "
             "SafeguardingStatus, ClockTick or CaseAction",
         )
-    return entry
-
-
-def topic_of(record: InputRecord) -> str:
-    """The input topic a record belongs on."""
-    return _topic_and_writer(record)[0]
+    return topic
 
 
 def record_to_json(record: InputRecord) -> JsonObject:
-    """The plain-JSON form of an input record: None optionals omitted, keys in a fixed order."""
-    return _topic_and_writer(record)[1](record)
+    """The plain-JSON form of an input record: None optionals omitted, keys in the schema's order."""
+    topic_of(record)
+    return _write_record(to_fields(record), _SCHEMAS[type(record)], keep_nulls=False)
 
 
 def record_to_line(topic: str, record: InputRecord) -> str:
     """One replay line for `record` on `topic` (the inverse of `parse_line`), without a newline."""
-    expected_topic, writer = _topic_and_writer(record)
+    expected_topic = topic_of(record)
     if topic != expected_topic:
         raise CodecError(
             CodecErrorCode.WRONG_RECORD_TYPE,
             f"a {type(record).__name__} belongs on {expected_topic}, not {topic[:80]!r}",
         )
-    return json.dumps({"topic": topic, "value": writer(record)}, ensure_ascii=False)
+    return json.dumps({"topic": topic, "value": record_to_json(record)}, ensure_ascii=False)
 
 
 def alert_to_json(alert: Alert) -> JsonObject:
     """The plain-JSON form of an alert, every field present (case_id null when there is no case)."""
-    child = alert.child
-    return {
-        "alert_id": alert.alert_id,
-        "rule": alert.rule.value,
-        "recipient": alert.recipient.value,
-        "la_code": alert.la_code,
-        "severity": alert.severity.value,
-        "upn": alert.upn,
-        "child": {
-            "forename": child.forename,
-            "surname": child.surname,
-            "date_of_birth": child.date_of_birth.isoformat(),
-        },
-        "school_urn": alert.school_urn,
-        "case_id": alert.case_id,
-        "raised_on": alert.raised_on.isoformat(),
-        "reason": alert.reason,
-        "trigger_event_ids": list(alert.trigger_event_ids),
-    }
+    return _write_record(to_fields(alert), _SCHEMAS[Alert], keep_nulls=True)
 
 
 def alert_from_json(value: Any) -> Alert:
     """The alert whose plain-JSON form is `value` (the inverse of `alert_to_json`)."""
-    ctx = "alert"
     if type(value) is not dict:
         raise CodecError(CodecErrorCode.BAD_JSON, "an alert must be a JSON object")
-    child = _object(value, "child", ctx, "")
-    trigger_event_ids = value.get("trigger_event_ids")
-    if trigger_event_ids is None:
-        raise _missing(ctx, "", "trigger_event_ids")
-    if type(trigger_event_ids) is not list or not all(type(item) is str for item in trigger_event_ids):
-        raise _bad(ctx, "", "trigger_event_ids", "must be a list of strings")
-    return Alert(
-        alert_id=_string(value, "alert_id", ctx, ""),
-        rule=_symbol(value, "rule", _RULES, ctx, ""),
-        recipient=_symbol(value, "recipient", _RECIPIENTS, ctx, ""),
-        la_code=_string(value, "la_code", ctx, ""),
-        severity=_symbol(value, "severity", _SEVERITIES, ctx, ""),
-        upn=_string(value, "upn", ctx, ""),
-        child=AlertChild(
-            forename=_string(child, "forename", ctx, "child."),
-            surname=_string(child, "surname", ctx, "child."),
-            date_of_birth=_date(child, "date_of_birth", ctx, "child."),
-        ),
-        school_urn=_string(value, "school_urn", ctx, ""),
-        raised_on=_date(value, "raised_on", ctx, ""),
-        reason=_string(value, "reason", ctx, ""),
-        trigger_event_ids=tuple(trigger_event_ids),
-        case_id=_optional_string(value, "case_id", ctx, ""),
-    )
+    return cast(Alert, from_fields(Alert, _read_record(value, _SCHEMAS[Alert], "alert", "")))

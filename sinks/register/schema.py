@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from processors.records import Alert, AlertChild, Recipient, Rule, Severity
+from processors.records import Alert
+from schemas.mapping import from_fields, load_schema, to_fields
 
 
 class CaseStatus(StrEnum):
@@ -114,37 +115,28 @@ def insert_for(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+#: The alert's nested `child` record is kept in columns of its own, `child_<field>`.
+_NESTED = "child"
+_ALERT_FIELDS = load_schema("Alert")["fields"]
+_TOP_FIELDS = tuple(field["name"] for field in _ALERT_FIELDS if field["name"] != _NESTED)
+_CHILD_FIELDS = tuple(
+    field["name"] for field in next(f for f in _ALERT_FIELDS if f["name"] == _NESTED)["type"]["fields"]
+)
+
+
 def alert_from_row(row: AlertRow) -> Alert:
-    return Alert(
-        alert_id=row.alert_id,
-        rule=Rule(row.rule),
-        recipient=Recipient(row.recipient),
-        la_code=row.la_code,
-        severity=Severity(row.severity),
-        upn=row.upn,
-        child=AlertChild(row.child_forename, row.child_surname, row.child_date_of_birth),
-        school_urn=row.school_urn,
-        raised_on=row.raised_on,
-        reason=row.reason,
-        trigger_event_ids=tuple(row.trigger_event_ids),
-        case_id=row.case_id,
-    )
+    """The alert an alerts row holds, through the one field mapping of schemas.mapping."""
+    fields = {name: getattr(row, name) for name in _TOP_FIELDS}
+    fields[_NESTED] = {name: getattr(row, f"{_NESTED}_{name}") for name in _CHILD_FIELDS}
+    return cast(Alert, from_fields(Alert, fields))
 
 
 def alert_values(alert: Alert) -> dict[str, Any]:
-    return {
-        "alert_id": alert.alert_id,
-        "rule": alert.rule.value,
-        "recipient": alert.recipient.value,
-        "la_code": alert.la_code,
-        "severity": alert.severity.value,
-        "upn": alert.upn,
-        "child_forename": alert.child.forename,
-        "child_surname": alert.child.surname,
-        "child_date_of_birth": alert.child.date_of_birth,
-        "school_urn": alert.school_urn,
-        "case_id": alert.case_id,
-        "raised_on": alert.raised_on,
-        "reason": alert.reason,
-        "trigger_event_ids": list(alert.trigger_event_ids),
-    }
+    """An alerts row's values for an alert: its fields as schemas.mapping gives them, the child's flattened."""
+    fields = to_fields(alert)
+    child = fields.pop(_NESTED)
+    values = {key: value.value if isinstance(value, StrEnum) else value for key, value in fields.items()}
+    values.update({f"{_NESTED}_{name}": value for name, value in child.items()})
+    values["trigger_event_ids"] = list(alert.trigger_event_ids)
+    return values
+
