@@ -25,11 +25,9 @@ async def seek_to_committed_or_start(
     """Seeks input partitions (those given, or every assigned one) to their committed offsets, and one never
     committed to its start; returns every partition's committed offset (None where there is none).
 
-    aiokafka seeks only partitions with a committed offset past 0 and leaves the others where the fetcher
-    got to. Records fetched there and then dropped by Faust because a rebalance had begun meanwhile (it
-    drops a fetch that spans a generation change) were never fetched again: with no commit yet, a
-    partition's first records were lost and the worker waited for them for good. Changelogs are left to
-    Faust's recovery, which positions them itself.
+    aiokafka seeks only partitions with a committed offset past 0; a never-committed partition left where
+    the fetcher got to would never fetch again the records Faust drops during a rebalance (docs/decisions/005).
+    Changelogs are left to Faust's recovery, which positions them itself.
 
     Every offset is looked up first and every partition then sought at once, with `on_sought(committed,
     positions)` in the same step: nothing else on the consumer's loop (a fetch above all) runs in between,
@@ -61,11 +59,8 @@ class Fetched(dict[TP, list[Any]]):
 class WorkerConsumerThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, with three changes.
 
-    The broker's wait for new records is a setting. Faust fixes it at 1.5 s, and aiokafka leaves out of its
-    next fetch every partition it still holds records of: while the agent works through one partition's
-    records the fetch in flight asks only for the others, and when they are quiet (a stream of roll events
-    and no EHE notices, say) the broker holds it the whole wait while the busy partition's new records sit
-    there. Every alert came about 1.3 s late at 1,000 events a second.
+    The broker's wait for new records is a setting, not Faust's fixed 1.5 s: a fetch that asks only for quiet
+    partitions would otherwise hold back a busy partition's new records that long (docs/decisions/004).
 
     Seeks go to the committed offsets or, for partitions never committed, to their start
     (`seek_to_committed_or_start`), all at once.
@@ -94,10 +89,9 @@ class WorkerConsumerThread(AIOKafkaConsumerThread):
     async def on_thread_stop(self) -> None:
         """Stops the aiokafka consumer, even when its fetcher re-raises a fetch's cancellation.
 
-        aiokafka's fetcher, closing, cancels and awaits a fetch that is backing off after a failed request
-        (what every fetch does once the broker is gone), and the fetch's CancelledError comes out of the
-        consumer's stop. Left to propagate, it skipped the thread's report that it had stopped, and the
-        worker's stop waited mode's 60 s shutdown timeout for that report before going on."""
+        aiokafka's fetcher, closing, re-raises the cancellation of a fetch backing off after a failed request
+        (every fetch, once the broker is gone); the thread must still report its stop, or the worker's stop
+        waits out mode's shutdown timeout (docs/decisions/013)."""
         try:
             await super().on_thread_stop()
         except asyncio.CancelledError:
@@ -146,11 +140,9 @@ class ReadOffsets(dict[TP, int | None]):
 class WorkerConsumer(Consumer):
     """Faust's aiokafka consumer, run on a WorkerConsumerThread, that forgets what a seek makes stale.
 
-    Faust seeks the input partitions back to their committed offsets after every rebalance. Records from
-    before such a seek, still being handed on after it (the rest of a fetch, or a record held through the
-    recovery on its way to the agent), moved Faust's read offset past the records the seek fetches again,
-    and Faust dropped those as read: the partition's commits stopped for good while its later records were
-    handled, and their alerts, sent in a transaction that never committed, were aborted.
+    Faust seeks the input partitions back to their committed offsets after every rebalance. A record from
+    before such a seek, handed on after it, would move Faust's read offset past the records the seek fetches
+    again and hold the partition's commits for good (docs/decisions/005).
 
     So the records of a fetch made before a partition's seek are discarded (the seek fetches them again),
     and a record handed on across its partition's seek is skipped by the stream and leaves the read offset

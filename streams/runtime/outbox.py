@@ -69,11 +69,9 @@ class RecordOutbox:
     transaction or an earlier one, so one read again after a crash finds its state (and so its event id)
     and raises nothing twice. A table key written by several records in one commit interval (a partition's
     totals, a busy child) is sent once, with its latest value, which is all a changelog keeps anyway.
-    Readers see nothing before the commit in any case (read_committed); sending a record's alerts as soon as
-    it is done was tried, and made alerts later, not sooner: the first write of a transaction that began a
-    moment before meets the broker still finishing the last one, and waits to be sent again. `max_pending`
-    messages waiting send early, whole records at a time. Sending straight to aiokafka also spares each
-    message Faust's per-send lock, signal and buffer.
+    Readers see nothing before the commit in any case (read_committed), and sending at the commit makes
+    alerts no later (docs/decisions/002). `max_pending` messages waiting send early, whole records at a time.
+    Sending straight to aiokafka also spares each message Faust's per-send lock, signal and buffer.
 
     Under at_least_once messages go out at once and the record is done without waiting for them; before
     any offset is committed, `confirm_sent` waits for every message sent so far and raises if one was lost,
@@ -277,10 +275,8 @@ def keep_in_metadata(producer: Any, staged: list[Staged], known_topics: frozense
     metadata requests meant to find one never name its topic. The transaction's commit waits for that
     batch while holding the lock every later send needs: the worker stalls with no error.
 
-    Each new topic costs a metadata request whose answer covers every topic named so far, on each of the
-    worker's producers (one per partition under exactly_once): met one by one, a few hundred alert topics cost
-    the worker seconds of decoding. Naming every known output topic at the first new one makes it a single
-    request per producer."""
+    Each new topic costs a metadata request on each of the worker's producers, answering for every topic named
+    so far; naming every known output topic at the first new one makes it one request (docs/decisions/007)."""
     client = producer.client
     named = client._topics
     new = {message.topic for message in staged if message.topic not in named}

@@ -60,13 +60,12 @@ class RevocationSafeTransactionManager(TransactionManager):
     through it (see streams.runtime.outbox.RecordOutbox), but anything Faust sends there for a record must
     join the transaction that commits the record's offset, and Faust commits without waiting for the buffer.
 
-    Partitions' transactions are committed concurrently instead of one after another: each commit holds
-    its partition's lock and carries what the partition's records sent since the last, so one after another
-    they took the sum of every partition's round trips at each interval.
+    Partitions' transactions are committed concurrently, so a commit interval costs one partition's round
+    trips, not their sum (docs/decisions/003).
 
-    A rebalance stops the transactional producer of every partition this worker no longer owns. Faust
-    skips partitions it keeps as standbys, so such a producer lived on, was fenced once another worker
-    took the partition, and crashed this worker when the partition came back to it.
+    A rebalance stops the transactional producer of every partition this worker no longer owns, standbys
+    included: one left running would be fenced by the partition's new owner, and fail this worker should
+    the partition come back.
 
     `hooks` (installed by the app factory) send what waits for each partition's commit before it, and put
     back what waited for the transactions of partitions lost."""
