@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from config.settings import Settings
+from config.settings import Settings, SettingsError, settings_problems
 
 #: Subcommand modules under cli.commands; each has `register(subparsers)`.
 COMMAND_MODULES = (
@@ -46,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-    except ValidationError as error:
-        print(f"rollwatch: invalid settings:\n{error}", file=sys.stderr)
+    except (ValidationError, SettingsError) as error:
+        # Pydantic's own report quotes each bad value, and a value may be a password: name the variable only.
+        for problem in settings_problems(error):
+            print(f"rollwatch: invalid setting {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level,

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 #: Shortest dashboard token accepted: long enough that guessing one over HTTP is hopeless.
 MIN_DASHBOARD_TOKEN_LENGTH = 16
+
+#: Standard Webhooks secrets: the prefix, then base64 of a key the scheme wants 24 to 64 bytes long.
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+MIN_WEBHOOK_SECRET_BYTES = 24
+MAX_WEBHOOK_SECRET_BYTES = 64
+WEBHOOK_KEY_RECIPE = (
+    "make one with: python -c 'import base64,secrets; print(\"whsec_\" + "
+    "base64.b64encode(secrets.token_bytes(32)).decode())'"
+)
 
 
 def _with_secrets(value: Any, dumped: Any) -> Any:
@@ -28,21 +50,143 @@ def _with_secrets(value: Any, dumped: Any) -> Any:
 class WebhookEndpoint(BaseModel):
     """Where one LA's case-management system takes alerts, and the secret that signs them."""
 
-    url: str = Field(description="http(s) URL that receives one POST per alert.")
-    secret: SecretStr = Field(description="Shared secret for the HMAC-SHA256 signature header.")
+    url: str = Field(description="https URL that receives one POST per alert (http only to a loopback address).")
+    secret: SecretStr = Field(description="The Standard Webhooks signing secret, whsec_ and base64 of 24 to 64 bytes.")
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("a webhook URL starts with https:// (or http:// on a private network)")
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("a webhook URL is https://host/...")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            # Alerts carry children's names and dates of birth: plain HTTP only where it never leaves the machine.
+            raise ValueError(
+                "a webhook URL must use https://; http:// is allowed only to localhost, 127.0.0.0/8 or ::1"
+            )
         return value
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+        try:
+            # Padding may be left off, as the scheme's libraries allow.
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except binascii.Error:
+            key = b""
+        if not secret.startswith(WEBHOOK_SECRET_PREFIX) or not (
+            MIN_WEBHOOK_SECRET_BYTES <= len(key) <= MAX_WEBHOOK_SECRET_BYTES
+        ):
+            raise ValueError(f"a webhook secret is whsec_ and base64 of 24 to 64 random bytes; {WEBHOOK_KEY_RECIPE}")
+        return SecretStr(secret)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: Settings that can hold a password without being typed SecretStr; they too can be read from a file.
+_ALSO_SECRET = frozenset({"database_url", "dashboard_tokens"})
+
+
+def _holds_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_secret(field.annotation) for field in annotation.model_fields.values())
+    return any(_holds_secret(argument) for argument in get_args(annotation))
+
+
+def secret_fields(settings_cls: type[BaseModel]) -> list[str]:
+    """Names of the settings that can come from ROLLWATCH_<FIELD>_FILE: every one holding a secret."""
+    return [
+        name for name, field in settings_cls.model_fields.items()
+        if name in _ALSO_SECRET or _holds_secret(field.annotation)
+    ]
+
+
+class _FileVariables(EnvSettingsSource):
+    """Each secret setting's ROLLWATCH_<FIELD>_FILE: the value is that file's content, whitespace stripped."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]) -> None:
+        self._variables = variables  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        values: dict[str, str | None] = {}
+        for name in secret_fields(self.settings_cls):
+            variable = f"ROLLWATCH_{name.upper()}_FILE"
+            path = self._variables.get(variable.lower())
+            if not path:
+                continue
+            try:
+                values[f"rollwatch_{name}"] = Path(path).expanduser().read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise SettingsError(f"{variable}: cannot read {path} ({reason})") from None
+        return values
+
+
+#: What each pydantic-settings source is, for a message that says where a bad value came from.
+_SOURCE_NAMES = {
+    "EnvSettingsSource": "the environment",
+    "DotEnvSettingsSource": "the env file",
+    "_FileVariables": "its _FILE",
+    "SecretsSettingsSource": "the secrets directory",
+}
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings_in(item)]
+    return []
+
+
+def settings_problems(error: ValidationError | SettingsError) -> list[str]:
+    """One line per problem, naming the ROLLWATCH_* variable and what is wrong, never the value given."""
+    if isinstance(error, SettingsError):
+        parsed = re.search(r'field "(\w+)" from source "(\w+)"', str(error))
+        if parsed is None:
+            return [str(error)]
+        field, source = parsed.groups()
+        return [f"ROLLWATCH_{field.upper()}: not valid JSON (from {_SOURCE_NAMES.get(source, source)})"]
+    lines = []
+    for problem in error.errors(include_url=False):
+        location = problem["loc"]
+        variable = f"ROLLWATCH_{str(location[0]).upper()}" if location else "settings"
+        within = ".".join(str(part) for part in location[1:])
+        message = problem["msg"].removeprefix("Value error, ")
+        # Pydantic's own messages can quote the input; any string given is cut out, however deep.
+        for text in sorted(_strings_in(problem.get("input")), key=len, reverse=True):
+            if len(text) >= 3:
+                message = message.replace(text, "<value>")
+        lines.append(f"{variable}{f' ({within})' if within else ''}: {message}")
+    return lines
 
 
 class Settings(BaseSettings):
     """Every knob Rollwatch reads. Built once in the CLI and passed down; nothing reads the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ROLLWATCH_", env_nested_delimiter="__", extra="ignore")
+
+    secrets_dir: Path | None = Field(
+        None,
+        description="Directory of files named after settings (e.g. rollwatch_sasl_password, any case), each "
+        "holding that setting's value, as Docker and Kubernetes mount secrets. A variable set directly wins.",
+    )
 
     # Kafka
     bootstrap_servers: str = Field(
@@ -227,6 +371,28 @@ class Settings(BaseSettings):
             if len(token.get_secret_value().strip()) < MIN_DASHBOARD_TOKEN_LENGTH:
                 raise ValueError(f"the token for LA {la_code} is shorter than {MIN_DASHBOARD_TOKEN_LENGTH} characters")
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then variables, then the env file, then <FIELD>_FILE variables, then the secrets dir."""
+        variables = {**getattr(dotenv_settings, "env_vars", {}), **getattr(env_settings, "env_vars", {})}
+        secrets_dir = getattr(init_settings, "init_kwargs", {}).get("secrets_dir") or variables.get(
+            "rollwatch_secrets_dir"
+        )
+        sources = [init_settings, env_settings, dotenv_settings, _FileVariables(settings_cls, variables)]
+        if secrets_dir:
+            directory = Path(secrets_dir).expanduser()
+            if not directory.is_dir():
+                raise SettingsError(f"ROLLWATCH_SECRETS_DIR: {directory} is not a directory")
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=directory))
+        return tuple(sources)
 
     def as_environment(self) -> dict[str, str]:
         """ROLLWATCH_* variables from which a child process builds exactly these settings."""

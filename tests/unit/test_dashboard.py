@@ -314,10 +314,14 @@ def test_unsound_tokens_are_refused(tokens: dict[str, str], problem: str) -> Non
         Settings(dashboard_tokens=tokens)
 
 
+WEBHOOK_SECRET = "whsec_" + "A" * 43
+
+
 def test_tokens_reach_a_child_process_environment_intact(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(dashboard_tokens={"331": "y" * 20}, webhooks={"330": {"url": "http://x", "secret": "s3"}})
+    webhooks = {"330": {"url": "https://x", "secret": WEBHOOK_SECRET}}
+    settings = Settings(dashboard_tokens={"331": "y" * 20}, webhooks=webhooks)  # type: ignore[arg-type]
     for name, value in settings.as_environment().items():
         monkeypatch.setenv(name, value)
     rebuilt = Settings()
     assert rebuilt.dashboard_tokens["331"].get_secret_value() == "y" * 20
-    assert rebuilt.webhooks["330"].secret.get_secret_value() == "s3"
+    assert rebuilt.webhooks["330"].secret.get_secret_value() == WEBHOOK_SECRET
