@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "publish",
     "register",
     "cases",
+    "audit",
     "run",
 )
 

@@ -177,6 +177,41 @@ def settings_problems(error: ValidationError | SettingsError) -> list[str]:
     return lines
 
 
+DashboardRole = Literal["cme-officer", "social-care", "ehe-service"]
+HASHING_HINT = (
+    "store each token as its SHA-256: python -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode())"
+    ".hexdigest())' TOKEN"
+)
+
+
+class DashboardGrant(BaseModel):
+    """One LA and one role: what a dashboard credential or a trusted proxy group opens."""
+
+    la: str = Field(description="Three-digit LA code.")
+    role: DashboardRole = Field(description="cme-officer, social-care or ehe-service.")
+
+    @field_validator("la")
+    @classmethod
+    def _la_code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isdigit()):
+            raise ValueError("an LA is a three-digit code such as 330")
+        return value
+
+
+class DashboardCredential(DashboardGrant):
+    """A dashboard token, kept only as its hash so that configuration never holds the token itself."""
+
+    sha256: str = Field(description="Lower-case hex SHA-256 of the token's UTF-8 bytes.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) != 64 or any(char not in "0123456789abcdef" for char in value):
+            raise ValueError(f"sha256 takes 64 hex digits; {HASHING_HINT}")
+        return value
+
+
 class Settings(BaseSettings):
     """Every knob Rollwatch reads. Built once in the CLI and passed down; nothing reads the environment."""
 
@@ -311,10 +346,22 @@ class Settings(BaseSettings):
     )
 
     # LA dashboard
-    dashboard_tokens: dict[str, SecretStr] = Field(
+    dashboard_tokens: dict[str, DashboardCredential] = Field(
         default_factory=dict,
-        description='Per-LA access tokens of the dashboard page /la/<LA>/, as JSON: {"330": "..."}; at least 16 '
-        "characters each. An LA without a token has no dashboard: every request for it gets 401.",
+        description='Dashboard credentials by token id, as JSON: {"<token id>": {"la": "330", "role": '
+        '"cme-officer", "sha256": "<hex SHA-256 of the token>"}}; roles cme-officer, social-care, ehe-service. '
+        "Only hashes are configured; a token opens its own LA's page for its own role, nothing else.",
+    )
+    dashboard_trusted_proxy_groups: dict[str, DashboardGrant] = Field(
+        default_factory=dict,
+        description='Trust an authenticating reverse proxy\'s X-Forwarded-User and X-Forwarded-Groups headers, '
+        'mapping each group to an LA and role, as JSON: {"cme-330": {"la": "330", "role": "cme-officer"}}. Empty '
+        "(the default): the headers are ignored. Set it only when nothing but the proxy can reach the worker.",
+    )
+    dashboard_secure_cookie: bool = Field(
+        False,
+        description="Mark the dashboard's session cookie Secure even when the request reached the worker over "
+        "plain HTTP (TLS ended at a proxy in front); over TLS it is always Secure.",
     )
     dashboard_refresh_seconds: int = Field(
         30, ge=5, description="How often the dashboard page reloads itself in the browser, seconds."
@@ -362,14 +409,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
 
-    @field_validator("dashboard_tokens")
+    @field_validator("dashboard_tokens", mode="before")
     @classmethod
-    def _dashboard_tokens_sound(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for la_code, token in value.items():
-            if not (len(la_code) == 3 and la_code.isdigit()):
-                raise ValueError(f"{la_code!r} is not a three-digit LA code")
-            if len(token.get_secret_value().strip()) < MIN_DASHBOARD_TOKEN_LENGTH:
-                raise ValueError(f"the token for LA {la_code} is shorter than {MIN_DASHBOARD_TOKEN_LENGTH} characters")
+    def _dashboard_tokens_hashed(cls, value: Any) -> Any:
+        # The old {"330": "<token>"} form held tokens in plain text: refuse it, saying how to convert, and
+        # never repeat the value.
+        if isinstance(value, dict) and any(not isinstance(item, (dict, BaseModel)) for item in value.values()):
+            raise ValueError(
+                'each entry is {"<token id>": {"la": "330", "role": "cme-officer", "sha256": "<hex>"}}, not a '
+                f"plain token; {HASHING_HINT}"
+            )
         return value
 
     @classmethod

@@ -17,6 +17,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.records import Alert
 from schemas.jsonformat import alert_to_line
+from sinks.register.audit import audit_webhook_delivery
 from sinks.register.deliveries import WEBHOOK_CHANNEL, DeliveryLog, PendingDelivery
 from sinks.register.schema import DeliveryOutcome
 
@@ -297,6 +298,7 @@ class WebhookDispatcher:
             alert_id, WEBHOOK_CHANNEL, result.outcome, result.attempts, result.last_error, delivered_at,
         )
         self.results.append(result)
+        await asyncio.to_thread(audit_webhook_delivery, self.deliveries, endpoint.la_code, item.alert, result.outcome)
         if self.recorder is not None:
             self.recorder.delivery_finished(WEBHOOK_CHANNEL, endpoint.la_code, result.outcome.value)
         # The alert id and LA identify the delivery; the alert's content is personal data and stays out.

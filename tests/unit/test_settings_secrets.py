@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -160,3 +161,42 @@ def test_settings_from_files_reach_a_child_process(monkeypatch: pytest.MonkeyPat
     environment = Settings().as_environment()
 
     assert environment["ROLLWATCH_SASL_PASSWORD"] == PASSWORD
+
+
+PACKAGES = ("processors", "schemas", "config", "sinks", "web", "streams", "replay", "generator", "cli",
+            "localbroker", "bench", "clients/python/rollwatch_client")
+#: Fewest random bytes in a generated token, password or secret: 128 bits.
+MIN_SECRET_BYTES = 16
+
+
+def _constants(tree: ast.Module) -> dict[str, int]:
+    return {
+        target.id: node.value.value
+        for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, int)
+        for target in node.targets if isinstance(target, ast.Name)
+    }
+
+
+def test_every_generated_token_or_password_has_at_least_128_bits() -> None:
+    calls = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            constants = _constants(tree)
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                owner = node.func.value
+                if not (isinstance(owner, ast.Name) and owner.id == "secrets"):
+                    continue
+                name = node.func.attr
+                where = f"{path.relative_to(REPO)}:{node.lineno}"
+                calls.append(where)
+                # `random`'s module functions are predictable; `secrets` is the only source allowed here.
+                assert name in {"token_urlsafe", "token_hex", "token_bytes", "compare_digest", "choice"}, where
+                if name.startswith("token_") and node.args:
+                    size = node.args[0]
+                    value = size.value if isinstance(size, ast.Constant) else constants.get(getattr(size, "id", ""))
+                    assert isinstance(value, int) and value >= MIN_SECRET_BYTES, f"{where}: {value} bytes"
+    assert calls  # the scan found the token makers it guards
