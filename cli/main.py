@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ COMMAND_MODULES = (
     "cases",
     "audit",
     "run",
+    "access",
 )
 
 
@@ -35,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
             "missing education. Settings come from ROLLWATCH_* environment variables (see README)."
         ),
     )
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="read ROLLWATCH_* settings from this env file (KEY=value lines, e.g. from `rollwatch access grant` "
+        "or a secure broker's admin.env); they take precedence over the environment",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"cli.commands.{name}")
@@ -42,9 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_env_file(path: str) -> None:
+    """Puts the file's ROLLWATCH_* settings into this process's environment, so that child processes (the
+    demo's worker, register sync) run with the same principal."""
+    from dotenv import dotenv_values
+
+    with open(path, encoding="utf-8") as handle:
+        values = dotenv_values(stream=handle)
+    os.environ.update(
+        {key: value for key, value in values.items() if key.startswith("ROLLWATCH_") and value is not None}
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.env_file is not None:
+        try:
+            load_env_file(args.env_file)
+        except OSError as error:
+            print(f"rollwatch: cannot read --env-file: {error.strerror}: {args.env_file}", file=sys.stderr)
+            return 2
     try:
         settings = Settings()
     except (ValidationError, SettingsError) as error:

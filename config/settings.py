@@ -236,6 +236,12 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mutual TLS, an alternative to SASL credentials."
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of ssl_certfile (omit if the certificate file holds it)."
+    )
 
     # Local broker launcher
     broker_data_dir: Path = Field(
