@@ -142,8 +142,11 @@ def _grant(args: argparse.Namespace, settings: Settings) -> int:
         values["ROLLWATCH_SSL_CAFILE"] = str(settings.ssl_cafile.absolute())
     if settings.topic_prefix:
         values["ROLLWATCH_TOPIC_PREFIX"] = settings.topic_prefix
+    # The ACLs name the worker's app id and the register's group: the user must run under those names.
     if args.role == "worker":
         values["ROLLWATCH_APP_ID"] = settings.app_id
+    if args.role == "register":
+        values["ROLLWATCH_REGISTER_GROUP"] = settings.register_group
     text = env_file_text(values)
     admin = _admin(settings)
     try:

@@ -47,12 +47,14 @@ def settings_from(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         return Settings()
 
 
-def rollwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("ROLLWATCH_")}
+def rollwatch(
+    *args: str, timeout: float = 120, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("ROLLWATCH_")}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         cwd=PROJECT_ROOT,
-        env=environment,
+        env={**inherited, **(environment or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -107,11 +109,13 @@ def _admin_settings(admin_env: Path) -> Settings:
     )
 
 
-def grant(broker: SecureBroker, role: str, user: str, la_code: str | None = None) -> Path:
+def grant(
+    broker: SecureBroker, role: str, user: str, la_code: str | None = None, environment: dict[str, str] | None = None
+) -> Path:
     output = broker.home / f"{user}.env"
     result = rollwatch(
         "--env-file", str(broker.admin_env), "access", "grant", "--role", role, "--user", user,
-        "--output", str(output), *(("--la", la_code) if la_code else ()),
+        "--output", str(output), *(("--la", la_code) if la_code else ()), environment=environment,
     )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
@@ -252,3 +256,91 @@ def test_env_file_settings_reach_the_process(secure_broker: SecureBroker, monkey
     monkeypatch.setenv("ROLLWATCH_SASL_PASSWORD", "x")
     load_env_file(str(secure_broker.admin_env))
     assert Settings().sasl_username == "admin"
+
+
+def test_a_worker_and_register_sync_under_their_own_principals_match_the_in_process_replay(
+    secure_broker: SecureBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared scenarios over SASL_SSL: the admin publishes as the MIS would, the worker and register sync
+    run as `worker` and `register` users, and the alerts are the replay's, field for field."""
+    import json
+    import uuid
+
+    from cli.commands.publish import connection_of
+    from processors.records import CLOCK_TICKS
+    from rollwatch_client.ordering import AppliedOffsets, OrderedSender
+    from schemas.codec import AvroCodec
+    from schemas.errors import CodecError
+    from schemas.jsonfields import alert_to_json
+    from schemas.jsonformat import parse_line
+    from sinks.register import open_register
+    from streams.topics import ensure_worker_topics
+    from tests.integration.test_scenarios_kafka import replayed
+    from tests.integration.workers import WorkerProcess, worker_env
+    from tests.shared import SHARED_SCENARIOS
+
+    run_id = uuid.uuid4().hex[:8]
+    deployment = {"ROLLWATCH_TOPIC_PREFIX": f"sec{run_id}.", "ROLLWATCH_APP_ID": f"sec-{run_id}",
+                  "ROLLWATCH_REGISTER_GROUP": f"sec-reg-{run_id}"}
+    worker_file = grant(secure_broker, "worker", f"worker-{run_id}", environment=deployment)
+    register_file = grant(secure_broker, "register", f"register-{run_id}", environment=deployment)
+    scenarios = [path.read_text(encoding="utf-8").splitlines() for path in sorted(SHARED_SCENARIOS.glob("*.jsonl"))]
+    assert scenarios
+    tuning = {
+        "topic_partitions": max(4, len(scenarios)), "broker_commit_interval": 0.1, "web_enabled": False,
+        "data_dir": secure_broker.home / f"worker-{run_id}", "broker_session_timeout": 10,
+        "broker_rebalance_timeout": 10, "log_level": "WARNING",
+    }
+    worker_settings = settings_from(worker_file, monkeypatch).model_copy(update=tuning)
+    admin = _admin_settings(secure_broker.admin_env).model_copy(
+        update={"topic_prefix": worker_settings.topic_prefix, "app_id": worker_settings.app_id, **tuning}
+    )
+    ensure_worker_topics(admin)
+    worker = WorkerProcess(worker_settings, secure_broker.home / f"worker-{run_id}.log").start()
+    codec = AvroCodec()
+    producer = KafkaProducer(acks="all", linger_ms=2, **client_options(admin))
+    applied = AppliedOffsets(connection_of(admin), admin.app_id)
+    sender = OrderedSender(producer.flush, applied, timeout=180)
+    try:
+        # Each scenario on its own partition, so each keeps its own business date; file order kept per topic run.
+        for partition, lines in enumerate(scenarios):
+            for line in lines:
+                try:
+                    topic, record = parse_line(line)
+                except CodecError:
+                    continue
+                key = None if topic == CLOCK_TICKS else record.upn.encode()  # type: ignore[union-attr]
+                value = codec.encode(record)
+                sender.sent([producer.send(admin.topic(topic), key=key, value=value, partition=partition)])
+                sender.barrier()
+            assert worker.alive(), worker.log()
+        consumer = KafkaConsumer(
+            auto_offset_reset="earliest", isolation_level="read_committed", consumer_timeout_ms=4000,
+            metadata_max_age_ms=1000, **client_options(admin),
+        )
+        consumer.subscribe(pattern=rf"^sec{run_id}\.la\.\d{{3}}\.alerts\..+$")
+        from processors.records import Alert
+
+        alerts = [codec.decode(message.value, Alert) for message in consumer]
+        consumer.close()
+    finally:
+        producer.close()
+        applied.close()
+        worker.stop()
+    expected = sorted(json.dumps(alert, sort_keys=True) for lines in scenarios for alert in replayed(lines))
+    assert expected, "the shared scenarios raise alerts"
+    assert sorted(json.dumps(alert_to_json(a), sort_keys=True) for a in alerts) == expected, worker.log()
+
+    database = f"sqlite:///{secure_broker.home / f'register-{run_id}.db'}"
+    register_settings = settings_from(register_file, monkeypatch).model_copy(update={"database_url": database})
+    for command in (["register", "migrate"], ["register", "sync", "--once", "--timeout", "60"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", *command], cwd=PROJECT_ROOT, env=worker_env(register_settings),
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    register = open_register(database)
+    try:
+        assert sorted(a.alert_id for a in register.alerts()) == sorted(a.alert_id for a in alerts)
+    finally:
+        register.close()
