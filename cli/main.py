@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from config.settings import Settings
+from config.settings import Settings, SettingsError, settings_problems
 
 #: Subcommand modules under cli.commands; each has `register(subparsers)`.
 COMMAND_MODULES = (
@@ -22,7 +23,9 @@ COMMAND_MODULES = (
     "publish",
     "register",
     "cases",
+    "audit",
     "run",
+    "access",
 )
 
 
@@ -34,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
             "missing education. Settings come from ROLLWATCH_* environment variables (see README)."
         ),
     )
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="read ROLLWATCH_* settings from this env file (KEY=value lines, e.g. from `rollwatch access grant` "
+        "or a secure broker's admin.env); they take precedence over the environment",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"cli.commands.{name}")
@@ -41,13 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_env_file(path: str) -> None:
+    """Puts the file's ROLLWATCH_* settings into this process's environment, so that child processes (the
+    demo's worker, register sync) run with the same principal."""
+    from dotenv import dotenv_values
+
+    with open(path, encoding="utf-8") as handle:
+        values = dotenv_values(stream=handle)
+    os.environ.update(
+        {key: value for key, value in values.items() if key.startswith("ROLLWATCH_") and value is not None}
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.env_file is not None:
+        try:
+            load_env_file(args.env_file)
+        except OSError as error:
+            print(f"rollwatch: cannot read --env-file: {error.strerror}: {args.env_file}", file=sys.stderr)
+            return 2
     try:
         settings = Settings()
-    except ValidationError as error:
-        print(f"rollwatch: invalid settings:\n{error}", file=sys.stderr)
+    except (ValidationError, SettingsError) as error:
+        # Pydantic's own report quotes each bad value, and a value may be a password: name the variable only.
+        for problem in settings_problems(error):
+            print(f"rollwatch: invalid setting {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level,

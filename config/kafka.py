@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaConsumer
+from kafka.errors import AuthorizationError, SaslAuthenticationFailedError, TopicAuthorizationFailedError
 
 from config.settings import Settings
 
@@ -42,7 +45,88 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
-        )
+        options["ssl_context"] = ssl_context(settings)
     return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """Trusts the settings' CA and, for mutual TLS, presents their client certificate."""
+    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.ssl_certfile is not None:
+        context.load_cert_chain(
+            str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None
+        )
+    return context
+
+
+class KafkaAccessError(Exception):
+    """Kafka turned this principal away (wrong credentials, a missing ACL) or could not be reached; one line."""
+
+
+def principal_of(settings: Settings) -> str:
+    if settings.security_protocol.startswith("SASL") and settings.sasl_username:
+        return f"user {settings.sasl_username}"
+    if settings.ssl_certfile is not None:
+        return f"the certificate in {settings.ssl_certfile}"
+    return "an anonymous client"
+
+
+def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: float = 5.0) -> None:
+    """Fails fast, with a message naming the cause, when the settings cannot log in or may not read a topic.
+
+    kafka-python retries a refused login until its bootstrap timeout and then only reports that it could not
+    bootstrap; this connects once with a short timeout and tells a refused login from an unreachable cluster.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    refusals: list[BaseException] = []
+
+    def note_refusal(record: logging.LogRecord) -> bool:
+        refusals.extend(
+            arg for arg in (record.args or ()) if isinstance(arg, SaslAuthenticationFailedError | AuthorizationError)
+        )
+        # The one-line message below says it all; kafka-python's own would repeat it at every retry.
+        return False
+
+    network_loggers = [logging.getLogger(f"kafka.net.{name}") for name in ("manager", "connection", "transport")]
+    for network_logger in network_loggers:
+        network_logger.addFilter(note_refusal)
+    try:
+        try:
+            admin = KafkaAdminClient(
+                client_id="rollwatch-access-check",
+                bootstrap_timeout_ms=int(timeout * 1000),
+                request_timeout_ms=int(timeout * 1000),
+                **client_options(settings),
+            )
+        except (KafkaError, OSError) as error:
+            if refusals:
+                raise KafkaAccessError(
+                    f"Kafka refused the login of {principal_of(settings)} ({settings.sasl_mechanism}): wrong user "
+                    "name or password, or the user was revoked"
+                ) from error
+            raise KafkaAccessError(
+                f"cannot connect to Kafka at {settings.bootstrap_servers} as {principal_of(settings)} within "
+                f"{timeout:.0f} s ({settings.security_protocol}); check ROLLWATCH_BOOTSTRAP_SERVERS and the TLS files"
+            ) from error
+    finally:
+        for network_logger in network_loggers:
+            network_logger.removeFilter(note_refusal)
+    try:
+        if read_topics:
+            for described in admin.describe_topics(list(read_topics)):
+                allowed = described.get("authorized_operations")
+                if described.get("error_code") == TopicAuthorizationFailedError.errno or (
+                    isinstance(allowed, list) and "READ" not in allowed
+                ):
+                    raise KafkaAccessError(refusal_message("READ", "topic", str(described.get("name")), settings))
+    finally:
+        admin.close()
+
+
+def refusal_message(operation: str, resource: str, name: str, settings: Settings) -> str:
+    return (
+        f"not allowed to {operation} {resource} {name} as {principal_of(settings)}; "
+        "ask your Rollwatch administrator for access"
+    )

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 #: Shortest dashboard token accepted: long enough that guessing one over HTTP is hopeless.
 MIN_DASHBOARD_TOKEN_LENGTH = 16
+
+#: Standard Webhooks secrets: the prefix, then base64 of a key the scheme wants 24 to 64 bytes long.
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+MIN_WEBHOOK_SECRET_BYTES = 24
+MAX_WEBHOOK_SECRET_BYTES = 64
+WEBHOOK_KEY_RECIPE = (
+    "make one with: python -c 'import base64,secrets; print(\"whsec_\" + "
+    "base64.b64encode(secrets.token_bytes(32)).decode())'"
+)
 
 
 def _with_secrets(value: Any, dumped: Any) -> Any:
@@ -28,14 +50,165 @@ def _with_secrets(value: Any, dumped: Any) -> Any:
 class WebhookEndpoint(BaseModel):
     """Where one LA's case-management system takes alerts, and the secret that signs them."""
 
-    url: str = Field(description="http(s) URL that receives one POST per alert.")
-    secret: SecretStr = Field(description="Shared secret for the HMAC-SHA256 signature header.")
+    url: str = Field(description="https URL that receives one POST per alert (http only to a loopback address).")
+    secret: SecretStr = Field(description="The Standard Webhooks signing secret, whsec_ and base64 of 24 to 64 bytes.")
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("a webhook URL starts with https:// (or http:// on a private network)")
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("a webhook URL is https://host/...")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            # Alerts carry children's names and dates of birth: plain HTTP only where it never leaves the machine.
+            raise ValueError(
+                "a webhook URL must use https://; http:// is allowed only to localhost, 127.0.0.0/8 or ::1"
+            )
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+        try:
+            # Padding may be left off, as the scheme's libraries allow.
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except binascii.Error:
+            key = b""
+        if not secret.startswith(WEBHOOK_SECRET_PREFIX) or not (
+            MIN_WEBHOOK_SECRET_BYTES <= len(key) <= MAX_WEBHOOK_SECRET_BYTES
+        ):
+            raise ValueError(f"a webhook secret is whsec_ and base64 of 24 to 64 random bytes; {WEBHOOK_KEY_RECIPE}")
+        return SecretStr(secret)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: Settings that can hold a password without being typed SecretStr; they too can be read from a file.
+_ALSO_SECRET = frozenset({"database_url", "dashboard_tokens"})
+
+
+def _holds_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_secret(field.annotation) for field in annotation.model_fields.values())
+    return any(_holds_secret(argument) for argument in get_args(annotation))
+
+
+def secret_fields(settings_cls: type[BaseModel]) -> list[str]:
+    """Names of the settings that can come from ROLLWATCH_<FIELD>_FILE: every one holding a secret."""
+    return [
+        name for name, field in settings_cls.model_fields.items()
+        if name in _ALSO_SECRET or _holds_secret(field.annotation)
+    ]
+
+
+class _FileVariables(EnvSettingsSource):
+    """Each secret setting's ROLLWATCH_<FIELD>_FILE: the value is that file's content, whitespace stripped."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]) -> None:
+        self._variables = variables  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        values: dict[str, str | None] = {}
+        for name in secret_fields(self.settings_cls):
+            variable = f"ROLLWATCH_{name.upper()}_FILE"
+            path = self._variables.get(variable.lower())
+            if not path:
+                continue
+            try:
+                values[f"rollwatch_{name}"] = Path(path).expanduser().read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise SettingsError(f"{variable}: cannot read {path} ({reason})") from None
+        return values
+
+
+#: What each pydantic-settings source is, for a message that says where a bad value came from.
+_SOURCE_NAMES = {
+    "EnvSettingsSource": "the environment",
+    "DotEnvSettingsSource": "the env file",
+    "_FileVariables": "its _FILE",
+    "SecretsSettingsSource": "the secrets directory",
+}
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings_in(item)]
+    return []
+
+
+def settings_problems(error: ValidationError | SettingsError) -> list[str]:
+    """One line per problem, naming the ROLLWATCH_* variable and what is wrong, never the value given."""
+    if isinstance(error, SettingsError):
+        parsed = re.search(r'field "(\w+)" from source "(\w+)"', str(error))
+        if parsed is None:
+            return [str(error)]
+        field, source = parsed.groups()
+        return [f"ROLLWATCH_{field.upper()}: not valid JSON (from {_SOURCE_NAMES.get(source, source)})"]
+    lines = []
+    for problem in error.errors(include_url=False):
+        location = problem["loc"]
+        variable = f"ROLLWATCH_{str(location[0]).upper()}" if location else "settings"
+        within = ".".join(str(part) for part in location[1:])
+        message = problem["msg"].removeprefix("Value error, ")
+        # Pydantic's own messages can quote the input; any string given is cut out, however deep.
+        for text in sorted(_strings_in(problem.get("input")), key=len, reverse=True):
+            if len(text) >= 3:
+                message = message.replace(text, "<value>")
+        lines.append(f"{variable}{f' ({within})' if within else ''}: {message}")
+    return lines
+
+
+DashboardRole = Literal["cme-officer", "social-care", "ehe-service"]
+HASHING_HINT = (
+    "store each token as its SHA-256: python -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode())"
+    ".hexdigest())' TOKEN"
+)
+
+
+class DashboardGrant(BaseModel):
+    """One LA and one role: what a dashboard credential or a trusted proxy group opens."""
+
+    la: str = Field(description="Three-digit LA code.")
+    role: DashboardRole = Field(description="cme-officer, social-care or ehe-service.")
+
+    @field_validator("la")
+    @classmethod
+    def _la_code(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isdigit()):
+            raise ValueError("an LA is a three-digit code such as 330")
+        return value
+
+
+class DashboardCredential(DashboardGrant):
+    """A dashboard token, kept only as its hash so that configuration never holds the token itself."""
+
+    sha256: str = Field(description="Lower-case hex SHA-256 of the token's UTF-8 bytes.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) != 64 or any(char not in "0123456789abcdef" for char in value):
+            raise ValueError(f"sha256 takes 64 hex digits; {HASHING_HINT}")
         return value
 
 
@@ -43,6 +216,12 @@ class Settings(BaseSettings):
     """Every knob Rollwatch reads. Built once in the CLI and passed down; nothing reads the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ROLLWATCH_", env_nested_delimiter="__", extra="ignore")
+
+    secrets_dir: Path | None = Field(
+        None,
+        description="Directory of files named after settings (e.g. rollwatch_sasl_password, any case), each "
+        "holding that setting's value, as Docker and Kubernetes mount secrets. A variable set directly wins.",
+    )
 
     # Kafka
     bootstrap_servers: str = Field(
@@ -57,6 +236,12 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mutual TLS, an alternative to SASL credentials."
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of ssl_certfile (omit if the certificate file holds it)."
+    )
 
     # Local broker launcher
     broker_data_dir: Path = Field(
@@ -167,10 +352,22 @@ class Settings(BaseSettings):
     )
 
     # LA dashboard
-    dashboard_tokens: dict[str, SecretStr] = Field(
+    dashboard_tokens: dict[str, DashboardCredential] = Field(
         default_factory=dict,
-        description='Per-LA access tokens of the dashboard page /la/<LA>/, as JSON: {"330": "..."}; at least 16 '
-        "characters each. An LA without a token has no dashboard: every request for it gets 401.",
+        description='Dashboard credentials by token id, as JSON: {"<token id>": {"la": "330", "role": '
+        '"cme-officer", "sha256": "<hex SHA-256 of the token>"}}; roles cme-officer, social-care, ehe-service. '
+        "Only hashes are configured; a token opens its own LA's page for its own role, nothing else.",
+    )
+    dashboard_trusted_proxy_groups: dict[str, DashboardGrant] = Field(
+        default_factory=dict,
+        description='Trust an authenticating reverse proxy\'s X-Forwarded-User and X-Forwarded-Groups headers, '
+        'mapping each group to an LA and role, as JSON: {"cme-330": {"la": "330", "role": "cme-officer"}}. Empty '
+        "(the default): the headers are ignored. Set it only when nothing but the proxy can reach the worker.",
+    )
+    dashboard_secure_cookie: bool = Field(
+        False,
+        description="Mark the dashboard's session cookie Secure even when the request reached the worker over "
+        "plain HTTP (TLS ended at a proxy in front); over TLS it is always Secure.",
     )
     dashboard_refresh_seconds: int = Field(
         30, ge=5, description="How often the dashboard page reloads itself in the browser, seconds."
@@ -218,15 +415,39 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
 
-    @field_validator("dashboard_tokens")
+    @field_validator("dashboard_tokens", mode="before")
     @classmethod
-    def _dashboard_tokens_sound(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for la_code, token in value.items():
-            if not (len(la_code) == 3 and la_code.isdigit()):
-                raise ValueError(f"{la_code!r} is not a three-digit LA code")
-            if len(token.get_secret_value().strip()) < MIN_DASHBOARD_TOKEN_LENGTH:
-                raise ValueError(f"the token for LA {la_code} is shorter than {MIN_DASHBOARD_TOKEN_LENGTH} characters")
+    def _dashboard_tokens_hashed(cls, value: Any) -> Any:
+        # The old {"330": "<token>"} form held tokens in plain text: refuse it, saying how to convert, and
+        # never repeat the value.
+        if isinstance(value, dict) and any(not isinstance(item, (dict, BaseModel)) for item in value.values()):
+            raise ValueError(
+                'each entry is {"<token id>": {"la": "330", "role": "cme-officer", "sha256": "<hex>"}}, not a '
+                f"plain token; {HASHING_HINT}"
+            )
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then variables, then the env file, then <FIELD>_FILE variables, then the secrets dir."""
+        variables = {**getattr(dotenv_settings, "env_vars", {}), **getattr(env_settings, "env_vars", {})}
+        secrets_dir = getattr(init_settings, "init_kwargs", {}).get("secrets_dir") or variables.get(
+            "rollwatch_secrets_dir"
+        )
+        sources = [init_settings, env_settings, dotenv_settings, _FileVariables(settings_cls, variables)]
+        if secrets_dir:
+            directory = Path(secrets_dir).expanduser()
+            if not directory.is_dir():
+                raise SettingsError(f"ROLLWATCH_SECRETS_DIR: {directory} is not a directory")
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=directory))
+        return tuple(sources)
 
     def as_environment(self) -> dict[str, str]:
         """ROLLWATCH_* variables from which a child process builds exactly these settings."""

@@ -25,6 +25,11 @@ DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy
 JAVA_PACKAGE_HINT = "install Java 17 or newer, e.g. `sudo apt-get install openjdk-17-jre-headless`"
 MAVEN_PACKAGE_HINT = "install Maven, e.g. `sudo apt-get install maven`"
 LOCALHOST = "127.0.0.1"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+#: The secure cluster's super user, created at format time; its settings go to <data-dir>/admin.env.
+ADMIN_USER = "admin"
+ADMIN_ENV_FILE_NAME = "admin.env"
+TLS_DIR_NAME = "tls"
 
 Progress = Callable[[str], None]
 logger = logging.getLogger(__name__)
@@ -58,17 +63,22 @@ class ClusterLayout:
     cluster_id: str
     nodes: int
     base_port: int
+    secure: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
-            {"cluster_id": self.cluster_id, "nodes": self.nodes, "base_port": self.base_port}, indent=2
+            {"cluster_id": self.cluster_id, "nodes": self.nodes, "base_port": self.base_port, "secure": self.secure},
+            indent=2,
         )
 
     @classmethod
     def from_json(cls, text: str) -> ClusterLayout:
         raw = json.loads(text)
         return cls(
-            cluster_id=str(raw["cluster_id"]), nodes=int(raw["nodes"]), base_port=int(raw["base_port"])
+            cluster_id=str(raw["cluster_id"]),
+            nodes=int(raw["nodes"]),
+            base_port=int(raw["base_port"]),
+            secure=bool(raw.get("secure", False)),
         )
 
 
@@ -93,8 +103,13 @@ def controller_port(base_port: int, node_id: int) -> int:
     return client_port(base_port, node_id) + 1
 
 
-def bootstrap_for(base_port: int, nodes: int) -> str:
-    return ",".join(f"{LOCALHOST}:{client_port(base_port, i)}" for i in range(1, nodes + 1))
+def internal_port(base_port: int, node_id: int) -> int:
+    """A secure node's PLAINTEXT listener for its peers (and the launcher's readiness probe)."""
+    return client_port(base_port, node_id) + 2
+
+
+def bootstrap_for(base_port: int, nodes: int, port: Callable[[int, int], int] = client_port) -> str:
+    return ",".join(f"{LOCALHOST}:{port(base_port, i)}" for i in range(1, nodes + 1))
 
 
 def read_layout(data_dir: Path) -> ClusterLayout | None:
@@ -148,6 +163,42 @@ def server_properties(
         "num.network.threads": "2",
         "num.io.threads": "2",
     }
+
+
+def secure_server_properties(
+    *, node_id: int, nodes: int, base_port: int, node_dir: Path, keystore: Path
+) -> dict[str, str]:
+    """A node's properties with clients on SASL_SSL (SCRAM-SHA-512) and the authorizer denying by default.
+
+    Peers and controllers stay on PLAINTEXT on 127.0.0.1: KRaft's controller cannot bootstrap over SCRAM
+    (KAFKA-15513), and StandardAuthorizer must let the nodes' own principal, User:ANONYMOUS there, do anything.
+    """
+    properties = server_properties(node_id=node_id, nodes=nodes, base_port=base_port, node_dir=node_dir)
+    client = f"{LOCALHOST}:{client_port(base_port, node_id)}"
+    internal = f"{LOCALHOST}:{internal_port(base_port, node_id)}"
+    controller = f"{LOCALHOST}:{controller_port(base_port, node_id)}"
+    properties.update(
+        {
+            "listeners": f"CLIENTS://{client},CONTROLLER://{controller},INTERNAL://{internal}",
+            "advertised.listeners": f"CLIENTS://{client},INTERNAL://{internal}",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,CLIENTS:SASL_SSL",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.client.auth": "none",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "listener.name.clients.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "listener.name.clients.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:ANONYMOUS;User:{ADMIN_USER}",
+            # Clients that authenticate wrongly learn it at once rather than after a back-off.
+            "connection.failed.authentication.delay.ms": "0",
+        }
+    )
+    return properties
 
 
 def render_properties(properties: dict[str, str]) -> str:

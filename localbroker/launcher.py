@@ -7,19 +7,25 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from localbroker.certificates import TlsFiles, ensure_tls_files, read_admin_password, write_admin_env
 from localbroker.config import (
+    ADMIN_ENV_FILE_NAME,
+    ADMIN_USER,
     DEFAULT_CACHE_DIR,
     LAYOUT_FILE_NAME,
     LOCALHOST,
     LOG4J_CONFIG_PATH,
     MAX_NODES,
     OWNER_FILE_NAME,
+    SCRAM_MECHANISM,
+    TLS_DIR_NAME,
     BrokerError,
     ClusterLayout,
     NodeStatus,
@@ -27,10 +33,12 @@ from localbroker.config import (
     bootstrap_for,
     client_port,
     controller_port,
+    internal_port,
     new_cluster_id,
     print_progress,
     read_layout,
     render_properties,
+    secure_server_properties,
     server_properties,
 )
 from localbroker.nodes import (
@@ -63,6 +71,7 @@ class LocalCluster:
         cache_dir: Path = DEFAULT_CACHE_DIR,
         heap: str = "512m",
         progress: Progress = print_progress,
+        secure: bool = False,
     ) -> None:
         if not 1 <= nodes <= MAX_NODES:
             raise BrokerError(f"a local cluster has 1 to {MAX_NODES} nodes, not {nodes}")
@@ -80,6 +89,7 @@ class LocalCluster:
         self.cache_dir = Path(cache_dir).expanduser()
         self.heap = heap
         self.progress = progress
+        self.secure = secure
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @classmethod
@@ -93,6 +103,7 @@ class LocalCluster:
         cache_dir: Path = DEFAULT_CACHE_DIR,
         heap: str = "512m",
         progress: Progress = print_progress,
+        secure: bool | None = None,
     ) -> LocalCluster:
         """The cluster in data_dir with its recorded shape, unless nodes or base_port say otherwise."""
         layout = read_layout(Path(data_dir))
@@ -105,6 +116,7 @@ class LocalCluster:
             cache_dir=cache_dir,
             heap=heap,
             progress=progress,
+            secure=secure if secure is not None else (layout.secure if layout else False),
         )
 
     # ----- paths and shape
@@ -112,6 +124,19 @@ class LocalCluster:
     @property
     def bootstrap_servers(self) -> str:
         return bootstrap_for(self.base_port, self.nodes)
+
+    @property
+    def probe_bootstrap_servers(self) -> str:
+        """Where the launcher itself checks readiness: a secure cluster's PLAINTEXT peer listeners."""
+        return bootstrap_for(self.base_port, self.nodes, internal_port if self.secure else client_port)
+
+    @property
+    def admin_env_path(self) -> Path:
+        return self.data_dir / ADMIN_ENV_FILE_NAME
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        return ensure_tls_files(self.data_dir / TLS_DIR_NAME)
 
     @property
     def layout_path(self) -> Path:
@@ -139,6 +164,14 @@ class LocalCluster:
         return self.node_dir(node_id) / "data" / "meta.properties"
 
     def node_properties(self, node_id: int) -> dict[str, str]:
+        if self.secure:
+            return secure_server_properties(
+                node_id=node_id,
+                nodes=self.nodes,
+                base_port=self.base_port,
+                node_dir=self.node_dir(node_id),
+                keystore=self.tls_files.broker_keystore,
+            )
         return server_properties(
             node_id=node_id, nodes=self.nodes, base_port=self.base_port, node_dir=self.node_dir(node_id)
         )
@@ -224,7 +257,8 @@ class LocalCluster:
             libs = fetch_jars(self.cache_dir, progress=self.progress)
             for node_id in range(1, self.nodes + 1):
                 self._write_config(node_id)
-            self._format_unformatted(java, libs, layout.cluster_id, to_start)
+            admin_password = self._admin_password() if self.secure else None
+            self._format_unformatted(java, libs, layout.cluster_id, to_start, admin_password)
             deadline = time.monotonic() + timeout
             for node_id in to_start:
                 self._launch(java, libs, node_id, die_with_this_process=die_with_this_process)
@@ -239,7 +273,15 @@ class LocalCluster:
         """The layout to start with, or None when every recorded node is already running."""
         recorded = read_layout(self.data_dir)
         if recorded is None:
-            return ClusterLayout(cluster_id=new_cluster_id(), nodes=self.nodes, base_port=self.base_port)
+            return ClusterLayout(
+                cluster_id=new_cluster_id(), nodes=self.nodes, base_port=self.base_port, secure=self.secure
+            )
+        if recorded.secure != self.secure:
+            kind, flag = ("secure", "with --secure") if recorded.secure else ("plaintext", "without --secure")
+            raise BrokerError(
+                f"{self.data_dir} holds a {kind} cluster; start it {flag}, or use another --data-dir, "
+                f"or delete {self.data_dir} to start afresh"
+            )
         if recorded.nodes != self.nodes:
             raise BrokerError(
                 f"{self.data_dir} holds a {recorded.nodes}-node cluster, not a {self.nodes}-node one; "
@@ -257,13 +299,16 @@ class LocalCluster:
             self.base_port = recorded.base_port
             if len(running) == recorded.nodes:
                 return None
-        return ClusterLayout(cluster_id=recorded.cluster_id, nodes=self.nodes, base_port=self.base_port)
+        return ClusterLayout(
+            cluster_id=recorded.cluster_id, nodes=self.nodes, base_port=self.base_port, secure=self.secure
+        )
 
     def _check_ports_free(self, node_ids: list[int]) -> None:
         for node_id in node_ids:
             for role, port in (
                 ("client", client_port(self.base_port, node_id)),
                 ("controller", controller_port(self.base_port, node_id)),
+                *((("internal", internal_port(self.base_port, node_id)),) if self.secure else ()),
             ):
                 if not port_is_free(port):
                     raise BrokerError(
@@ -319,7 +364,28 @@ class LocalCluster:
             main_class,
         ]
 
-    def _format_unformatted(self, java: str, libs: Path, cluster_id: str, node_ids: list[int]) -> None:
+    def _admin_password(self) -> str:
+        """The super user's password: the one in admin.env, or a new one for a cluster not yet formatted."""
+        formatted = any(self._formatted_cluster_id(i) is not None for i in range(1, self.nodes + 1))
+        password = read_admin_password(self.admin_env_path)
+        if password is None and formatted:
+            raise BrokerError(
+                f"{self.admin_env_path} is missing, and it holds the only copy of the super user's password; "
+                f"delete {self.data_dir} to start afresh (its topics are lost)"
+            )
+        password = password or secrets.token_urlsafe(32)
+        write_admin_env(
+            self.admin_env_path,
+            bootstrap_servers=self.bootstrap_servers,
+            user=ADMIN_USER,
+            password=password,
+            ca_file=self.tls_files.ca_file,
+        )
+        return password
+
+    def _format_unformatted(
+        self, java: str, libs: Path, cluster_id: str, node_ids: list[int], admin_password: str | None = None
+    ) -> None:
         pending = [i for i in node_ids if self._formatted_cluster_id(i) is None]
         if not pending:
             return
@@ -334,6 +400,9 @@ class LocalCluster:
                 "format", "--cluster-id", cluster_id, "--config", str(self.config_path(node_id)),
                 "--ignore-formatted",
             ]
+            if admin_password is not None:
+                # The password reaches the formatter as an argument: a short-lived process of this user's.
+                command += ["--add-scram", f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={admin_password}]"]
             formatters[node_id] = subprocess.Popen(  # noqa: S603 - java and arguments built here
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 cwd=self.node_dir(node_id), stdin=subprocess.DEVNULL,
@@ -383,9 +452,10 @@ class LocalCluster:
                         f"Kafka node {node_id} exited during start-up.\n{self._log_excerpt(node_id)}"
                     )
             live: set[int] = set()
-            if any(port_accepts_connections(client_port(self.base_port, i)) for i in wanted):
+            probe_port = internal_port if self.secure else client_port
+            if any(port_accepts_connections(probe_port(self.base_port, i)) for i in wanted):
                 remaining = deadline - time.monotonic()
-                live = live_broker_ids(self.bootstrap_servers, timeout=max(1.0, min(5.0, remaining)))
+                live = live_broker_ids(self.probe_bootstrap_servers, timeout=max(1.0, min(5.0, remaining)))
                 if wanted <= live:
                     if launched or announced:
                         elapsed = time.monotonic() - started

@@ -1,15 +1,8 @@
-"""Webhook delivery of alerts to each LA's case system: signed, retried per LA, outcome kept in the register.
-
-The protocol a receiver implements (headers, signature, answers) is the README's "Webhooks into LA case
-systems"; `verify_signature` below is its reference implementation. Each LA has its own delivery loop, so a
-slow or dead endpoint only delays that LA's alerts.
-"""
+"""Webhook delivery of alerts to LA case systems: Standard Webhooks signatures, retries per LA, outcomes kept."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import random
 import time
@@ -20,20 +13,22 @@ from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import aiohttp
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.records import Alert
 from schemas.jsonformat import alert_to_line
+from sinks.register.audit import audit_webhook_delivery
 from sinks.register.deliveries import WEBHOOK_CHANNEL, DeliveryLog, PendingDelivery
 from sinks.register.schema import DeliveryOutcome
 
 log = logging.getLogger(__name__)
 
-DELIVERY_HEADER = "X-Rollwatch-Delivery"
-TIMESTAMP_HEADER = "X-Rollwatch-Timestamp"
-SIGNATURE_HEADER = "X-Rollwatch-Signature"
-SIGNATURE_VERSION = "v1"
-#: How far a receiver should let a request's timestamp stray from its own clock.
-DEFAULT_TOLERANCE_SECONDS = 300
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+#: Most bytes of a receiver's answer that are read: only its status matters, and a receiver must not be able
+#: to make the sender hold an unbounded body.
+MAX_RESPONSE_BYTES = 64 * 1024
 #: Statuses that mean "try again later"; every other 4xx means "never".
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 
@@ -41,28 +36,20 @@ RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 # --- signing ---------------------------------------------------------------------------------------------
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The X-Rollwatch-Signature value for `body` signed at `timestamp`."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"{SIGNATURE_VERSION}={digest}"
+def signature(secret: str, alert_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature value (`v1,<base64 HMAC-SHA256>` of id.timestamp.body) for a `whsec_` secret."""
+    return Webhook(secret).sign(alert_id, datetime.fromtimestamp(timestamp, tz=UTC), body)
 
 
-def verify_signature(
-    secret: str,
-    timestamp_header: str | None,
-    signature_header: str | None,
-    body: bytes,
-    now: float | None = None,
-    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
-) -> bool:
-    """What a receiver checks: the timestamp is recent and the signature is the secret's over timestamp+body."""
-    if not timestamp_header or not signature_header or not timestamp_header.isdigit():
+def verify_signature(secret: str, headers: Mapping[str, str], body: bytes) -> bool:
+    """What a receiver checks (the README's "Webhooks into LA case systems"), with the scheme's own library: all
+    three headers present, the timestamp within five minutes of now, and the signature the secret's over id,
+    timestamp and the body as received."""
+    try:
+        Webhook(secret).verify(body, dict(headers), json_parse=False)
+    except WebhookVerificationError:
         return False
-    timestamp = int(timestamp_header)
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance:
-        return False
-    return hmac.compare_digest(signature(secret, timestamp, body), signature_header.strip())
+    return True
 
 
 def alert_body(alert: Alert) -> bytes:
@@ -72,10 +59,25 @@ def alert_body(alert: Alert) -> bytes:
 def signed_headers(secret: str, alert_id: str, body: bytes, timestamp: int) -> dict[str, str]:
     return {
         "Content-Type": "application/json; charset=utf-8",
-        DELIVERY_HEADER: alert_id,
+        ID_HEADER: alert_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
+        SIGNATURE_HEADER: signature(secret, alert_id, timestamp, body),
     }
+
+
+class ResponseBody(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def read_capped(content: ResponseBody, limit: int = MAX_RESPONSE_BYTES) -> int:
+    """Reads and drops at most `limit` bytes of a response body; returns how many were read."""
+    total = 0
+    while total < limit:
+        chunk = await content.read(min(16 * 1024, limit - total))
+        if not chunk:
+            break
+        total += len(chunk)
+    return total
 
 
 # --- retry policy ----------------------------------------------------------------------------------------
@@ -194,7 +196,9 @@ class WebhookSender:
                 timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
                 allow_redirects=False,
             ) as response:
-                await response.read()
+                # Reading the body lets the connection be reused; past the cap the connection is dropped instead.
+                if await read_capped(response.content) >= MAX_RESPONSE_BYTES:
+                    response.close()
                 return judge_response(response.status, response.headers.get("Retry-After"))
         except TimeoutError:
             return AttemptResult(False, True, f"timed out after {self.policy.timeout:g}s")
@@ -294,6 +298,7 @@ class WebhookDispatcher:
             alert_id, WEBHOOK_CHANNEL, result.outcome, result.attempts, result.last_error, delivered_at,
         )
         self.results.append(result)
+        await asyncio.to_thread(audit_webhook_delivery, self.deliveries, endpoint.la_code, item.alert, result.outcome)
         if self.recorder is not None:
             self.recorder.delivery_finished(WEBHOOK_CHANNEL, endpoint.la_code, result.outcome.value)
         # The alert id and LA identify the delivery; the alert's content is personal data and stays out.
@@ -305,7 +310,8 @@ class WebhookDispatcher:
 
 
 __all__ = [
-    "DELIVERY_HEADER",
+    "ID_HEADER",
+    "MAX_RESPONSE_BYTES",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "AttemptResult",
@@ -318,6 +324,7 @@ __all__ = [
     "alert_body",
     "judge_response",
     "parse_retry_after",
+    "read_capped",
     "signature",
     "signed_headers",
     "verify_signature",

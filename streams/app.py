@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 import faust
 
+from config.kafka import ssl_context
 from config.settings import Settings
 from streams.runtime.install import install_runtime
 from streams.runtime.outbox import RecordOutbox
@@ -17,7 +18,7 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
     protocol = settings.security_protocol
     context: ssl.SSLContext | None = None
     if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+        context = ssl_context(settings)
     if protocol.startswith("SASL"):
         password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
         return faust.SASLCredentials(

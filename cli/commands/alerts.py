@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from typing import Any
 
 from config.settings import Settings
-from processors.records import Alert, Recipient
+from processors.records import Alert, Recipient, alert_topic
 
 
 def register(subparsers: Any) -> None:
@@ -42,8 +43,9 @@ def topic_pattern(settings: Settings, las: list[str] | None, recipients: list[st
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from kafka import KafkaConsumer
+    from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
-    from config.kafka import client_options
+    from config.kafka import KafkaAccessError, check_access, client_options, refusal_message
     from schemas.codec import AvroCodec
     from schemas.jsonformat import alert_to_line
 
@@ -51,6 +53,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("rollwatch alerts: --la takes a 3-digit LA code such as 331", file=sys.stderr)
         return 2
     codec = AvroCodec()
+    if settings.security_protocol != "PLAINTEXT":
+        # A secured cluster refuses quietly: a pattern just matches fewer topics, and a refused login is
+        # retried for half a minute. Named topics and the login are checked up front instead.
+        named = [
+            settings.topic(alert_topic(la, Recipient(recipient)))
+            for la in args.la or ()
+            for recipient in args.recipient or ()
+        ]
+        try:
+            check_access(settings, named)
+        except KafkaAccessError as error:
+            print(f"rollwatch alerts: {error}", file=sys.stderr)
+            return 2
+    # The refusal is reported below in one line; kafka-python would log it first at every retry.
+    logging.getLogger("kafka.coordinator").addFilter(
+        lambda record: not any(isinstance(arg, GroupAuthorizationFailedError) for arg in record.args or ())
+    )
     consumer = KafkaConsumer(
         group_id=args.group,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
@@ -70,6 +89,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             count += 1
     except KeyboardInterrupt:
         pass
+    except TopicAuthorizationFailedError as error:
+        refused = [topic for arg in error.args for topic in (arg if isinstance(arg, set) else [arg])]
+        topics = ", ".join(sorted(map(str, refused)))
+        print(f"rollwatch alerts: {refusal_message('READ', 'topic', topics, settings)}", file=sys.stderr)
+        return 2
+    except GroupAuthorizationFailedError:
+        print(f"rollwatch alerts: {refusal_message('READ', 'group', str(args.group), settings)}", file=sys.stderr)
+        return 2
     finally:
         consumer.close()
     print(f"alerts: {count} printed", file=sys.stderr)

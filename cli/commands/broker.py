@@ -21,6 +21,7 @@ EPILOG = textwrap.dedent(
     examples:
       rollwatch broker start                      one node on 127.0.0.1:9092
       rollwatch broker start --nodes 3 --port 19092 --data-dir .rollwatch/kafka-3
+      rollwatch broker start --secure --data-dir .rollwatch/kafka-secure
       rollwatch broker status
       rollwatch broker stop
     """
@@ -53,6 +54,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=(
             "number of nodes: 1 (replication factor 1) or 3 (replication factor 3, min.insync.replicas 2). "
             "Default: the count recorded in --data-dir, else 1"
+        ),
+    )
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        default=None,
+        help=(
+            "clients connect over SASL_SSL (SCRAM-SHA-512, a CA and broker certificate generated under "
+            "--data-dir) and only what an ACL allows is allowed; writes the super user's settings to "
+            "<data-dir>/admin.env. Default: as recorded in --data-dir, else plaintext with no authorizer"
         ),
     )
     stop = actions.add_parser(
@@ -122,11 +133,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
-def _cluster(settings: Settings, data_dir: Path, nodes: int | None, port: int | None) -> LocalCluster:
+def _cluster(
+    settings: Settings, data_dir: Path, nodes: int | None, port: int | None, secure: bool | None = None
+) -> LocalCluster:
     return LocalCluster.for_data_dir(
         data_dir,
         nodes=nodes,
         base_port=port,
+        secure=secure,
         default_base_port=settings.broker_port,
         cache_dir=settings.broker_cache_dir,
         heap=settings.broker_heap,
@@ -134,12 +148,16 @@ def _cluster(settings: Settings, data_dir: Path, nodes: int | None, port: int | 
 
 
 def _start(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
-    cluster = _cluster(settings, data_dir, args.nodes, args.port)
+    cluster = _cluster(settings, data_dir, args.nodes, args.port, args.secure)
     timeout = args.timeout if args.timeout is not None else settings.broker_start_timeout
     bootstrap = cluster.start(timeout=timeout)
     print(f"Kafka bootstrap servers: {bootstrap}")
     print("Point Rollwatch at it with:")
-    print(f"  export ROLLWATCH_BOOTSTRAP_SERVERS={bootstrap}")
+    if cluster.secure:
+        print(f"  set -a; . {cluster.admin_env_path}; set +a    # the super user; keep this file private")
+        print(f"Super user settings: {cluster.admin_env_path}")
+    else:
+        print(f"  export ROLLWATCH_BOOTSTRAP_SERVERS={bootstrap}")
     if cluster.nodes > 1:
         print(f"  export ROLLWATCH_TOPIC_REPLICATION_FACTOR={min(cluster.nodes, 3)}")
     print(f"Stop it with: rollwatch broker stop --data-dir {cluster.data_dir}")

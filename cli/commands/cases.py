@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import re
 import sys
@@ -50,6 +51,7 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="opened on or after this date")
     listing.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="opened on or before this date")
     listing.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+    listing.add_argument("--by", help="who is looking, for the audit trail (default: your OS user name)")
     listing.set_defaults(handler=run_list)
 
     show = actions.add_parser(
@@ -57,6 +59,7 @@ def register(subparsers: Any) -> None:
     )
     show.add_argument("case_id", metavar="CASE", help="the case id, as `cases list` shows it")
     show.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    show.add_argument("--by", help="who is looking, for the audit trail (default: your OS user name)")
     show.set_defaults(handler=run_show)
 
     close = actions.add_parser(
@@ -90,6 +93,29 @@ def _open(settings: Settings) -> Any:
     from sinks.register.store import open_register
 
     return open_register(settings.database_url)
+
+
+def principal_of(by: str | None) -> str:
+    """Who the audit trail names: --by when given, else the OS user running the command."""
+    if by and by.strip():
+        return by.strip()
+    try:
+        return f"os {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "os unknown"
+
+
+def audit_cases(register: Any, by: str | None, channel: str, shown: list[Any], la_code: str | None) -> None:
+    """One audit row per case shown and LA holding it (or the LA asked for), written before anything is printed."""
+    from sinks.register.audit import CLI_ROLE, events_for
+
+    principal = principal_of(by)
+    events = []
+    for summary in shown:
+        las = [la_code] if la_code is not None else list(summary.holders) or ["---"]
+        for la in las:
+            events.extend(events_for(principal, la, CLI_ROLE, channel, [(summary.case_id, summary.upn)]))
+    register.record_audit(events)
 
 
 def _iso(day: date | None) -> str | None:
@@ -142,8 +168,11 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         register = _open(settings)
     except RegisterNotReady as error:
         return _fail(str(error))
+    from sinks.register.audit import CLI_CASES_LIST
+
     try:
         found = register.cases(query)
+        audit_cases(register, args.by, CLI_CASES_LIST, found, args.la)
     finally:
         register.close()
     if args.json:
@@ -180,8 +209,12 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         register = _open(settings)
     except RegisterNotReady as error:
         return _fail(str(error))
+    from sinks.register.audit import CLI_CASES_SHOW
+
     try:
         details = register.case_details(args.case_id)
+        if details is not None:
+            audit_cases(register, args.by, CLI_CASES_SHOW, [details.summary], None)
     finally:
         register.close()
     if details is None:

@@ -77,6 +77,8 @@ def connection_of(settings: Settings) -> KafkaConnection:
         sasl_username=settings.sasl_username,
         sasl_password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
         ssl_cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         topic_prefix=settings.topic_prefix,
         extra_options=network_options(),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -20,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from config.settings import Settings
+from config.settings import DashboardCredential, Settings
 from localbroker.processes import dies_with_parent
 
 DEMO_FROM = date(2025, 2, 24)  # the first day of the spring half-term after February's break
@@ -88,9 +89,24 @@ class DemoPaths:
         return f"sqlite:///{self.root / 'register.db'}"
 
 
+#: The role of each demo token: the CME officer's page, which shows the LA's cases and CME alerts.
+DEMO_ROLE = "cme-officer"
+
+
 def demo_tokens(la_codes: list[str]) -> dict[str, SecretStr]:
-    """A fresh random token per LA, for this local run only: real deployments set ROLLWATCH_DASHBOARD_TOKENS."""
-    return {code: SecretStr(secrets.token_urlsafe(18)) for code in la_codes}
+    """A fresh random token (256 bits) per LA, for this local run only: real deployments set
+    ROLLWATCH_DASHBOARD_TOKENS."""
+    return {code: SecretStr(secrets.token_urlsafe(32)) for code in la_codes}
+
+
+def demo_credentials(tokens: dict[str, SecretStr]) -> dict[str, DashboardCredential]:
+    """ROLLWATCH_DASHBOARD_TOKENS for the demo tokens: only their hashes reach the worker's settings."""
+    return {
+        f"demo-{code}": DashboardCredential(
+            la=code, role=DEMO_ROLE, sha256=hashlib.sha256(token.get_secret_value().encode()).hexdigest()
+        )
+        for code, token in tokens.items()
+    }
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -116,8 +132,9 @@ def browser_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - recognising, not binding
 
 
-def dashboard_url(base: str, la_code: str, token: SecretStr) -> str:
-    return f"{base}/la/{la_code}/?token={token.get_secret_value()}"
+def dashboard_url(base: str, la_code: str) -> str:
+    """The page's URL; the token is typed into its sign-in form, never put in a URL."""
+    return f"{base}/la/{la_code}/"
 
 
 def _alert_printer(settings: Settings, stop: threading.Event, counts: dict[str, int]) -> None:
@@ -280,7 +297,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "database_url": register_url,
                 "web_enabled": True,
                 "web_port": web_port,
-                "dashboard_tokens": tokens,
+                "dashboard_tokens": demo_credentials(tokens),
             }
         )
         print(f"Kafka at {bootstrap}; this run's topics start with {demo.topic_prefix}", flush=True)
@@ -297,12 +314,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Worker started (pid {worker.pid}, log {paths.worker_log}).", flush=True)
         print(f"Register sync started (pid {sync.pid}, log {paths.sync_log}) into {register_url}", flush=True)
         print(f"Metrics: {base}/metrics", flush=True)
-        print(f"Dashboard ({HEADLINE_LA} Birmingham): {dashboard_url(base, HEADLINE_LA, tokens[HEADLINE_LA])}",
-              flush=True)
-        print("Demo dashboard tokens, made up for this run only (real deployments set ROLLWATCH_DASHBOARD_TOKENS):",
-              flush=True)
+        print(f"Dashboard ({HEADLINE_LA} Birmingham): {dashboard_url(base, HEADLINE_LA)}", flush=True)
+        print(f"  token {tokens[HEADLINE_LA].get_secret_value()}", flush=True)
+        print(f"Demo dashboard tokens ({DEMO_ROLE}), made up for this run only; paste one into its page's sign-in "
+              "form (real deployments set ROLLWATCH_DASHBOARD_TOKENS to hashes):", flush=True)
         for la in WEST_MIDLANDS:
-            print(f"  {la.code} {la.name:<19} {dashboard_url(base, la.code, tokens[la.code])}", flush=True)
+            print(f"  {la.code} {la.name:<19} {dashboard_url(base, la.code)}", flush=True)
+            print(f"    token {tokens[la.code].get_secret_value()}", flush=True)
 
         counts = {"alerts": 0}
         printer = threading.Thread(target=_alert_printer, args=(demo, stop, counts), daemon=True)
@@ -340,8 +358,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Read the alerts again with: ROLLWATCH_TOPIC_PREFIX={demo.topic_prefix} rollwatch alerts "
               "--from-beginning", flush=True)
         if not args.exit_when_done:
-            print(f"Still running: open the dashboard at {dashboard_url(base, HEADLINE_LA, tokens[HEADLINE_LA])} "
-                  "; Ctrl-C to stop.", flush=True)
+            print(f"Still running: open the dashboard at {dashboard_url(base, HEADLINE_LA)} and sign in with its "
+                  "token above; Ctrl-C to stop.", flush=True)
             while (stopped := children.first_stopped()) is None:
                 time.sleep(0.5)
             print(f"rollwatch run: the {stopped[0]} stopped; see {stopped[1]}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""The LA's CME register in SQL: children, cases, alerts and deliveries, fed idempotently from the alert stream."""
+"""The LA's CME register in SQL: children, cases, alerts, deliveries and audit events, fed from the alert stream."""
 
+from sinks.register.audit import AuditEvent
 from sinks.register.deliveries import (
     WEBHOOK_CHANNEL,
     DeliveryLog,
@@ -29,6 +30,7 @@ from sinks.register.writer import BatchResult, MemoryRegisterWriter, RegisterWri
 
 __all__ = [
     "WEBHOOK_CHANNEL",
+    "AuditEvent",
     "Base",
     "BatchResult",
     "CaseDetails",

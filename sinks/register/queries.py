@@ -11,7 +11,7 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from processors.records import Alert, AlertChild, Rule, Severity
+from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register.deliveries import DeliveryRecord, deliveries
 from sinks.register.schema import TABLES, AlertRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow, alert_from_row
 
@@ -202,11 +202,21 @@ def la_register_view(
     severity: Severity | None,
     rule: Rule | None,
     alert_limit: int,
+    recipient: Recipient | None = None,
 ) -> LARegisterView:
     """The LA's open cases (most recently opened first) and its newest alerts (at most `alert_limit`), both
-    filtered by severity and rule when given."""
-    summaries = cases(sessions, CaseQuery(la_code=la_code, status=CaseStatus.OPEN, rule=rule, severity=severity))
+    filtered by severity and rule when given. With a recipient, only that recipient's alerts, and only the
+    cases that recipient works: a CME officer the cases the LA holds, social care the open cases of children
+    it was alerted about (protected children), the EHE service none."""
+    if recipient is Recipient.EHE_SERVICE:
+        summaries: list[CaseSummary] = []
+    else:
+        summaries = cases(
+            sessions, CaseQuery(la_code=la_code, status=CaseStatus.OPEN, rule=rule, severity=severity)
+        ) if recipient is not Recipient.SOCIAL_CARE else _social_care_cases(sessions, la_code, rule, severity)
     conditions = [AlertRow.la_code == la_code]
+    if recipient is not None:
+        conditions.append(AlertRow.recipient == recipient.value)
     if severity is not None:
         conditions.append(AlertRow.severity == severity.value)
     if rule is not None:
@@ -220,20 +230,45 @@ def la_register_view(
             .limit(alert_limit)
         )
         newest = [alert_from_row(row) for row in rows]
-        first_alerts = _first_alerts_of_cases(session, la_code, [summary.case_id for summary in summaries])
+        first_alerts = _first_alerts_of_cases(
+            session, la_code, [summary.case_id for summary in summaries], recipient
+        )
     open_cases = [
         OpenCase(summary, *first_alerts.get(summary.case_id, (None, None))) for summary in summaries
     ]
     return LARegisterView(open_cases, newest, total)
 
 
-def _first_alerts_of_cases(session: Session, la_code: str, case_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """School URN and reason of the LA's earliest alert of each case."""
+def _social_care_cases(
+    sessions: sessionmaker[Session], la_code: str, rule: Rule | None, severity: Severity | None
+) -> list[CaseSummary]:
+    """Open cases with an alert to this LA's social care, whichever LAs hold them."""
+    statement = select(CaseRow).where(
+        CaseRow.status == CaseStatus.OPEN.value,
+        exists().where(
+            AlertRow.case_id == CaseRow.case_id,
+            AlertRow.la_code == la_code,
+            AlertRow.recipient == Recipient.SOCIAL_CARE.value,
+        ),
+    )
+    if rule is not None:
+        statement = statement.where(CaseRow.opening_rule == rule.value)
+    found = _summaries(sessions, statement)
+    return found if severity is None else [summary for summary in found if summary.severity is severity]
+
+
+def _first_alerts_of_cases(
+    session: Session, la_code: str, case_ids: Sequence[str], recipient: Recipient | None = None
+) -> dict[str, tuple[str, str]]:
+    """School URN and reason of the LA's earliest alert of each case (to `recipient`, when given)."""
     found: dict[str, tuple[str, str]] = {}
+    conditions = [AlertRow.la_code == la_code]
+    if recipient is not None:
+        conditions.append(AlertRow.recipient == recipient.value)
     for chunk in _chunks(case_ids, ID_CHUNK):
         rows = session.execute(
             select(AlertRow.case_id, AlertRow.school_urn, AlertRow.reason)
-            .where(AlertRow.la_code == la_code, AlertRow.case_id.in_(chunk))
+            .where(*conditions, AlertRow.case_id.in_(chunk))
             .order_by(AlertRow.raised_on, AlertRow.alert_id)
         )
         for case_id, school_urn, reason in rows:

@@ -1,15 +1,15 @@
-"""Retention: removing closed cases and old alerts once their LAs' retention periods have passed."""
+"""Retention: removing closed cases, old alerts and old audit events once their LAs' retention periods have passed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sinks.register.schema import AlertRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow
+from sinks.register.schema import AlertRow, AuditEventRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class PurgeReport:
     cases: list[PurgeItem] = field(default_factory=list)
     caseless_alerts: list[PurgeItem] = field(default_factory=list)
     children: int = 0
+    audit_events: int = 0
 
     @property
     def alert_count(self) -> int:
@@ -106,10 +107,26 @@ def purge(sessions: sessionmaker[Session], today: date, policy: RetentionPolicy,
             ~exists().where(AlertRow.upn == ChildRow.upn), ~exists().where(CaseRow.upn == ChildRow.upn)
         )
         report.children = session.execute(orphans).rowcount  # type: ignore[attr-defined]
+        report.audit_events = _purge_audit_events(session, today, policy)
         if dry_run:
             # Deleting inside the transaction and rolling back counts exactly what a real run would.
             session.rollback()
     return report
+
+
+def _purge_audit_events(session: Session, today: date, policy: RetentionPolicy) -> int:
+    """Audit events older than their LA's retention period; each LA's events go by its own period."""
+    removed = 0
+    las = list(session.scalars(select(AuditEventRow.la_code).distinct()))
+    for la_code in las:
+        years = policy.years_for([la_code])
+        # Kept through the day `years` after the event, as a closed case is.
+        cutoff = datetime.combine(add_years(today, -years), time.min, tzinfo=UTC)
+        result = session.execute(
+            delete(AuditEventRow).where(AuditEventRow.la_code == la_code, AuditEventRow.at < cutoff)
+        )
+        removed += result.rowcount  # type: ignore[attr-defined]
+    return removed
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

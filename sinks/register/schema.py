@@ -107,6 +107,20 @@ class DeliveryRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class AuditEventRow(Base):
+    """One view of a child's personal data: who, as which LA and role, which case or child, when, through what."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    principal: Mapped[str] = mapped_column(String(200))
+    la_code: Mapped[str] = mapped_column(String(3), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(30))
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    upn: Mapped[str | None] = mapped_column(String(13))
+
+
 TABLES = (ChildRow, CaseRow, CaseHolderRow, AlertRow, DeliveryRow)
 
 

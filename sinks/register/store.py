@@ -8,8 +8,9 @@ from datetime import date, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from processors.records import Alert, CaseAction, Rule, Severity
-from sinks.register import deliveries, queries, retention, writer
+from processors.records import Alert, CaseAction, Recipient, Rule, Severity
+from sinks.register import audit, deliveries, queries, retention, writer
+from sinks.register.audit import AuditEvent
 from sinks.register.deliveries import DeliveryRecord, PendingDelivery
 from sinks.register.engine import check_schema, create_register_engine
 from sinks.register.queries import CaseDetails, CaseQuery, CaseSummary, LARegisterView
@@ -67,9 +68,10 @@ class Register:
         return queries.cases(self._sessions, query)
 
     def la_register_view(
-        self, la_code: str, severity: Severity | None, rule: Rule | None, alert_limit: int
+        self, la_code: str, severity: Severity | None, rule: Rule | None, alert_limit: int,
+        recipient: Recipient | None = None,
     ) -> LARegisterView:
-        return queries.la_register_view(self._sessions, la_code, severity, rule, alert_limit)
+        return queries.la_register_view(self._sessions, la_code, severity, rule, alert_limit, recipient)
 
     def deliveries(self, alert_ids: Iterable[str] | None = None) -> list[DeliveryRecord]:
         return deliveries.deliveries(self._sessions, alert_ids)
@@ -79,6 +81,14 @@ class Register:
 
     def counts(self) -> dict[str, int]:
         return queries.counts(self._sessions)
+
+    # audit
+
+    def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        audit.record_events(self._sessions, events)
+
+    def audit_events(self, la_code: str | None = None, since: datetime | None = None) -> list[AuditEvent]:
+        return audit.audit_events(self._sessions, la_code, since)
 
     # retention
 

@@ -24,7 +24,7 @@ from tests.integration.workers import ROOT
 pytestmark = pytest.mark.e2e
 
 ALERT_LINE = re.compile(r"^  ALERT \d{4}-\d{2}-\d{2} +[A-Z]+ +[A-Z_]+ +to [A-Z_]+ of LA \d{3}  UPN \w{13}", re.M)
-DASHBOARD_LINE = re.compile(r"^Dashboard \(330 Birmingham\): (http://127\.0\.0\.1:(\d+)/la/330/\?token=(\S+))$", re.M)
+DASHBOARD_LINE = re.compile(r"^Dashboard \(330 Birmingham\): (http://127\.0\.0\.1:(\d+)/la/330/)\n  token (\S+)$", re.M)
 METRICS_LINE = re.compile(r"^Metrics: (http://127\.0\.0\.1:(\d+)/metrics)$", re.M)
 REGISTER_LINE = re.compile(r"^Register: ([\d,]+) alerts, ([\d,]+) open cases\.", re.M)
 
@@ -42,9 +42,11 @@ def port_listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def fetch(url: str) -> tuple[int, str]:
+def fetch(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the demo's local http URL
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the demo's local http URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the demo's local http URL
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -118,21 +120,26 @@ def test_demo_streams_alerts_serves_the_dashboard_and_stops_on_ctrl_c(tmp_path: 
         assert alerts, output.text[-4000:]
         assert int(register_line.group(1).replace(",", "")) >= len(alerts)
 
-        # Every West Midlands LA got its own token and URL; none of them opens another LA's page.
-        tokens = dict(re.findall(r"^  (\d{3}) .+?/la/\d{3}/\?token=(\S+)$", output.text, re.M))
+        # Every West Midlands LA got its own token, printed apart from its URL; none opens another LA's page.
+        tokens = dict(re.findall(r"^  (\d{3}) .+?/la/\d{3}/\n    token (\S+)$", output.text, re.M))
         assert len(tokens) == 14 and len(set(tokens.values())) == 14
-        status, page = fetch(dashboard.group(1))
+        assert tokens["330"] == dashboard.group(3) and len(tokens["330"]) >= 43
+        assert "token=" not in output.text
+        status, page = fetch(dashboard.group(1), tokens["330"])
         assert status == 200, page
         assert "Birmingham (330): children missing education" in page
-        status, _ = fetch(f"http://127.0.0.1:{web_port}/la/331/?token={tokens['330']}")
+        status, _ = fetch(f"http://127.0.0.1:{web_port}/la/331/", tokens["330"])
         assert status == 401
-        status, _ = fetch(f"http://127.0.0.1:{web_port}/la/330/")
-        assert status == 401
+        status, page = fetch(f"http://127.0.0.1:{web_port}/la/330/")
+        assert status == 401 and 'action="/la/330/sign-in"' in page
+        status, _ = fetch(f"http://127.0.0.1:{web_port}/la/330/?token={tokens['330']}")
+        assert status == 400
 
         # The dashboard shows what the register holds for the LA: exactly the alerts printed for it.
-        status, body = fetch(f"http://127.0.0.1:{web_port}/la/330/cases.json?token={tokens['330']}")
+        status, body = fetch(f"http://127.0.0.1:{web_port}/la/330/cases.json", tokens["330"])
         assert status == 200
-        printed_for_330 = re.findall(r"^  ALERT .* of LA 330  UPN (\w{13})", output.text, re.M)
+        # The demo tokens are CME officers': their page shows the CME officer's alerts only.
+        printed_for_330 = re.findall(r"^  ALERT .* to CME_OFFICER of LA 330  UPN (\w{13})", output.text, re.M)
         shown = json.loads(body)
         assert shown["alerts_total"] == len(printed_for_330)
         assert {alert["upn"] for alert in shown["alerts"]} == set(printed_for_330)

@@ -1,7 +1,12 @@
-"""The LA dashboard in headless Chromium, served by a real worker over a real register: tokens, isolation, looks."""
+"""The LA dashboard in headless Chromium, served by a real worker over a real register: sign-in, isolation, looks."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import json
+import re
 import shutil
 import socket
 import struct
@@ -10,14 +15,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from config.settings import Settings
+from config.settings import DashboardCredential, Settings
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register import Register, create_register_engine, migrate
 from streams.topics import ensure_worker_topics
@@ -27,7 +33,11 @@ pytestmark = pytest.mark.integration
 
 ARTIFACTS = ROOT / "test-artifacts"
 COVENTRY, DUDLEY = "331", "332"
-TOKENS = {COVENTRY: "coventry-demo-token-4f9a2c", DUDLEY: "dudley-demo-token-7be1d0"}
+TOKENS = {COVENTRY: "coventry-demo-token-4f9a2c0b7d", DUDLEY: "dudley-demo-token-7be1d0c3a5"}
+CREDENTIALS = {
+    f"{la}-cme": DashboardCredential(la=la, role="cme-officer", sha256=hashlib.sha256(token.encode()).hexdigest())
+    for la, token in TOKENS.items()
+}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 COVENTRY_CHILDREN = [
@@ -76,9 +86,11 @@ def free_port() -> int:
         return port
 
 
-def http_status(url: str) -> int:
+def http_status(url: str, token: str | None = None) -> int:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a local http URL
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - a local http URL
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - a local http URL
             status: int = response.status
             return status
     except urllib.error.HTTPError as error:
@@ -105,7 +117,7 @@ def dashboard_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
     settings = Settings(
         bootstrap_servers=kafka_bootstrap, topic_prefix=f"dash{run_id}.", app_id=f"dash-{run_id}",
         data_dir=tmp / "worker", database_url=database_url, web_enabled=True, web_port=port,
-        dashboard_tokens=TOKENS,
+        dashboard_tokens=CREDENTIALS,
         broker_session_timeout=10, broker_rebalance_timeout=10, log_level="WARNING",
     )
     ensure_worker_topics(settings)
@@ -128,26 +140,107 @@ def dashboard_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
         worker.stop()
 
 
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+class Browser:
+    """Headless Chromium driven over the DevTools protocol, so a test signs in through the form as a person does."""
+
+    def __init__(self, process: subprocess.Popen[str], socket_: aiohttp.ClientWebSocketResponse) -> None:
+        self.process = process
+        self.socket = socket_
+        self.last_id = 0
+
+    async def call(self, method: str, **params: object) -> dict[str, object]:
+        self.last_id += 1
+        await self.socket.send_json({"id": self.last_id, "method": method, "params": params})
+        while True:
+            message = await asyncio.wait_for(self.socket.receive_json(), 60)
+            if message.get("id") == self.last_id:
+                assert "error" not in message, message
+                result: dict[str, object] = message.get("result", {})
+                return result
+
+    async def evaluate(self, expression: str) -> object:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        value = result.get("result", {})
+        return value.get("value") if isinstance(value, dict) else None
+
+    async def wait_for_title(self, fragment: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        while True:
+            title = await self.evaluate("document.readyState === 'complete' ? document.title : ''")
+            if isinstance(title, str) and fragment in title:
+                return title
+            assert time.monotonic() < deadline, f"no page titled {fragment!r}; last {title!r}"
+            await asyncio.sleep(0.2)
+
+    async def open(self, url: str, title: str) -> str:
+        await self.call("Page.navigate", url=url)
+        await self.wait_for_title(title)
+        html = await self.evaluate("document.documentElement.outerHTML")
+        assert isinstance(html, str)
+        return html
+
+
+def start_chromium(profile: Path) -> tuple[subprocess.Popen[str], int]:
+    """Chromium with its DevTools port open; returns the process and the port it chose."""
     binary = shutil.which("chromium")
     assert binary is not None, "Debian's chromium package is needed (apt-get install chromium; .ci/run does it)"
-    profile = tmp_path / f"profile-{uuid.uuid4().hex[:6]}"
-    return subprocess.run(
+    process = subprocess.Popen(
         [
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1280,900",
-            *args,
+            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
+            "--window-size=1280,900", "--remote-debugging-port=0", "about:blank",
         ],
-        capture_output=True, text=True, timeout=120, check=False,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+        if found:
+            return process, int(found.group(1))
+        assert line or process.poll() is None, "chromium exited before listening"
+    process.kill()
+    raise AssertionError("chromium never opened its DevTools port")
 
 
-def test_la_token_shows_its_own_children_and_never_anothers(dashboard_server: DashboardServer, tmp_path: Path) -> None:
-    url = f"{dashboard_server.base_url}/la/{COVENTRY}/?token={TOKENS[COVENTRY]}"
-    dom = chromium(tmp_path, "--dump-dom", url)
-    assert dom.returncode == 0, dom.stderr
-    page = dom.stdout
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    process, port = start_chromium(tmp_path / "profile")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/json/list") as listing:
+            pages = [target for target in json.loads(await listing.text()) if target["type"] == "page"]
+        async with session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as socket_:
+            driven = Browser(process, socket_)
+            await driven.call("Page.enable")
+            await driven.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1,
+                              mobile=False)
+            try:
+                yield driven
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+async def sign_in(browser: Browser, base_url: str, la: str, token: str) -> str:
+    """Opens the LA's page, types the token into its sign-in form and submits it; returns the page then shown."""
+    form = await browser.open(f"{base_url}/la/{la}/", "sign in")
+    assert 'type="password" name="token"' in form
+    await browser.evaluate(
+        f"document.querySelector('input[name=token]').value = {json.dumps(token)};"
+        "document.querySelector('form.sign-in').submit(); true"
+    )
+    await browser.wait_for_title("children missing education")
+    html = await browser.evaluate("document.documentElement.outerHTML")
+    assert isinstance(html, str)
+    return html
+
+
+async def test_signing_in_shows_the_las_own_children_and_never_anothers(
+    dashboard_server: DashboardServer, browser: Browser
+) -> None:
+    page = await sign_in(browser, dashboard_server.base_url, COVENTRY, TOKENS[COVENTRY])
     assert "Coventry (331): children missing education" in page
     for upn, child in COVENTRY_CHILDREN:
         assert upn in page
@@ -156,25 +249,47 @@ def test_la_token_shows_its_own_children_and_never_anothers(dashboard_server: Da
         assert upn not in page
         assert child.surname not in page and child.forename not in page
     assert 'Open cases <span class="count">(3)</span>' in page
-    assert 'Recent alerts <span class="count">(4)</span>' in page
+    # The CME officer's page leaves out the EHE service's notice.
+    assert 'Recent alerts <span class="count">(3)</span>' in page
+    # The token went in a POST body: not in the URL, not in the page, and the session is out of scripts' reach.
+    assert await browser.evaluate("location.href") == f"{dashboard_server.base_url}/la/{COVENTRY}/"
+    assert TOKENS[COVENTRY] not in page
+    assert await browser.evaluate("document.cookie") == ""
+    # The session opens Coventry's page only.
+    assert "sign in" in await browser.open(f"{dashboard_server.base_url}/la/{DUDLEY}/", "sign in")
 
 
-def test_filters_apply_in_the_browser(dashboard_server: DashboardServer, tmp_path: Path) -> None:
-    url = f"{dashboard_server.base_url}/la/{COVENTRY}/?token={TOKENS[COVENTRY]}&severity=IMMEDIATE"
-    page = chromium(tmp_path, "--dump-dom", url).stdout
+async def test_filters_apply_and_sign_out_ends_the_session(
+    dashboard_server: DashboardServer, browser: Browser
+) -> None:
+    await sign_in(browser, dashboard_server.base_url, COVENTRY, TOKENS[COVENTRY])
+    page = await browser.open(f"{dashboard_server.base_url}/la/{COVENTRY}/?severity=IMMEDIATE", "missing education")
     assert "C331200001003" in page
     assert "A331200001001" not in page and "E331200001005" not in page
+    await browser.evaluate("document.querySelector('form.sign-out').submit(); true")
+    await browser.wait_for_title("sign in")
+    assert "A331200001001" not in await browser.open(f"{dashboard_server.base_url}/la/{COVENTRY}/", "sign in")
 
 
-def test_without_a_token_or_with_anothers_the_page_is_refused(
-    dashboard_server: DashboardServer, tmp_path: Path
-) -> None:
-    assert http_status(f"{dashboard_server.base_url}/la/{COVENTRY}/") == 401
-    assert http_status(f"{dashboard_server.base_url}/la/{COVENTRY}/?token={TOKENS[DUDLEY]}") == 401
-    assert http_status(f"{dashboard_server.base_url}/la/{COVENTRY}/cases.json?token={TOKENS[DUDLEY]}") == 401
-    page = chromium(tmp_path, "--dump-dom", f"{dashboard_server.base_url}/la/{COVENTRY}/").stdout
-    assert "Access token required" in page
-    assert "Okafor" not in page and "A331200001001" not in page
+async def test_a_wrong_token_is_refused_on_the_form(dashboard_server: DashboardServer, browser: Browser) -> None:
+    await browser.open(f"{dashboard_server.base_url}/la/{COVENTRY}/", "sign in")
+    await browser.evaluate(
+        f"document.querySelector('input[name=token]').value = {json.dumps(TOKENS[DUDLEY])};"
+        "document.querySelector('form.sign-in').submit(); true"
+    )
+    await asyncio.sleep(0.5)
+    await browser.wait_for_title("sign in")
+    page = await browser.evaluate("document.documentElement.outerHTML")
+    assert isinstance(page, str) and "does not open this LA" in page and "Okafor" not in page
+
+
+def test_without_credentials_or_with_anothers_the_page_is_refused(dashboard_server: DashboardServer) -> None:
+    base = dashboard_server.base_url
+    assert http_status(f"{base}/la/{COVENTRY}/") == 401
+    assert http_status(f"{base}/la/{COVENTRY}/", TOKENS[DUDLEY]) == 401
+    assert http_status(f"{base}/la/{COVENTRY}/cases.json", TOKENS[DUDLEY]) == 401
+    assert http_status(f"{base}/la/{COVENTRY}/cases.json", TOKENS[COVENTRY]) == 200
+    assert http_status(f"{base}/la/{COVENTRY}/?token={TOKENS[COVENTRY]}") == 400
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -184,14 +299,14 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_screenshot_artifact(dashboard_server: DashboardServer, tmp_path: Path) -> None:
+async def test_screenshot_artifact(dashboard_server: DashboardServer, browser: Browser) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard-la-331.png"
     shot.unlink(missing_ok=True)
-    url = f"{dashboard_server.base_url}/la/{COVENTRY}/?token={TOKENS[COVENTRY]}"
-    result = chromium(tmp_path, f"--screenshot={shot}", url)
-    assert result.returncode == 0, result.stderr
-    data = shot.read_bytes()
+    await sign_in(browser, dashboard_server.base_url, COVENTRY, TOKENS[COVENTRY])
+    captured = await browser.call("Page.captureScreenshot", format="png")
+    data = base64.b64decode(str(captured["data"]))
+    shot.write_bytes(data)
     assert png_size(data) == (1280, 900)
     # A blank or error page compresses to a few kilobytes; tables of text and coloured badges do not.
     assert len(data) > 30_000, len(data)

@@ -1,8 +1,9 @@
-"""The CME register on a real SQLite file and a real PostgreSQL 15: migrations, upserts, cases, queries, purge."""
+"""The CME register on a real SQLite file and a real PostgreSQL 15: migrations, upserts, cases, purge, audit."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from cli.main import main
+from config.settings import DashboardCredential
 from processors.records import Alert, AlertChild, CaseAction, CaseActionType, Recipient, Rule, Severity
 from sinks.register import (
     Base,
@@ -102,15 +105,15 @@ def test_migrations_from_empty_build_exactly_the_models(register_url: str) -> No
     engine = create_register_engine(register_url)
     try:
         assert inspect(engine).get_table_names() == []
-        assert migrate(engine) == head_revision() == "0001"
-        assert migrate(engine) == "0001"  # a second run changes nothing
+        assert migrate(engine) == head_revision() == "0002"
+        assert migrate(engine) == "0002"  # a second run changes nothing
         with engine.connect() as connection:
             differences = compare_metadata(
                 MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
             )
         assert differences == []
         assert set(inspect(engine).get_table_names()) == {
-            "alembic_version", "children", "cases", "case_holders", "alerts", "deliveries",
+            "alembic_version", "children", "cases", "case_holders", "alerts", "deliveries", "audit_events",
         }
     finally:
         engine.dispose()
@@ -393,3 +396,48 @@ def test_purge_removes_children_nothing_refers_to(register: Register) -> None:
 
     assert (len(report.cases), report.alert_count, report.children) == (1, 1, 1)
     assert register.counts() == {"children": 0, "cases": 0, "case_holders": 0, "alerts": 0, "deliveries": 0}
+
+
+def test_a_register_at_the_first_schema_migrates_to_this_release(register_url: str) -> None:
+    engine = create_register_engine(register_url)
+    try:
+        assert migrate(engine, "0001") == "0001"
+        Register(engine).record([alert(1, Rule.MISSING_NO_DESTINATION)])
+        assert migrate(engine) == "0002"
+        assert Register(engine).counts()["alerts"] == 1
+        assert "audit_events" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+
+
+async def test_a_dashboard_view_and_cases_show_leave_audit_rows_that_audit_list_shows(
+    register: Register, register_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from web.dashboard import DashboardAccess, LADashboard
+
+    register.record([alert(1, Rule.MISSING_NO_DESTINATION), alert(2, Rule.MISSING_NO_DESTINATION,
+                                                                 recipient=Recipient.SOCIAL_CARE, upn=UPN_B,
+                                                                 child=CHILD_B, case_id=CASE_2)])
+    token = "officer-token-of-coventry-0123456789"
+    credential = DashboardCredential(la="331", role="cme-officer", sha256=hashlib.sha256(token.encode()).hexdigest())
+    dashboard = LADashboard(DashboardAccess({"cov-1": credential}), lambda: register)
+    reply = await dashboard.cases_json("331", {"Authorization": f"Bearer {token}"}, {})
+    assert reply.status == 200 and UPN_B not in reply.body
+
+    monkeypatch.setenv("ROLLWATCH_DATABASE_URL", register_url)
+    assert main(["cases", "show", CASE_1, "--by", "A. Officer"]) == 0
+    capsys.readouterr()
+    rows = register.audit_events("331")
+    assert [(row.principal, row.role, row.channel, row.case_id, row.upn) for row in rows] == [
+        ("token cov-1", "cme-officer", "dashboard-json", CASE_1, UPN_A),
+        ("A. Officer", "register", "cli cases show", CASE_1, UPN_A),
+    ]
+    assert main(["audit", "list", "--la", "331", "--since", "2020-01-01", "--json"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and '"principal": "token cov-1"' in listed[0] and '"upn": "W330215224052"' in listed[1]
+
+    purged = register.purge(date(2099, 1, 1), RetentionPolicy(), dry_run=False)
+    assert purged.audit_events == 2 and register.audit_events() == []

@@ -1,8 +1,10 @@
-"""Webhook delivery against a real local HTTP server that fails, delays and rejects on purpose."""
+"""Webhook delivery against a real local HTTP server that verifies with the Standard Webhooks library, fails,
+delays, rejects and answers without end on purpose."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,23 +14,16 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from schemas.jsonfields import alert_to_json
 from sinks.register import DeliveryOutcome, MemoryDeliveryLog, Register, create_register_engine, migrate
-from sinks.webhook import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    Endpoint,
-    RetryPolicy,
-    WebhookDispatcher,
-    verify_signature,
-)
+from sinks.webhook import ID_HEADER, MAX_RESPONSE_BYTES, Endpoint, RetryPolicy, WebhookDispatcher
 
 pytestmark = pytest.mark.integration
 
-SECRETS = {"330": "secret-330", "331": "secret-331", "332": "secret-332"}
+SECRETS = {la: "whsec_" + base64.b64encode(la.encode() * 8).decode() for la in ("330", "331", "332")}
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05, retry_after_max=5.0, timeout=2.0)
 
 
@@ -101,15 +96,17 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         la = request.match_info["la"]
         body = await request.read()
-        verified = verify_signature(
-            SECRETS[la], request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body
-        )
+        try:
+            Webhook(SECRETS[la]).verify(body, dict(request.headers))
+            verified = True
+        except WebhookVerificationError:
+            verified = False
         count = 1 + sum(1 for r in self.received if r.la == la)
         response = (
             await self.behaviours.get(la, ok)(self, la, count) if verified else web.Response(status=401)
         )
         self.received.append(Received(
-            la, request.headers.get(DELIVERY_HEADER, ""), time.monotonic() - self.started, verified,
+            la, request.headers.get(ID_HEADER, ""), time.monotonic() - self.started, verified,
             json.loads(body), response.status,
         ))
         return response
@@ -182,7 +179,7 @@ async def test_a_client_error_is_not_retried(receiver: Receiver) -> None:
 
 
 async def test_a_wrong_secret_fails_the_receivers_check_and_is_not_retried(receiver: Receiver) -> None:
-    log = await deliver(receiver, [alert(1, "331")], endpoints={"331": receiver.endpoint("331", "not-the-secret")})
+    log = await deliver(receiver, [alert(1, "331")], endpoints={"331": receiver.endpoint("331", SECRETS["330"])})
 
     [request] = receiver.received
     assert (request.verified, request.status) == (False, 401)
@@ -260,3 +257,45 @@ async def test_outcomes_are_recorded_in_the_register_and_a_restart_resumes_the_b
     )
     assert len(receiver.of("332")) == 1
     register.close()
+
+
+async def test_an_endless_response_body_is_not_read_whole() -> None:
+    sent = 0
+    finished = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            while sent < 1 << 30:
+                await response.write(chunk)
+                sent += len(chunk)
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            finished.set()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/endless", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/endless"
+        log = MemoryDeliveryLog([alert(1, "330")])
+        policy = RetryPolicy(max_attempts=1, timeout=20.0)
+
+        await asyncio.wait_for(
+            WebhookDispatcher(log, {"330": Endpoint("330", url, SECRETS["330"])}, policy).run(once=True), 20.0
+        )
+        await asyncio.wait_for(finished.wait(), 20.0)
+
+        assert log.outcomes[alert(1, "330").alert_id].outcome is DeliveryOutcome.DELIVERED
+        # What the server got out before the dropped connection stopped it: the cap plus socket buffers.
+        assert MAX_RESPONSE_BYTES <= sent < 64 * 1024 * 1024
+    finally:
+        await runner.cleanup()

@@ -1,11 +1,14 @@
-"""docker-compose.yml without a Docker engine: valid against the Compose Specification schema, and every
-service configured with settings the code really reads, consistent across workers, Kafka and Prometheus."""
+"""docker-compose.yml without a Docker engine: valid against the Compose Specification schema, every service
+configured with settings the code really reads, consistent across workers, Kafka and Prometheus, and secured
+as `rollwatch broker start --secure` is: SASL_SSL for every Kafka client, the authorizer on, no password in
+the file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,9 @@ SCHEMA = Path(__file__).resolve().parent / "compose_spec" / "compose-spec.json"
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
 WORKERS = ("worker-1", "worker-2")
+#: The Rollwatch services that talk to Kafka, and the Kafka user each runs as.
+KAFKA_CLIENTS = {"worker-1": "rollwatch-worker", "worker-2": "rollwatch-worker", "register-sync": "rollwatch-register",
+                 "kafka-access": "admin"}
 #: `${NAME:?message}` and `${NAME:-default}` as compose interpolates them; the tests fill in a stand-in value.
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z_]+)(?::(?P<op>[?-])(?P<arg>[^}]*))?\}")
 
@@ -50,13 +56,22 @@ def environment(service: dict[str, Any]) -> dict[str, str | None]:
 
 
 def settings_of(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings a process of this service builds from its environment (unset pass-throughs left out)."""
+    """The Settings a process of this service builds from its environment (unset pass-throughs left out).
+
+    A ROLLWATCH_<NAME>_FILE names a file that exists only in the container (a secret or a volume kafka-access
+    fills): the test points it at a stand-in file of its own.
+    """
     import os
 
     for name in [name for name in os.environ if name.startswith("ROLLWATCH_")]:
         monkeypatch.delenv(name)
+    stand_ins = Path(tempfile.mkdtemp(prefix="compose-secrets-"))
     for name, value in environment(service).items():
         if name.startswith("ROLLWATCH_") and value is not None:
+            if name.endswith("_FILE"):
+                stand_in = stand_ins / name.lower()
+                stand_in.write_text(f"test-{name.lower()}\n")
+                value = str(stand_in)
             monkeypatch.setenv(name, value)
     return Settings()
 
@@ -85,11 +100,20 @@ def test_the_schema_check_catches_a_mistake() -> None:
 
 
 def test_every_rollwatch_variable_is_a_settings_field() -> None:
+    from config.settings import secret_fields
+
     fields = set(Settings.model_fields)
+    # ROLLWATCH_<NAME>_FILE exists for the secret settings only, ROLLWATCH_SECRETS_DIR is a field of its own.
+    file_forms = {f"{field}_file" for field in secret_fields(Settings)}
+    assert "secrets_dir" in fields
+    seen = set()
     for name, service in services().items():
         for variable in environment(service):
             if variable.startswith("ROLLWATCH_"):
-                assert variable.removeprefix("ROLLWATCH_").lower() in fields, f"{name}: {variable}"
+                field = variable.removeprefix("ROLLWATCH_").lower()
+                assert field in fields or field in file_forms, f"{name}: {variable}"
+                seen.add(field)
+    assert {"security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file", "ssl_cafile"} <= seen
 
 
 @pytest.mark.parametrize("name", ["worker-1", "worker-2", "register-migrate", "register-sync", "register-deliver"])
@@ -98,6 +122,164 @@ def test_each_rollwatch_service_builds_valid_settings(name: str, monkeypatch: py
     settings = settings_of(services()[name], monkeypatch)
     assert settings.database_url.startswith("postgresql+psycopg://rollwatch:")
     assert settings.database_url.endswith("@postgres:5432/rollwatch")
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (volume name or ./path) of a service's volumes."""
+    return {volume.split(":")[1]: volume.split(":")[0] for volume in service.get("volumes", [])}
+
+
+def mounted(service: dict[str, Any], path: str) -> str | None:
+    """The source of the mount `path` lies in, if any (the deepest, as mounts nest)."""
+    holding = [target for target in mounts(service) if path == target or path.startswith(target.rstrip("/") + "/")]
+    return mounts(service)[max(holding, key=len)] if holding else None
+
+
+@pytest.mark.parametrize("name", sorted(KAFKA_CLIENTS))
+def test_every_kafka_client_uses_sasl_ssl_as_its_own_user(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    all_services = services()
+    service = all_services[name]
+    settings = settings_of(service, monkeypatch)
+    assert settings.security_protocol == "SASL_SSL"
+    assert settings.sasl_mechanism == "SCRAM-SHA-512"
+    assert settings.sasl_username == KAFKA_CLIENTS[name]
+    assert settings.sasl_password is not None
+    assert settings.bootstrap_list == [f"{node}:9092" for node in KAFKA_NODES]
+    env = environment(service)
+    # The password is read from a file the service alone mounts, never from a variable.
+    assert "ROLLWATCH_SASL_PASSWORD" not in env
+    password_file = str(env["ROLLWATCH_SASL_PASSWORD_FILE"])
+    source = mounted(service, password_file)
+    if name == "kafka-access":
+        assert password_file == "/run/secrets/kafka_admin_password"
+        assert service["secrets"] == ["kafka_admin_password"]
+    else:
+        assert source is not None and source.endswith("-credentials"), f"{name}: {password_file} not on a volume"
+        readers = [other for other, spec in all_services.items() if source in mounts(spec).values()]
+        owners = {KAFKA_CLIENTS.get(reader) for reader in readers} - {"admin"}
+        assert owners == {KAFKA_CLIENTS[name]}, f"{source} is mounted by {readers}"
+    # The CA that signs the brokers' certificates is mounted where the setting says.
+    assert settings.ssl_cafile is not None
+    assert mounted(service, str(settings.ssl_cafile)) == "tls-public"
+
+
+def test_every_rollwatch_service_that_names_kafka_is_a_secured_client() -> None:
+    for name in rollwatch_services():
+        env = environment(services()[name])
+        if "ROLLWATCH_BOOTSTRAP_SERVERS" in env:
+            assert name in KAFKA_CLIENTS, f"{name} talks to Kafka but is not checked as a client"
+            assert env["ROLLWATCH_SECURITY_PROTOCOL"] == "SASL_SSL"
+        else:
+            assert not any(variable.startswith(("ROLLWATCH_SASL", "ROLLWATCH_SSL")) for variable in env), name
+
+
+def test_kafka_access_grants_the_roles_under_the_names_the_services_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    all_services = services()
+    access = all_services["kafka-access"]
+    script = (ROOT / "deploy" / "compose" / "grant-access.sh").read_text()
+    grants = re.findall(r"^grant (\S+) (\S+) (\S+)$", script, re.MULTILINE)
+    from config.access import ROLES
+
+    granted = {user: (role, directory) for role, user, directory in grants}
+    for name, user in KAFKA_CLIENTS.items():
+        if user == "admin":
+            continue
+        role, directory = granted[user]
+        assert role in ROLES
+        service = all_services[name]
+        # The volume the service reads its password from is the one the grant writes into.
+        source = mounted(service, str(environment(service)["ROLLWATCH_SASL_PASSWORD_FILE"]))
+        assert mounts(access)[directory] == source
+        assert access["depends_on"] and all_services[name]["depends_on"]["kafka-access"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert {role for role, _ in granted.values()} == {"worker", "register"}
+    # The ACLs name the app id and the register's group: the granting admin and the services agree on them.
+    admin = settings_of(access, monkeypatch)
+    for name in ("worker-1", "register-sync"):
+        client = settings_of(all_services[name], monkeypatch)
+        assert (client.app_id, client.register_group, client.topic_prefix) == (
+            admin.app_id, admin.register_group, admin.topic_prefix
+        )
+
+
+#: A setting or variable whose value is a secret.
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|CREDENTIAL", re.IGNORECASE)
+
+
+def raw_environment(service: dict[str, Any]) -> dict[str, str | None]:
+    raw = service.get("environment", {})
+    return {name: None if value is None else str(value) for name, value in raw.items()}
+
+
+def test_no_service_has_a_password_literal() -> None:
+    for name, service in services().items():
+        for variable, value in raw_environment(service).items():
+            if value is None or variable.endswith("_FILE"):
+                continue  # passed through from the environment, or a path
+            if SECRET_NAME.search(variable):
+                assert re.fullmatch(r"\$\{[A-Z_]+(:[?-][^}]*)?\}", value), f"{name}: {variable} is a literal"
+            # A URL's password part, too (user:password@host).
+            for credentials in re.findall(r"://[^:/@\s]+:([^@\s]+)@", value):
+                assert re.fullmatch(r"\$\{[A-Z_]+(:[?-][^}]*)?\}", credentials), f"{name}: {variable}"
+    for secret in compose()["secrets"].values():
+        assert set(secret) == {"environment"}, "secrets come from the operator's environment or .env"
+
+
+def test_the_check_for_password_literals_catches_one() -> None:
+    leaked = {"environment": {"ROLLWATCH_SASL_PASSWORD": "hunter2-hunter2"}}
+    with pytest.raises(AssertionError):
+        for variable, value in raw_environment(leaked).items():
+            assert value is None or not SECRET_NAME.search(variable) or value.startswith("${"), variable
+
+
+def test_kafka_nodes_authenticate_and_authorize_like_the_secure_local_broker() -> None:
+    from localbroker.config import ADMIN_USER, secure_server_properties
+
+    local = secure_server_properties(node_id=1, nodes=3, base_port=19092, node_dir=Path("/n"), keystore=Path("/k"))
+    for name in KAFKA_NODES:
+        service = services()[name]
+        env = environment(service)
+        protocols = dict(item.split(":") for item in str(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]).split(","))
+        # Clients only on SASL_SSL; the nodes' own listeners on TLS with client certificates; nothing plaintext.
+        assert protocols == {"CLIENTS": "SASL_SSL", "CONTROLLER": "SSL", "INTERNAL": "SSL"}
+        assert env["KAFKA_LISTENER_NAME_INTERNAL_SSL_CLIENT_AUTH"] == "required"
+        assert env["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"] == "required"
+        assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+        for key in ("authorizer.class.name", "allow.everyone.if.no.acl.found", "sasl.enabled.mechanisms",
+                    "listener.name.clients.sasl.enabled.mechanisms",
+                    "listener.name.clients.scram-sha-512.sasl.jaas.config", "ssl.keystore.type"):
+            variable = "KAFKA_" + key.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+            assert env[variable] == local[key], variable
+        assert set(str(env["KAFKA_SUPER_USERS"]).split(";")) == {"User:CN=kafka-broker", f"User:{ADMIN_USER}"}
+        # The admin user is created at format time, from the compose secret.
+        assert service["entrypoint"] == ["/bin/sh", "/etc/rollwatch/kafka-node.sh"]
+        assert service["secrets"] == ["kafka_admin_password"]
+        assert mounts(service)["/etc/kafka/tls"] == "tls-kafka"
+        assert mounts(service)["/etc/rollwatch"] == "./deploy/compose"
+        assert str(env["KAFKA_SSL_KEYSTORE_LOCATION"]).startswith("/etc/kafka/tls/")
+    script = (ROOT / "deploy" / "compose" / "kafka-node.sh").read_text()
+    assert f"name={ADMIN_USER}," in script and "--add-scram" in script
+    certs = (ROOT / "deploy" / "compose" / "make_certs.py").read_text()
+    assert 'BROKER_PRINCIPAL = "kafka-broker"' in certs
+    assert all(f'"{node}"' in certs for node in KAFKA_NODES), "the nodes' certificate names every node"
+
+
+def test_the_dashboard_is_reached_over_tls_only() -> None:
+    all_services = services()
+    for name in WORKERS:
+        assert "ports" not in all_services[name], f"{name} publishes its plain HTTP port"
+        assert environment(all_services[name])["ROLLWATCH_DASHBOARD_SECURE_COOKIE"] == "true"
+    dashboard = all_services["dashboard"]
+    config_mounts = {target: source for target, source in mounts(dashboard).items() if source.startswith("./")}
+    config = (ROOT / config_mounts["/etc/nginx/conf.d/default.conf"].removeprefix("./")).read_text()
+    listens = re.findall(r"listen (\d+) ssl;", config)
+    upstreams = re.findall(r"proxy_pass http://([\w-]+):(\d+);", config)
+    assert sorted(dashboard["ports"]) == sorted(f"{port}:{port}" for port in listens)
+    assert sorted(upstreams) == sorted((name, "6066") for name in WORKERS)
+    assert "listen 80" not in config and "ssl_certificate /etc/nginx/tls/" in config
+    assert mounts(dashboard)["/etc/nginx/tls"] == "tls-dashboard"
+    assert "X-Forwarded-User \"\"" in (ROOT / "deploy" / "compose" / "proxy_headers.inc").read_text()
 
 
 def test_workers_agree_with_each_other_and_with_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,12 +296,10 @@ def test_workers_agree_with_each_other_and_with_the_cluster(monkeypatch: pytest.
     assert first.store == "rocksdb://"
     assert first.web_enabled and first.web_host == "0.0.0.0"  # noqa: S104 - reachable by Prometheus
     # The register reads the same topics from the same cluster.
-    for name in ("register-sync", "register-deliver"):
-        register = settings_of(all_services[name], monkeypatch)
-        assert (register.bootstrap_servers, register.topic_prefix) == (first.bootstrap_servers, first.topic_prefix)
+    register = settings_of(all_services["register-sync"], monkeypatch)
+    assert (register.bootstrap_servers, register.topic_prefix) == (first.bootstrap_servers, first.topic_prefix)
     for name in WORKERS:
-        [volume] = all_services[name]["volumes"]
-        assert str(first.data_dir).startswith(volume.split(":")[1]), "table state lives on the volume"
+        assert mounted(all_services[name], str(first.data_dir)) == f"{name}-data", "table state lives on the volume"
 
 
 def test_kafka_nodes_form_one_kraft_quorum_with_rf_3_and_min_isr_2() -> None:
@@ -136,7 +316,7 @@ def test_kafka_nodes_form_one_kraft_quorum_with_rf_3_and_min_isr_2() -> None:
         assert service["image"] == f"apache/kafka:{kafka_version}"
         assert env["KAFKA_NODE_ID"] == str(index)
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"CLIENTS://{name}:9092,INTERNAL://{name}:9094"
         assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
         assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
@@ -191,6 +371,9 @@ def test_health_checks_use_the_real_endpoints(monkeypatch: pytest.MonkeyPatch) -
     without = [name for name in long_running if "healthcheck" not in all_services[name]]
     # register sync exposes nothing to probe: it is the container's only process, so its exit is its failure.
     assert without == ["register-sync"]
+    for name in KAFKA_NODES:
+        check = " ".join(all_services[name]["healthcheck"]["test"])
+        assert "--command-config /etc/kafka/tls/internal-client.properties" in check and ":9094" in check
 
 
 def test_dependencies_volumes_and_image_build_line_up() -> None:

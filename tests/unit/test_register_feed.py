@@ -125,22 +125,25 @@ def test_memory_delivery_log_keeps_pending_until_an_outcome() -> None:
     assert log.pending_deliveries("331", "webhook", 5) == []
 
 
+SECRET = "whsec_" + "A" * 43
+
+
 def test_register_and_webhook_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ROLLWATCH_WEBHOOKS", '{"331": {"url": "https://cms.example/hook", "secret": "s"}}')
+    monkeypatch.setenv("ROLLWATCH_WEBHOOKS", f'{{"331": {{"url": "https://cms.example/hook", "secret": "{SECRET}"}}}}')
     monkeypatch.setenv("ROLLWATCH_RETENTION_YEARS_BY_LA", '{"330": 7}')
 
     settings = Settings()
 
     assert settings.webhooks["331"].url == "https://cms.example/hook"
-    assert settings.webhooks["331"].secret.get_secret_value() == "s"
-    assert "s" not in repr(settings.webhooks["331"].secret)
+    assert settings.webhooks["331"].secret.get_secret_value() == SECRET
+    assert SECRET not in repr(settings.webhooks["331"].secret)
     assert settings.retention_years_by_la == {"330": 7}
     assert (settings.retention_years, settings.webhook_max_attempts) == (6, 6)
 
 
 def test_a_webhook_url_must_be_http() -> None:
     with pytest.raises(ValueError, match="https://"):
-        Settings(webhooks={"331": {"url": "ftp://cms.example", "secret": "s"}})  # type: ignore[dict-item]
+        Settings(webhooks={"331": {"url": "ftp://cms.example", "secret": SECRET}})  # type: ignore[dict-item]
 
 
 def test_the_rules_and_the_register_share_one_definition_of_a_case() -> None:

@@ -1,51 +1,162 @@
-"""Webhook pieces without a network: signing and verifying, answers judged, Retry-After, backoff with jitter."""
+"""Webhook pieces without a network: Standard Webhooks signing, answers judged, Retry-After, backoff, capped reads."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
 import random
+import time
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+from standardwebhooks import Webhook
 
-from sinks.webhook import RetryPolicy, judge_response, parse_retry_after, signature, verify_signature
+from config.settings import Settings
+from sinks.webhook import (
+    MAX_RESPONSE_BYTES,
+    RetryPolicy,
+    judge_response,
+    parse_retry_after,
+    read_capped,
+    signature,
+    signed_headers,
+    verify_signature,
+)
 
-SECRET = "s3cret-for-LA-331"
+KEY = bytes(range(32))
+SECRET = "whsec_" + base64.b64encode(KEY).decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(bytes(range(1, 33))).decode()
+ALERT_ID = "bbbbbbbb-0000-5000-8000-000000000001"
 BODY = b'{"alert_id":"a-1","reason":"left with no destination"}'
 SIGNED_AT = 1_741_078_800  # 2025-03-04 09:00:00 UTC
 
 
-def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
-    import hashlib
-    import hmac
+def test_the_signature_is_hmac_sha256_of_id_dot_timestamp_dot_body_in_base64() -> None:
+    digest = hmac.new(KEY, f"{ALERT_ID}.1741078800.".encode() + BODY, hashlib.sha256).digest()
 
-    expected = hmac.new(SECRET.encode(), b"1741078800." + BODY, hashlib.sha256).hexdigest()
-
-    assert signature(SECRET, SIGNED_AT, BODY) == f"v1={expected}"
+    assert signature(SECRET, ALERT_ID, SIGNED_AT, BODY) == "v1," + base64.b64encode(digest).decode()
 
 
-def test_a_fresh_genuine_request_verifies() -> None:
-    assert verify_signature(SECRET, str(SIGNED_AT), signature(SECRET, SIGNED_AT, BODY), BODY, now=SIGNED_AT + 299)
+def test_the_headers_are_the_standard_webhooks_ones_and_the_library_verifies_them() -> None:
+    now = int(time.time())
+    headers = signed_headers(SECRET, ALERT_ID, BODY, now)
+
+    assert headers["webhook-id"] == ALERT_ID
+    assert headers["webhook-timestamp"] == str(now)
+    assert headers["webhook-signature"].startswith("v1,")
+    assert not any(name.lower().startswith("x-rollwatch") for name in headers)
+    assert Webhook(SECRET).verify(BODY, headers) == {"alert_id": "a-1", "reason": "left with no destination"}
+    assert verify_signature(SECRET, headers, BODY)
+
+
+def genuine(at: int | None = None) -> dict[str, str]:
+    return signed_headers(SECRET, ALERT_ID, BODY, int(time.time()) if at is None else at)
+
+
+def changed(headers: dict[str, str], name: str, value: str | None) -> dict[str, str]:
+    headers = dict(headers)
+    if value is None:
+        del headers[name]
+    else:
+        headers[name] = value
+    return headers
 
 
 @pytest.mark.parametrize(
-    ("secret", "timestamp", "signed", "body", "now"),
+    ("secret", "headers", "body"),
     [
-        ("another secret", str(SIGNED_AT), signature(SECRET, SIGNED_AT, BODY), BODY, SIGNED_AT),
-        (SECRET, str(SIGNED_AT), signature(SECRET, SIGNED_AT, BODY), BODY + b" ", SIGNED_AT),
-        (SECRET, str(SIGNED_AT + 1), signature(SECRET, SIGNED_AT, BODY), BODY, SIGNED_AT),
-        (SECRET, str(SIGNED_AT), signature(SECRET, SIGNED_AT, BODY), BODY, SIGNED_AT + 301),
-        (SECRET, str(SIGNED_AT), signature(SECRET, SIGNED_AT, BODY), BODY, SIGNED_AT - 301),
-        (SECRET, None, signature(SECRET, SIGNED_AT, BODY), BODY, SIGNED_AT),
-        (SECRET, str(SIGNED_AT), None, BODY, SIGNED_AT),
-        (SECRET, "-1741078800", signature(SECRET, SIGNED_AT, BODY), BODY, SIGNED_AT),
+        (OTHER_SECRET, genuine(), BODY),
+        (SECRET, genuine(), BODY + b" "),
+        (SECRET, changed(genuine(), "webhook-id", "bbbbbbbb-0000-5000-8000-000000000002"), BODY),
+        (SECRET, changed(genuine(), "webhook-timestamp", str(int(time.time()) + 1)), BODY),
+        (SECRET, genuine(int(time.time()) - 400), BODY),
+        (SECRET, genuine(int(time.time()) + 400), BODY),
+        (SECRET, changed(genuine(), "webhook-timestamp", None), BODY),
+        (SECRET, changed(genuine(), "webhook-signature", None), BODY),
+        (SECRET, changed(genuine(), "webhook-id", None), BODY),
+        (SECRET, changed(genuine(), "webhook-timestamp", "soon"), BODY),
     ],
-    ids=["wrong secret", "body changed", "timestamp changed", "too old", "from the future", "no timestamp",
-         "no signature", "garbled timestamp"],
+    ids=["wrong secret", "body changed", "id changed", "timestamp changed", "too old", "from the future",
+         "no timestamp", "no signature", "no id", "garbled timestamp"],
 )
-def test_anything_else_fails_verification(
-    secret: str, timestamp: str | None, signed: str | None, body: bytes, now: float
-) -> None:
-    assert not verify_signature(secret, timestamp, signed, body, now=now)
+def test_anything_else_fails_verification(secret: str, headers: dict[str, str], body: bytes) -> None:
+    assert not verify_signature(secret, headers, body)
+
+
+def endpoint(url: str, secret: str = SECRET) -> dict[str, object]:
+    return {"330": {"url": url, "secret": secret}}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://cms.example/hook", "http://127.0.0.1:8080/hook", "http://127.9.9.9/x", "http://[::1]:9000/hook",
+     "http://localhost:8000/hook", "http://LOCALHOST/hook"],
+)
+def test_https_anywhere_and_http_only_to_loopback(url: str) -> None:
+    assert Settings(webhooks=endpoint(url)).webhooks["330"].url == url  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://cms.example/hook", "http://10.0.0.5/hook", "http://128.0.0.1/hook", "http://localhost.evil.example/",
+     "http://[::2]/hook", "ftp://cms.example/hook", "https:///nohost"],
+)
+def test_any_other_url_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="https://"):
+        Settings(webhooks=endpoint(url))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["s3cret-for-LA-331", base64.b64encode(KEY).decode(), "whsec_" + base64.b64encode(bytes(16)).decode(),
+     "whsec_" + base64.b64encode(bytes(65)).decode(), "whsec_not base64!"],
+    ids=["plain text", "no prefix", "too short", "too long", "not base64"],
+)
+def test_a_secret_must_be_a_standard_webhooks_one(secret: str) -> None:
+    with pytest.raises(ValidationError, match="whsec_") as raised:
+        Settings(webhooks=endpoint("https://cms.example/hook", secret))  # type: ignore[arg-type]
+    assert secret not in str(raised.value.errors(include_input=False))
+
+
+def test_a_configured_secret_signs_what_the_library_verifies() -> None:
+    settings = Settings(webhooks=endpoint("https://cms.example/hook", f" {SECRET}\n"))  # type: ignore[arg-type]
+    secret = settings.webhooks["330"].secret.get_secret_value()
+    now = int(time.time())
+
+    assert secret == SECRET
+    Webhook(secret).verify(BODY, signed_headers(secret, ALERT_ID, BODY, now))
+
+
+class EndlessBody:
+    """A response body that never ends, counting what is taken from it."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        assert 0 < n <= MAX_RESPONSE_BYTES, "a read must be bounded"
+        self.taken += n
+        return b"x" * n
+
+
+class ShortBody:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, n: int = -1) -> bytes:
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+
+def test_a_response_body_is_read_only_up_to_the_cap() -> None:
+    body = EndlessBody()
+
+    assert asyncio.run(read_capped(body)) == MAX_RESPONSE_BYTES
+    assert body.taken == MAX_RESPONSE_BYTES
+    assert asyncio.run(read_capped(ShortBody(b"stored"))) == len(b"stored")
 
 
 @pytest.mark.parametrize(
