@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "audit",
     "run",
     "access",
+    "dlq",
 )
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from cli.commands.dlq import DeadLetterMetrics
 from sinks.metrics import DeliveryMetrics, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +33,11 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[
 
 
 def served_series() -> dict[str, str]:
-    """Every series name a worker or the deliverer can expose, mapped to its metric family."""
+    """Every series name a worker, the deliverer or the dead-letter exporter can expose, mapped to its family."""
     registry = CollectorRegistry()
     Metrics(registry)
     DeliveryMetrics(registry)
+    DeadLetterMetrics(registry)
     names = {}
     for family in registry.collect():
         for suffix in SUFFIXES[family.type]:
@@ -59,7 +61,7 @@ def rule_expressions() -> list[str]:
 def test_promtool_accepts_the_rules() -> None:
     checked = promtool("check", "rules", "rules.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout
+    assert "SUCCESS: 10 rules found" in checked.stdout
 
 
 def test_the_rules_pass_their_unit_tests() -> None:
