@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from config.logs import setup_logging
 from config.settings import Settings, SettingsError, settings_problems
 
 #: Subcommand modules under cli.commands; each has `register(subparsers)`.
@@ -79,14 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in settings_problems(error):
             print(f"rollwatch: invalid setting {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if settings.log_level != "DEBUG":
-        # kafka-python narrates every connection and partition at INFO; Rollwatch's own lines are enough.
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+    setup_logging(settings)
     result: int = args.handler(args, settings)
     return result
 

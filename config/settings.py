@@ -331,6 +331,10 @@ class Settings(BaseSettings):
         None, description="JSON file of per-LA term dates, closure days and deadline lengths (see README)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines on stderr: text, or json (one object a line: time, level, logger, message "
+        "and topic, partition, offset, error_code where a line has them), Faust's and the Kafka clients' included."
+    )
 
     # Register
     database_url: str = Field(
@@ -400,6 +404,10 @@ class Settings(BaseSettings):
     )
     deliver_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port on web_host where `register deliver` serves Prometheus metrics at "
+        "/metrics; 0 serves none."
+    )
+    sync_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port on web_host where `register sync` serves Prometheus metrics at "
         "/metrics; 0 serves none."
     )
 
