@@ -1,13 +1,18 @@
 # The Rollwatch image: one Python application, run as `rollwatch <command>` (worker, register sync, ...).
-FROM python:3.11-slim
+# Reproducible: every dependency (and the build backend) installed from requirements.lock, pinned with hashes
+# (regenerate it with the pip-compile command in its header whenever pyproject.toml's dependencies change).
+# The benchmarks (bench/) are a development tool and stay out; so will the local broker (localbroker/) once no
+# command imports it at start-up (`rollwatch run` does today).
 
+# -- build: the project's own wheel --------------------------------------------------------------------------
+FROM python:3.11-slim AS build
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /app
-COPY pyproject.toml README.md* ./
+WORKDIR /src
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+COPY pyproject.toml README.md ./
 COPY processors ./processors
 COPY schemas ./schemas
 COPY config ./config
@@ -19,11 +24,24 @@ COPY generator ./generator
 COPY clients/python/rollwatch_client ./clients/python/rollwatch_client
 COPY cli ./cli
 COPY localbroker ./localbroker
-RUN pip install '.[postgres]'
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
-# Table state (RocksDB) lives under /var/lib/rollwatch, a volume in docker-compose.yml.
-RUN useradd --system --uid 10001 --home-dir /var/lib/rollwatch --create-home rollwatch
-USER rollwatch
+# -- the image ------------------------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock && rm /tmp/requirements.lock
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
+
+# Table state (RocksDB) lives under /var/lib/rollwatch, a volume in docker-compose.yml and Kubernetes.
+RUN groupadd --system --gid 10001 rollwatch \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/rollwatch --create-home rollwatch
+USER 10001:10001
 WORKDIR /var/lib/rollwatch
 ENV ROLLWATCH_DATA_DIR=/var/lib/rollwatch/worker
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
-from localbroker.config import read_layout
-from localbroker.launcher import BrokerError, LocalCluster
+
+if TYPE_CHECKING:
+    from localbroker.launcher import LocalCluster
+
+#: The local broker (localbroker/) is part of a source checkout, not of the Rollwatch container image.
+NOT_INSTALLED = (
+    "rollwatch broker: the local broker is a development tool, not installed in this image; "
+    "point ROLLWATCH_BOOTSTRAP_SERVERS at your Kafka cluster instead"
+)
 
 EPILOG = textwrap.dedent(
     """\
@@ -121,6 +130,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if importlib.util.find_spec("localbroker") is None:
+        print(NOT_INSTALLED, file=sys.stderr)
+        return 2
+    from localbroker.launcher import BrokerError
+
     data_dir: Path = args.data_dir if args.data_dir is not None else settings.broker_data_dir
     try:
         if args.broker_action == "start":
@@ -136,6 +150,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _cluster(
     settings: Settings, data_dir: Path, nodes: int | None, port: int | None, secure: bool | None = None
 ) -> LocalCluster:
+    from localbroker.launcher import LocalCluster
+
     return LocalCluster.for_data_dir(
         data_dir,
         nodes=nodes,
@@ -165,6 +181,8 @@ def _start(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
 
 
 def _stop(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
+    from localbroker.config import read_layout
+
     if read_layout(data_dir) is None:
         print(f"No local Kafka cluster in {data_dir.absolute()}; nothing to stop.")
         return 0
@@ -173,6 +191,8 @@ def _stop(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
 
 
 def _status(settings: Settings, data_dir: Path) -> int:
+    from localbroker.config import read_layout
+
     if read_layout(data_dir) is None:
         print(f"No local Kafka cluster in {data_dir.absolute()}; start one with `rollwatch broker start`.")
         return 1

@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
+import subprocess
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -17,6 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
+from cli.commands.broker import NOT_INSTALLED
 from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -392,13 +396,144 @@ def test_dependencies_volumes_and_image_build_line_up() -> None:
         assert all_services[name]["build"] == "."
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["rollwatch"]' in dockerfile
-    ignore_lines = (ROOT / ".dockerignore").read_text().splitlines()
-    allowed = {line[1:].rstrip("/") for line in ignore_lines if line.startswith("!")}
-    copied = {
-        path.rstrip("*") for line in dockerfile.splitlines() if line.startswith("COPY ") for path in line.split()[1:-1]
+    copied = copied_from_the_context(dockerfile)
+    assert copied <= dockerignore_allowed()
+
+
+#: Development tools: neither copied into the image nor installed there. The local broker joins them once no
+#: command imports it at start-up (`rollwatch run` does).
+DEVELOPMENT_ONLY = {"bench"}
+
+
+def copied_from_the_context(dockerfile: str) -> set[str]:
+    """What the Dockerfile's COPY lines take from the build context (not from another stage)."""
+    return {
+        path.rstrip("*") for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line for path in line.split()[1:-1]
     }
-    assert copied <= allowed
-    # Every package the project installs reaches the image.
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = setuptools.get("package-dir", {})
-    assert {folders.get(package.split(".")[0], package.split(".")[0]) for package in setuptools["packages"]} <= copied
+
+
+def dockerignore_allowed() -> set[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+
+
+def image_packages(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """The packages the image's build installs: pyproject.toml's after the Dockerfile's own rewrite of it."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    rewrites = [line for line in dockerfile.splitlines() if line.startswith("RUN python -c") and "pyproject" in line]
+    for rewrite in rewrites:
+        program, flag, command = shlex.split(rewrite.removeprefix("RUN "))  # as the shell reads it
+        assert (program, flag) == ("python", "-c")
+        subprocess.run([sys.executable, "-c", command], cwd=tmp_path, check=True)
+    setuptools = tomllib.loads((tmp_path / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return list(setuptools["packages"]), dict(setuptools.get("package-dir", {}))
+
+
+def test_the_image_installs_every_package_but_the_development_tools(tmp_path: Path) -> None:
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    packages, folders = image_packages(tmp_path)
+    assert set(packages) == set(listed) - DEVELOPMENT_ONLY
+    copied = copied_from_the_context((ROOT / "Dockerfile").read_text())
+    # Every package the image installs reaches it, and no development tool does.
+    assert {folders.get(package.split(".")[0], package.split(".")[0]) for package in packages} <= copied
+    assert not (DEVELOPMENT_ONLY & (copied | dockerignore_allowed()))
+
+
+def test_the_image_installs_from_the_lock_with_hashes() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = [line for line in dockerfile.splitlines() if re.search(r"\bpip (install|wheel)\b", line)]
+    assert installs
+    for line in installs:
+        # Every install takes no dependency of its own accord: those come from the lock, checked against its hashes.
+        assert "--no-deps" in line, line
+        if " -r " in line:
+            assert "--require-hashes --no-deps -r" in line and line.rstrip().split(" -r ")[1].split()[0].endswith(
+                "requirements.lock"
+            ), line
+    stages = dockerfile.split("\nFROM ")
+    final = stages[-1]
+    assert "--require-hashes --no-deps -r /tmp/requirements.lock" in final
+    assert final.index("requirements.lock") < final.index("wheels/*.whl"), "the lock first, then the project"
+    # Not root at run time: the user Kubernetes' runAsUser names.
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users[-1] == "10001:10001"
+
+
+def test_broker_says_in_one_line_that_the_local_broker_is_not_installed() -> None:
+    """Where localbroker is missing (an image without it), `rollwatch broker` says so instead of a traceback."""
+    program = (
+        "import argparse, sys; sys.modules['localbroker'] = None\n"
+        "from cli.commands import broker\n"
+        "from config.settings import Settings\n"
+        "parser = argparse.ArgumentParser(); broker.register(parser.add_subparsers(dest='command'))\n"
+        "args = parser.parse_args(['broker', 'status'])\n"
+        "sys.exit(args.handler(args, Settings()))\n"
+    )
+    outcome = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert outcome.returncode == 2, outcome.stderr
+    assert outcome.stderr.strip().splitlines() == [NOT_INSTALLED]
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as name -> (version, hashes)."""
+    text = (ROOT / "requirements.lock").read_text()
+    entries = {}
+    for match in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})+)", text,
+                             re.MULTILINE):
+        entries[canonical(match[1])] = (match[2], re.findall(r"sha256:([0-9a-f]{64})", match[3]))
+    requirements = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+    assert len(requirements) == len(entries), "every line of the lock is name==version with its hashes"
+    return entries
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lock = locked()
+    direct = [
+        *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["postgres"],
+        *project["build-system"]["requires"],
+    ]
+    pending = []
+    for line in direct:
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", f"{line}: pyproject pins exactly"
+        assert canonical(requirement.name) in lock, f"{requirement.name} is not in requirements.lock"
+        assert lock[canonical(requirement.name)][0] == specifier.version, f"{line}: locked at another version"
+        pending.append(requirement)
+    # What those need in turn, extras included, as installed here: every one locked.
+    environment = {"python_version": "3.11", "sys_platform": "linux", "platform_system": "Linux"}
+    seen: set[str] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonical(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        assert name in lock, f"{requirement.name} (needed in turn) is not in requirements.lock"
+        try:
+            needs = requires(requirement.name) or []
+        except PackageNotFoundError:
+            continue  # a build requirement not installed here
+        for need in map(Requirement, needs):
+            extras = requirement.extras or {""}
+            if need.marker is None or any(need.marker.evaluate({**environment, "extra": e}) for e in extras):
+                pending.append(need)
+    assert {"rocksdict", "psycopg-binary", "setuptools"} <= seen
+    for name, (_, hashes) in lock.items():
+        assert hashes, f"{name} has no hash"
+    header = (ROOT / "requirements.lock").read_text().split("\n\n", 1)[0]
+    assert "--generate-hashes" in header and re.search(r"--extra[ =]postgres", header)
