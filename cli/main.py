@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from cli.failures import failure_line
 from config.logs import setup_logging
 from config.settings import Settings, SettingsError, settings_problems
 
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             "missing education. Settings come from ROLLWATCH_* environment variables (see README)."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"rollwatch {installed_version()}")
     parser.add_argument(
         "--env-file",
         metavar="FILE",
@@ -49,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"cli.commands.{name}")
         module.register(subparsers)
     return parser
+
+
+def installed_version() -> str:
+    try:
+        return importlib.metadata.version("rollwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """`rollwatch register sync` and the like: the subcommand and its action, as the user typed them."""
+    actions = [str(value) for key, value in vars(args).items() if key.endswith("_action") and value]
+    return " ".join(["rollwatch", args.command, *actions])
 
 
 def load_env_file(path: str) -> None:
@@ -80,7 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rollwatch: invalid setting {problem}", file=sys.stderr)
         return 2
     setup_logging(settings)
-    result: int = args.handler(args, settings)
+    try:
+        result: int = args.handler(args, settings)
+    except Exception as error:
+        # Kafka or the database being out of reach is the user's to fix, so one line, not a traceback.
+        line = failure_line(error, settings)
+        if line is None:
+            raise
+        print(f"{command_name(args)}: {line}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -64,11 +64,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
+    from cli.failures import require_kafka
+
     name = f"rollwatch access {args.access_action}"
     user = getattr(args, "user", None)
     if user is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", user):
         print(f"{name}: a user name is 1 to 64 letters, digits, '.', '_' or '-'", file=sys.stderr)
         return 2
+    require_kafka(settings)
     try:
         if args.access_action == "grant":
             return _grant(args, settings)

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from kafka import KafkaConsumer
     from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
-    from config.kafka import KafkaAccessError, check_access, client_options, refusal_message
+    from cli.failures import require_kafka
+    from config.kafka import client_options, refusal_message
     from schemas.codec import AvroCodec
     from schemas.jsonformat import alert_to_line
 
@@ -53,19 +54,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("rollwatch alerts: --la takes a 3-digit LA code such as 331", file=sys.stderr)
         return 2
     codec = AvroCodec()
-    if settings.security_protocol != "PLAINTEXT":
-        # A secured cluster refuses quietly: a pattern just matches fewer topics, and a refused login is
-        # retried for half a minute. Named topics and the login are checked up front instead.
-        named = [
-            settings.topic(alert_topic(la, Recipient(recipient)))
-            for la in args.la or ()
-            for recipient in args.recipient or ()
-        ]
-        try:
-            check_access(settings, named)
-        except KafkaAccessError as error:
-            print(f"rollwatch alerts: {error}", file=sys.stderr)
-            return 2
+    # A secured cluster refuses quietly: a pattern just matches fewer topics, and a refused login is
+    # retried for half a minute. Reachability, the login and named topics are checked up front instead.
+    named = [
+        settings.topic(alert_topic(la, Recipient(recipient)))
+        for la in args.la or ()
+        for recipient in args.recipient or ()
+    ]
+    require_kafka(settings, named)
     # The refusal is reported below in one line; kafka-python would log it first at every retry.
     logging.getLogger("kafka.coordinator").addFilter(
         lambda record: not any(isinstance(arg, GroupAuthorizationFailedError) for arg in record.args or ())

@@ -44,11 +44,13 @@ def _fail(message: str) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_database
     from sinks.register.engine import RegisterNotReady
     from sinks.register.store import open_register
 
     if not re.fullmatch(r"\d{3}", args.la):
         return _fail("--la takes a 3-digit LA code such as 330")
+    require_database(settings)
     try:
         register = open_register(settings.database_url)
     except RegisterNotReady as error:

@@ -90,8 +90,10 @@ def _fail(message: str) -> int:
 
 
 def _open(settings: Settings) -> Any:
+    from cli.failures import require_database
     from sinks.register.store import open_register
 
+    require_database(settings)
     return open_register(settings.database_url)
 
 
@@ -260,11 +262,14 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_close(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_kafka
     from sinks.register.actions import CloseRefused, closing_action, closing_words, publish_case_action
     from sinks.register.engine import RegisterNotReady
 
     try:
         reason, by = closing_words(args.reason, args.by)
+        # The closing is a Kafka record: with the broker out of reach, refuse it before touching the register.
+        require_kafka(settings)
         register = _open(settings)
     except (CloseRefused, RegisterNotReady) as error:
         return _fail(str(error))

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def parse_since(text: str) -> datetime:
     """`--since`: a date (YYYY-MM-DD, midnight UTC), an ISO timestamp, or an age such as 30m, 12h, 7d."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text and text[-1] in units and text[:-1].isdigit():
-        return datetime.now(UTC).replace(microsecond=0) - _seconds(int(text[:-1]) * units[text[-1]])
+        return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
@@ -85,12 +85,6 @@ def parse_since(text: str) -> datetime:
             f"{text[:40]!r} is not a date (YYYY-MM-DD), a timestamp or an age such as 12h or 7d"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _seconds(count: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=count)
 
 
 def dlq_topics(settings: Settings, topic: str | None = None) -> list[str]:

@@ -41,6 +41,7 @@ from typing import Literal, TextIO
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
+from cli.failures import require_kafka
 from config.kafka import network_options
 from config.settings import Settings
 from processors.failures import UNPROCESSABLE, describe_error
@@ -459,6 +460,8 @@ def _send_file(
     args: argparse.Namespace, settings: Settings, path: Path, file_format: FileFormat, scan: ScanResult
 ) -> dict[str, int]:
     """The sending pass; returns messages sent per topic (a tick counts once per partition)."""
+    # Checked here, after the scan, so that a bad file is reported whether or not Kafka is up.
+    require_kafka(settings)
     if not args.no_create_topics:
         ensure_input_topics(settings, topic_prefix=args.topic_prefix)
     skipped = scan.rejected_lines

@@ -100,17 +100,22 @@ def _fail(message: str) -> int:
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_database
     from sinks.register.engine import migrate_url
 
+    require_database(settings)
     where, revision = migrate_url(settings.database_url)
     print(f"register at {where} is at schema revision {revision}")
     return 0
 
 
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_database, require_kafka
     from sinks.register.engine import RegisterNotReady
     from sinks.register.feed import consume_into_register
 
+    require_database(settings)
+    require_kafka(settings)
     try:
         outcome = consume_into_register(settings, args.once, args.timeout)
     except RegisterNotReady as error:
@@ -129,6 +134,7 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_database
     from sinks.register.engine import RegisterNotReady
     from sinks.register.store import open_register
     from sinks.webhook import Endpoint, RetryPolicy, WebhookDispatcher
@@ -137,6 +143,7 @@ def run_deliver(args: argparse.Namespace, settings: Settings) -> int:
         print("rollwatch register deliver: no LA has a webhook (set ROLLWATCH_WEBHOOKS); nothing to do",
               file=sys.stderr)
         return 0
+    require_database(settings)
     try:
         register = open_register(settings.database_url)
     except RegisterNotReady as error:
@@ -190,10 +197,12 @@ def serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, 
 
 
 def run_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_database
     from sinks.register.engine import RegisterNotReady
     from sinks.register.retention import RetentionPolicy
     from sinks.register.store import open_register
 
+    require_database(settings)
     try:
         register = open_register(settings.database_url)
     except RegisterNotReady as error:

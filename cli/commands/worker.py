@@ -72,6 +72,10 @@ class StopDeadline:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.failures import require_kafka
+
+    # Faust retries an absent broker for minutes, logging all the while: check before even importing it.
+    require_kafka(settings)
     from config.rules import build_rule_config
     from replay.run import relax_garbage_collection
     from streams.runtime.stopping import worker_class
