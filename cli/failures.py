@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 
 from config.settings import Settings
@@ -41,11 +40,6 @@ def quiet_libraries() -> Iterator[None]:
                 handler.removeFilter(_not_a_library)
 
 
-def _split(server: str) -> tuple[str, int]:
-    host, _, port = server.strip().rpartition(":")
-    return host.strip("[]") or "localhost", int(port) if port.isdigit() else 9092
-
-
 def kafka_unreachable(servers: str, reason: str) -> Unreachable:
     return Unreachable(
         f"cannot reach Kafka at {servers} ({reason}); check ROLLWATCH_BOOTSTRAP_SERVERS and that the broker is running"
@@ -55,15 +49,11 @@ def kafka_unreachable(servers: str, reason: str) -> Unreachable:
 def require_kafka(settings: Settings, read_topics: Sequence[str] = (), timeout: float = PROBE_TIMEOUT) -> None:
     """Raises Unreachable unless a bootstrap server accepts a TCP connection and answers a metadata request;
     on a secured cluster, also unless the login is accepted and `read_topics` may be read."""
-    problems = []
-    for server in settings.bootstrap_list:
-        try:
-            with socket.create_connection(_split(server), timeout=timeout):
-                break
-        except OSError as error:
-            problems.append(error.strerror or type(error).__name__)
-    else:
-        raise kafka_unreachable(settings.bootstrap_servers, "; ".join(dict.fromkeys(problems)).lower())
+    from config.kafka import tcp_refusal
+
+    refused = tcp_refusal(settings.bootstrap_list, timeout)
+    if refused is not None:
+        raise kafka_unreachable(settings.bootstrap_servers, refused)
     if settings.security_protocol != "PLAINTEXT":
         # A secured listener that accepts TCP may still refuse the login; check_access tells which in one line.
         from config.kafka import KafkaAccessError, check_access

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +60,25 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def _host_port(server: str) -> tuple[str, int]:
+    host, _, port = server.strip().rpartition(":")
+    return host.strip("[]") or "localhost", int(port) if port.isdigit() else 9092
+
+
+def tcp_refusal(servers: Sequence[str], timeout: float) -> str | None:
+    """Why no bootstrap server accepts a TCP connection (e.g. "connection refused"), or None if one does.
+
+    kafka-python keeps retrying a refused connection until its timeout; this answers at once."""
+    problems = []
+    for server in servers:
+        try:
+            with socket.create_connection(_host_port(server), timeout=timeout):
+                return None
+        except OSError as error:
+            problems.append((error.strerror or type(error).__name__).lower())
+    return "; ".join(dict.fromkeys(problems))
+
+
 class KafkaAccessError(Exception):
     """Kafka turned this principal away (wrong credentials, a missing ACL) or could not be reached; one line."""
 
@@ -80,6 +100,12 @@ def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: f
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    refused = tcp_refusal(settings.bootstrap_list, timeout)
+    if refused is not None:
+        raise KafkaAccessError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({refused}); check ROLLWATCH_BOOTSTRAP_SERVERS and "
+            "that the broker is running"
+        )
     refusals: list[BaseException] = []
 
     def note_refusal(record: logging.LogRecord) -> bool:

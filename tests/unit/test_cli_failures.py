@@ -79,6 +79,7 @@ COMMANDS: list[tuple[list[str], str]] = [
     (["cases", "close", "6f1c0000-0000-5000-8000-0000000000e2", "--reason", "moved", "--by", "A. Officer"], KAFKA),
     (["audit", "list", "--la", "330", "--since", "2025-01-01"], DATABASE),
     (["access", "list"], KAFKA),
+    (["dlq", "list"], KAFKA),
 ]
 
 
