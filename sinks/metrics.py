@@ -1,7 +1,9 @@
-"""Prometheus metrics of the worker and of webhook delivery, registered on a registry the caller passes in."""
+"""Prometheus metrics of the worker, of register sync and of webhook delivery, registered on a registry the caller
+passes in."""
 
 from __future__ import annotations
 
+import time as clock
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -222,12 +224,82 @@ class DeliveryMetrics:
             "rollwatch_delivery_failed_attempts", "Delivery attempts that failed and will be retried.",
             ["channel", "la_code"], registry=registry,
         )
+        self.last_success = Gauge(
+            "rollwatch_register_deliver_last_success_seconds",
+            "Unix time the last delivery finished (delivered or dead-lettered; 0 until one has).",
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "rollwatch_register_pending_deliveries",
+            "Pending deliveries of each LA's alerts as its worker last fetched them (at most "
+            "ROLLWATCH_WEBHOOK_BATCH_SIZE), less those finished since.",
+            ["la_code"], registry=registry,
+        )
+        self._pending: dict[str, int] = {}
 
     def delivery_finished(self, channel: str, la_code: str, outcome: str) -> None:
         self.deliveries.labels(channel, la_code, outcome).inc()
+        self.last_success.set(clock.time())
+        if self._pending.get(la_code, 0) > 0:
+            self._pending[la_code] -= 1
+            self.pending.labels(la_code).set(self._pending[la_code])
 
     def attempt_failed(self, channel: str, la_code: str) -> None:
         self.failed_attempts.labels(channel, la_code).inc()
+
+    def pending_found(self, la_code: str, count: int) -> None:
+        self._pending[la_code] = count
+        self.pending.labels(la_code).set(count)
+
+
+class SyncRecorder(Protocol):
+    """What `register sync` reports: `SyncMetrics` when served, `MemorySyncMetrics` in unit tests."""
+
+    def batch_stored(self, unix_time: float) -> None: ...
+
+    def show_lag(self, lag_by_topic: Mapping[str, int]) -> None: ...
+
+
+class SyncMetrics:
+    """How far `rollwatch register sync` is behind its topics and when it last stored a batch."""
+
+    def __init__(self, registry: CollectorRegistry, started: float) -> None:
+        self.registry = registry
+        self.lag = Gauge(
+            "rollwatch_register_sync_lag",
+            "Records on each alert topic and case.actions not yet stored in the register (end offsets less the "
+            "register group's positions, summed over partitions).",
+            ["topic"], registry=registry,
+        )
+        self.last_success = Gauge(
+            "rollwatch_register_sync_last_success_seconds",
+            "Unix time the last batch was stored and its offsets committed (the start, until a first batch).",
+            registry=registry,
+        )
+        self.last_success.set(started)
+
+    def batch_stored(self, unix_time: float) -> None:
+        self.last_success.set(unix_time)
+
+    def show_lag(self, lag_by_topic: Mapping[str, int]) -> None:
+        """Replaces the lag of every topic, so a topic no longer read stops being reported."""
+        self.lag.clear()
+        for topic, lag in lag_by_topic.items():
+            self.lag.labels(topic).set(lag)
+
+
+@dataclass
+class MemorySyncMetrics:
+    """Keeps what `register sync` reports, for unit tests."""
+
+    stored_at: list[float] = field(default_factory=list)
+    lag: dict[str, int] = field(default_factory=dict)
+
+    def batch_stored(self, unix_time: float) -> None:
+        self.stored_at.append(unix_time)
+
+    def show_lag(self, lag_by_topic: Mapping[str, int]) -> None:
+        self.lag = dict(lag_by_topic)
 
 
 @dataclass

@@ -160,6 +160,8 @@ class DeliveryRecorder(Protocol):
 
     def attempt_failed(self, channel: str, la_code: str) -> None: ...
 
+    def pending_found(self, la_code: str, count: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -271,6 +273,8 @@ class WebhookDispatcher:
             pending = await asyncio.to_thread(
                 self.deliveries.pending_deliveries, endpoint.la_code, WEBHOOK_CHANNEL, self.batch_size
             )
+            if self.recorder is not None:
+                self.recorder.pending_found(endpoint.la_code, len(pending))
             if not pending:
                 if once:
                     return

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from sinks.metrics import DeliveryMetrics
+    from sinks.metrics import DeliveryMetrics, SyncMetrics
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,13 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
 
     require_database(settings)
     require_kafka(settings)
+    recorder, stop_metrics = serve_sync_metrics(settings)
     try:
-        outcome = consume_into_register(settings, args.once, args.timeout)
+        outcome = consume_into_register(settings, args.once, args.timeout, recorder)
     except RegisterNotReady as error:
         return _fail(str(error))
+    finally:
+        stop_metrics()
     stats = outcome.stats
     skipped = ", ".join(f"{code} {count}" for code, count in sorted(stats.skipped.items())) or "none"
     print(
@@ -194,6 +197,29 @@ def serve_delivery_metrics(settings: Settings) -> tuple[DeliveryMetrics | None, 
         thread.join(timeout=5)
 
     return DeliveryMetrics(registry), stop
+
+
+def serve_sync_metrics(settings: Settings) -> tuple[SyncMetrics | None, Callable[[], None]]:
+    """Lag and last success of `register sync` on their own registry, served on ROLLWATCH_SYNC_METRICS_PORT
+    when one is set."""
+    if not settings.sync_metrics_port:
+        return None, lambda: None
+    import time
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from sinks.metrics import SyncMetrics
+
+    registry = CollectorRegistry()
+    metrics = SyncMetrics(registry, started=time.time())
+    server, thread = start_http_server(settings.sync_metrics_port, settings.web_host, registry)
+    log.info("register sync metrics on http://%s:%d/metrics", settings.web_host, settings.sync_metrics_port)
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(timeout=5)
+
+    return metrics, stop
 
 
 def run_purge(args: argparse.Namespace, settings: Settings) -> int:

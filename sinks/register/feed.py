@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from sinks.register.writer import BatchResult, RegisterWriter
 
 if TYPE_CHECKING:
     from config.settings import Settings
+    from sinks.metrics import SyncRecorder
 
 log = logging.getLogger(__name__)
 #: How often the consumer looks for topics it does not read yet (a new LA's alert topic), seconds.
@@ -104,7 +105,17 @@ class SyncOutcome:
     stats: FeedStats
 
 
-def consume_into_register(settings: Settings, once: bool, timeout: float) -> SyncOutcome:
+def lag_by_topic(ends: Mapping[Any, int], positions: Mapping[Any, int]) -> dict[str, int]:
+    """Records not yet stored per topic: each partition's end offset less the position reached, summed."""
+    lag: dict[str, int] = {}
+    for tp, end in ends.items():
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(end - positions.get(tp, 0), 0)
+    return lag
+
+
+def consume_into_register(
+    settings: Settings, once: bool, timeout: float, recorder: SyncRecorder | None = None
+) -> SyncOutcome:
     """The sync loop: poll a batch, record it in one transaction, commit the offsets. Partitions are assigned
     by hand (topics matched by name, re-listed every few seconds so a new LA's topic is picked up) and offsets
     committed under the register's group. Raises RegisterNotReady if the register's schema is not this
@@ -143,6 +154,9 @@ def consume_into_register(settings: Settings, once: bool, timeout: float) -> Syn
                     consumer.assign(sorted(wanted))
                     assigned = wanted
                 next_refresh = time.monotonic() + TOPIC_REFRESH_SECONDS
+                if recorder is not None:
+                    ends = consumer.end_offsets(list(assigned)) if assigned else {}
+                    recorder.show_lag(lag_by_topic(ends, {tp: consumer.position(tp) for tp in ends}))
             polled = consumer.poll(timeout_ms=500, max_records=settings.register_batch_size) if assigned else {}
             messages = [
                 (record.topic, record.partition, record.offset, record.value)
@@ -153,6 +167,8 @@ def consume_into_register(settings: Settings, once: bool, timeout: float) -> Syn
                 feed.feed(messages)
                 consumer.commit()
                 batches += 1
+                if recorder is not None:
+                    recorder.batch_stored(time.time())
                 continue
             if once:
                 if _caught_up(consumer, assigned):

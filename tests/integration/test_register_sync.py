@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from cli.main import main
+from config.settings import Settings
 from processors.apply import apply_checked
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
@@ -18,7 +20,9 @@ from processors.records import CASE_ACTIONS, Alert, CaseAction, CaseActionType, 
 from processors.timeline import memory_timeline
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line
+from sinks.metrics import MemorySyncMetrics
 from sinks.register import CaseStatus, open_register
+from sinks.register.feed import consume_into_register
 from tests.scenarios.builder import BHM_A, COV_A, DUD_A, UNKNOWN, added, ehe, removed, tick, to_school, upn
 
 pytestmark = pytest.mark.integration
@@ -146,8 +150,10 @@ def test_sync_stores_published_alerts_once_and_cases_close_reaches_the_worker_to
     assert len(partitions.partitions_for_topic(prefix + CASE_ACTIONS) or ()) == 2  # co-partitioned with inputs
     partitions.close()
 
-    # The register records who closed it, when and why, once sync has seen the action.
-    assert main(["register", "sync", "--once", "--timeout", "60"]) == 0
+    # The register records who closed it, when and why, once sync has seen the action; its metrics say when.
+    synced, before = MemorySyncMetrics(), time.time()
+    assert consume_into_register(Settings(), once=True, timeout=60, recorder=synced).caught_up
+    assert len(synced.stored_at) == 1 and synced.stored_at[0] >= before
     capsys.readouterr()
     assert main(["cases", "list", "--status", "closed", "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
