@@ -1,10 +1,9 @@
 # The Rollwatch image: one Python application, run as `rollwatch <command>` (worker, register sync, ...).
 # Reproducible: every dependency (and the build backend) installed from requirements.lock, pinned with hashes
 # (regenerate it with the pip-compile command in its header whenever pyproject.toml's dependencies change).
-# The benchmarks (bench/) are a development tool and stay out; so will the local broker (localbroker/) once no
-# command imports it at start-up (`rollwatch run` does today).
+# The local broker (localbroker/) and the benchmarks (bench/) are development tools and stay out.
 
-# -- build: the project's own wheel --------------------------------------------------------------------------
+# -- build: the project's own wheel, without localbroker ----------------------------------------------------
 FROM python:3.11-slim AS build
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -23,7 +22,8 @@ COPY replay ./replay
 COPY generator ./generator
 COPY clients/python/rollwatch_client ./clients/python/rollwatch_client
 COPY cli ./cli
-COPY localbroker ./localbroker
+# localbroker is not copied: take it out of the distribution's package list for this build.
+RUN python -c "import pathlib, re; p = pathlib.Path('pyproject.toml'); text, n = re.subn(r'\"localbroker\",\s*', '', p.read_text()); assert n, 'localbroker not listed'; p.write_text(text)"
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 # -- the image ------------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import SecretStr
 
 from config.settings import DashboardCredential, Settings
-from localbroker.processes import dies_with_parent
 
 DEMO_FROM = date(2025, 2, 24)  # the first day of the spring half-term after February's break
 DEMO_TO = date(2025, 4, 11)
@@ -181,7 +180,7 @@ class Children:
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 # If `run` itself is killed outright nobody is left to stop the children in order, and a worker
                 # whose broker is gone can hang in its graceful stop; exactly_once makes a hard stop safe.
-                preexec_fn=dies_with_parent(signal.SIGKILL),
+                preexec_fn=_dies_with_parent(),
             )
         self.started.append((name, process, log_path))
         return process
@@ -378,3 +377,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if exit_code == 0:
         print("Stopped.", flush=True)
     return exit_code
+
+
+def _dies_with_parent() -> Callable[[], None]:
+    from localbroker.processes import dies_with_parent
+
+    return dies_with_parent(signal.SIGKILL)

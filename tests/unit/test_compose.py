@@ -400,9 +400,8 @@ def test_dependencies_volumes_and_image_build_line_up() -> None:
     assert copied <= dockerignore_allowed()
 
 
-#: Development tools: neither copied into the image nor installed there. The local broker joins them once no
-#: command imports it at start-up (`rollwatch run` does).
-DEVELOPMENT_ONLY = {"bench"}
+#: Development tools: neither copied into the image nor installed there.
+DEVELOPMENT_ONLY = {"localbroker", "bench"}
 
 
 def copied_from_the_context(dockerfile: str) -> set[str]:
@@ -537,3 +536,14 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
         assert hashes, f"{name} has no hash"
     header = (ROOT / "requirements.lock").read_text().split("\n\n", 1)[0]
     assert "--generate-hashes" in header and re.search(r"--extra[ =]postgres", header)
+
+
+def test_the_cli_starts_without_the_development_tools() -> None:
+    """As in the image: localbroker and bench missing, every command loads and `broker` says why it cannot run."""
+    hide = "import sys; sys.modules['localbroker'] = None; sys.modules['bench'] = None; "
+    outcome = subprocess.run(
+        [sys.executable, "-c", hide + "from cli.main import main; sys.exit(main(['broker', 'status']))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert outcome.returncode == 2, outcome.stderr
+    assert outcome.stderr.strip().splitlines() == [NOT_INSTALLED]
