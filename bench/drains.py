@@ -22,13 +22,6 @@ from bench.processes import ChildProcess, ProcessGroup, cpu_seconds, free_port, 
 from config.settings import Settings
 from processors.records import ROLL_EVENTS, Recipient, alert_topic
 
-PHASES = ("throughput", "scale", "latency", "memory", "replay")
-DEFAULT_RECORDS = 1_000_000
-QUICK_RECORDS = 50_000
-DEFAULT_CHILDREN = 1_000_000
-QUICK_CHILDREN = 50_000
-DEFAULT_LATENCY_SECONDS = 30.0
-QUICK_LATENCY_SECONDS = 10.0
 #: Index of the first crafted child of the latency phase's measured events (warm-up children come before).
 MEASURED_FIRST_INDEX = 100_000_000
 #: Longest warm-up at the latency phase's rate, waiting for the worker to keep up with it, seconds.
@@ -50,10 +43,6 @@ PROGRESS_SECONDS = 10.0
 #: The summary line `rollwatch replay` ends with on stderr: "... in 9.99 s (123,456 records/s, 2 process(es))".
 REPLAY_SUMMARY = re.compile(r"\(([\d,]+) records/s, \d+ process")
 
-TARGET_PIPELINE_RATIO = 0.8
-TARGET_SCALE_RATIO = 1.7
-TARGET_P99_SECONDS = 0.250
-TARGET_RSS_BYTES = 500 * 1024 * 1024
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

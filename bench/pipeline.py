@@ -54,26 +54,7 @@ DEFAULT_CHILDREN = 1_000_000
 QUICK_CHILDREN = 50_000
 DEFAULT_LATENCY_SECONDS = 30.0
 QUICK_LATENCY_SECONDS = 10.0
-#: Index of the first crafted child of the latency phase's measured events (warm-up children come before).
-MEASURED_FIRST_INDEX = 100_000_000
-#: Longest warm-up at the latency phase's rate, waiting for the worker to keep up with it, seconds.
-WARM_UP_LIMIT_SECONDS = 60.0
-#: Shortest warm-up at that rate: long enough for a backlog to show if the worker cannot keep up, seconds.
-WARM_UP_MIN_SECONDS = 5.0
-#: Shortest warm-up when no earlier phase has loaded the broker: a freshly started broker's JVM compiles
-#: its hot paths over its first half-minute or so of load, and until then a commit takes about twice as long.
-COLD_BROKER_WARM_UP_SECONDS = 30.0
-#: The worker keeps up once, at every check for this long, the newest alert was produced within
-#: CAUGHT_UP_SECONDS of its event: one quick alert can come from a worker about to fall behind again.
-KEEPS_UP_FOR_SECONDS = 5.0
-CAUGHT_UP_SECONDS = 0.5
-#: How often progress is polled from the broker while a group drains its input, seconds.
-POLL_SECONDS = 0.25
-#: Progress lines while a group drains its input come at most this often, seconds.
-PROGRESS_SECONDS = 10.0
 
-#: The summary line `rollwatch replay` ends with on stderr: "... in 9.99 s (123,456 records/s, 2 process(es))".
-REPLAY_SUMMARY = re.compile(r"\(([\d,]+) records/s, \d+ process")
 
 TARGET_PIPELINE_RATIO = 0.8
 TARGET_SCALE_RATIO = 1.7
