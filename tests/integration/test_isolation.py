@@ -254,6 +254,11 @@ def test_access_list_shows_users_and_revoke_removes_them(secure_broker: SecureBr
 def test_env_file_settings_reach_the_process(secure_broker: SecureBroker, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLLWATCH_SASL_USERNAME", "someone-else")
     monkeypatch.setenv("ROLLWATCH_SASL_PASSWORD", "x")
+    # Every variable the file sets is put back after the test: the rest of the session talks to a plain broker.
+    for line in secure_broker.admin_env.read_text(encoding="utf-8").splitlines():
+        name = line.partition("=")[0].strip()
+        if name:
+            monkeypatch.setenv(name, os.environ.get(name, "placeholder"))
     load_env_file(str(secure_broker.admin_env))
     assert Settings().sasl_username == "admin"
 
