@@ -261,4 +261,12 @@ async def test_register_deliver_serves_delivery_outcomes(receiver: Receiver) -> 
         ("rollwatch_deliveries_total", (webhook, ("la_code", "331"), ("outcome", "delivered"))): 1,
         ("rollwatch_deliveries_total", (webhook, ("la_code", "332"), ("outcome", "dead_lettered"))): 1,
         ("rollwatch_delivery_failed_attempts_total", (webhook, ("la_code", "331"))): 1,
+        # The register's deliverer also says when it last delivered and what its LAs' workers hold pending.
+        ("rollwatch_register_deliver_last_success_seconds", ()): samples[
+            ("rollwatch_register_deliver_last_success_seconds", ())
+        ],
+        ("rollwatch_register_pending_deliveries", (("la_code", "330"),)): 0,
+        ("rollwatch_register_pending_deliveries", (("la_code", "331"),)): 0,
+        ("rollwatch_register_pending_deliveries", (("la_code", "332"),)): 0,
     }
+    assert samples[("rollwatch_register_deliver_last_success_seconds", ())] > 1_700_000_000
