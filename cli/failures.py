@@ -9,7 +9,9 @@ from collections.abc import Iterator, Sequence
 from config.settings import Settings
 
 #: Seconds for each probe step: a TCP connect per bootstrap server, the metadata request, the database login.
-PROBE_TIMEOUT = 4.0
+#: Nothing listening is refused at once; this bounds a server that answers slowly (a busy broker checking a
+#: SCRAM login), kept under the 10 s in which a command must have said what is wrong.
+PROBE_TIMEOUT = 7.0
 #: Loggers that would narrate a failed connection at WARNING or ERROR, once per retry.
 NOISY_LOGGERS = ("kafka", "aiokafka", "faust", "mode", "sqlalchemy", "alembic", "psycopg")
 
