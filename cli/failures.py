@@ -12,6 +12,9 @@ from config.settings import Settings
 #: Nothing listening is refused at once; this bounds a server that answers slowly (a busy broker checking a
 #: SCRAM login), kept under the 10 s in which a command must have said what is wrong.
 PROBE_TIMEOUT = 7.0
+#: Seconds for a secured cluster's TLS handshake and SCRAM exchange once TCP is known to answer: a refusal comes back
+#: in well under a second, and a loaded broker still answers a good login inside this.
+LOGIN_TIMEOUT = 9.0
 #: Loggers that would narrate a failed connection at WARNING or ERROR, once per retry.
 NOISY_LOGGERS = ("kafka", "aiokafka", "faust", "mode", "sqlalchemy", "alembic", "psycopg")
 
@@ -62,7 +65,7 @@ def require_kafka(settings: Settings, read_topics: Sequence[str] = (), timeout: 
 
         try:
             with quiet_libraries():
-                check_access(settings, read_topics, timeout=timeout)
+                check_access(settings, read_topics, timeout=max(timeout, LOGIN_TIMEOUT))
         except KafkaAccessError as error:
             raise Unreachable(str(error)) from error
         return

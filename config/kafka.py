@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,38 +108,69 @@ def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: f
             "that the broker is running"
         )
     refusals: list[BaseException] = []
+    refused_event = threading.Event()
 
     def note_refusal(record: logging.LogRecord) -> bool:
-        refusals.extend(
+        found = [
             arg for arg in (record.args or ()) if isinstance(arg, SaslAuthenticationFailedError | AuthorizationError)
-        )
+        ]
+        if found:
+            refusals.extend(found)
+            refused_event.set()
         # The one-line message below says it all; kafka-python's own would repeat it at every retry.
         return False
 
-    network_loggers = [logging.getLogger(f"kafka.net.{name}") for name in ("manager", "connection", "transport")]
-    for network_logger in network_loggers:
-        network_logger.addFilter(note_refusal)
-    try:
+    def refused_login(error: BaseException | None) -> KafkaAccessError:
+        failure = KafkaAccessError(
+            f"Kafka refused the login of {principal_of(settings)} ({settings.sasl_mechanism}): wrong user "
+            "name or password, or the user was revoked"
+        )
+        failure.__cause__ = error
+        return failure
+
+    outcome: dict[str, Any] = {}
+
+    def connect() -> None:
         try:
-            admin = KafkaAdminClient(
+            outcome["admin"] = KafkaAdminClient(
                 client_id="rollwatch-access-check",
                 bootstrap_timeout_ms=int(timeout * 1000),
                 request_timeout_ms=int(timeout * 1000),
                 **client_options(settings),
             )
         except (KafkaError, OSError) as error:
-            if refusals:
-                raise KafkaAccessError(
-                    f"Kafka refused the login of {principal_of(settings)} ({settings.sasl_mechanism}): wrong user "
-                    "name or password, or the user was revoked"
-                ) from error
-            raise KafkaAccessError(
-                f"cannot connect to Kafka at {settings.bootstrap_servers} as {principal_of(settings)} within "
-                f"{timeout:.0f} s ({settings.security_protocol}); check ROLLWATCH_BOOTSTRAP_SERVERS and the TLS files"
-            ) from error
-    finally:
-        for network_logger in network_loggers:
-            network_logger.removeFilter(note_refusal)
+            outcome["error"] = error
+        finally:
+            # Removed by the thread, not the caller: after a refusal the client may retry until its own
+            # timeout, and its lines stay quiet until then.
+            for network_logger in network_loggers:
+                network_logger.removeFilter(note_refusal)
+            if refusals and "admin" in outcome:
+                outcome.pop("admin").close()
+            refused_event.set()
+
+    network_loggers = [logging.getLogger(f"kafka.net.{name}") for name in ("manager", "connection", "transport")]
+    for network_logger in network_loggers:
+        network_logger.addFilter(note_refusal)
+    # kafka-python retries a refused login until its bootstrap timeout; the first refusal is answer enough,
+    # so the client connects on a thread of its own and the check returns as soon as the broker says no.
+    connecting = threading.Thread(target=connect, name="rollwatch-access-check", daemon=True)
+    connecting.start()
+    refused_event.wait(timeout + 1.0)
+    if refusals:
+        raise refused_login(refusals[0])
+    connecting.join(1.0)
+    error = outcome.get("error")
+    if error is not None or "admin" not in outcome:
+        if _is_refusal(error):
+            raise refused_login(error)
+        failure = KafkaAccessError(
+            f"cannot connect to Kafka at {settings.bootstrap_servers} as {principal_of(settings)} within "
+            f"{timeout:.0f} s ({settings.security_protocol}); check ROLLWATCH_BOOTSTRAP_SERVERS and the TLS files"
+        )
+        failure.__cause__ = error
+        raise failure
+    admin = outcome["admin"]
     try:
         if read_topics:
             for described in admin.describe_topics(list(read_topics)):
@@ -149,6 +181,15 @@ def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: f
                     raise KafkaAccessError(refusal_message("READ", "topic", str(described.get("name")), settings))
     finally:
         admin.close()
+
+
+def _is_refusal(error: BaseException | None) -> bool:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, SaslAuthenticationFailedError | AuthorizationError):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def refusal_message(operation: str, resource: str, name: str, settings: Settings) -> str:
