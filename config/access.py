@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from processors.records import (
+    ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
@@ -33,7 +34,7 @@ LA_ROLES = {
     "ehe-service": Recipient.EHE_SERVICE,
 }
 #: What an MIS (or the EHE service, social care's system, the scheduler) sends: never case.actions.
-MIS_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS)
+MIS_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, ATTENDANCE_REGISTERS)
 ROLES = (*LA_ROLES, "mis", "worker", "register", "ops")
 ROLE_HELP = {
     "cme-officer": "read the LA's la.<LA>.alerts.cme-officer topic",

@@ -18,13 +18,19 @@ class Calendar(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadlineLengths:
-    """Deadline lengths in school days, with the defaults of the rules table."""
+    """Deadline lengths and day counts in school days (marked days for the attendance rules), with the
+    defaults of the rules tables."""
 
     transition_before: int = 10
     transition_after: int = 10
     ehe_notice_before: int = 20
     ehe_notice_after: int = 5
     exclusion_after: int = 6
+    absence_enquiry_days: int = 10
+    no_show_days: int = 3
+    removal_check_days: int = 3
+    absence_removal_days: int = 20
+    leave_return_days: int = 10
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,10 @@ class Rule(StrEnum):
     EXCLUDED_NO_PROVISION = "EXCLUDED_NO_PROVISION"
     CHILD_LOCATED = "CHILD_LOCATED"
     OPEN_CASE_PROTECTED = "OPEN_CASE_PROTECTED"
+    ABSENCE_ENQUIRIES_DUE = "ABSENCE_ENQUIRIES_DUE"
+    NOT_RETURNED_FROM_LEAVE = "NOT_RETURNED_FROM_LEAVE"
+    ABSENCE_REMOVAL_UNSUPPORTED = "ABSENCE_REMOVAL_UNSUPPORTED"
+    NO_SHOW_AFTER_ADMISSION = "NO_SHOW_AFTER_ADMISSION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,39 @@ class SafeguardingStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class AttendanceMark:
+    """One pupil's day at a school: the morning and afternoon session codes (domain.md 5)."""
+
+    upn: str
+    am: str
+    pm: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRegister:
+    """One school's marks for one day; a school may split a day into several registers."""
+
+    register_id: str
+    school: School
+    date: date
+    recorded_at: datetime
+    marks: tuple[AttendanceMark, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkBatch:
+    """The marks of one register whose children live on one partition, with each mark's index in the
+    register (what a per-mark dead letter names)."""
+
+    register_id: str
+    school: School
+    date: date
+    recorded_at: datetime
+    marks: tuple[AttendanceMark, ...]
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ClockTick:
     today: date
 
@@ -199,8 +236,8 @@ class Alert:
     la_code: str
     severity: Severity
     upn: str
-    child: AlertChild
-    school_urn: str
+    child: AlertChild | None
+    school_urn: str | None
     raised_on: date
     reason: str
     trigger_event_ids: tuple[str, ...] = field(default_factory=tuple)
@@ -221,7 +258,7 @@ class DeadLetter:
     message: str
 
 
-InputRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction
+InputRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | AttendanceRegister
 
 #: Input topic names, the public contract of design.md.
 ROLL_EVENTS = "roll.events"
@@ -229,7 +266,11 @@ EHE_NOTIFICATIONS = "ehe.notifications"
 SAFEGUARDING_STATUS = "safeguarding.status"
 CLOCK_TICKS = "clock.ticks"
 CASE_ACTIONS = "case.actions"
-INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, CASE_ACTIONS)
+ATTENDANCE_REGISTERS = "attendance.registers"
+INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, CASE_ACTIONS, ATTENDANCE_REGISTERS)
+#: The worker's own topic of register marks split by the partition of each child (key: register id), named
+#: after its application id as its changelogs are: `<app id>-mark-batches`.
+MARK_BATCHES_SUFFIX = "mark-batches"
 
 
 def alert_topic(la_code: str, recipient: Recipient) -> str:

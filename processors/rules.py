@@ -1,4 +1,4 @@
-"""The twelve rules of the CME procedure: apply one record to a child's state and decide who must be told."""
+"""The rules of the CME procedure: apply one record to a child's state and decide who must be told."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 from msgspec import Struct
 from msgspec.structs import replace
 
-from processors import wording
+from processors import attendance, wording
 from processors.cases import CASE_OPENING_RULES, action_closes_case, holds_case, opens_case
 from processors.config import RuleConfig
 from processors.records import (
     Alert,
     AlertChild,
+    AttendanceMark,
     CaseAction,
     DestinationKind,
     EHEMethod,
@@ -27,6 +28,7 @@ from processors.records import (
     RollEvent,
     Rule,
     SafeguardingStatus,
+    School,
     Severity,
 )
 from processors.state import (
@@ -119,7 +121,10 @@ class _Decision:
         trigger: str,
         trigger_ids: tuple[str, ...],
         case_id: str | None = None,
+        named: bool = True,
     ) -> None:
+        """`named=False` for the attendance rules, which may know a pupil from registers alone."""
+        child = self.child() if named else self.state.child
         for target in targets:
             self.alerts.append(
                 Alert(
@@ -129,7 +134,7 @@ class _Decision:
                     la_code=target.la_code,
                     severity=severity,
                     upn=self.state.upn,
-                    child=self.child(),
+                    child=child,
                     school_urn=school_urn,
                     raised_on=raised_on,
                     reason=reason,
@@ -216,10 +221,13 @@ def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) ->
 
 def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
     decision = _Decision(state)
-    case = state.case
+    if state.attendance:
+        _emit_attendance(decision, attendance.judge_admission(state, event.school, config), (event.event_id,))
+    case = decision.state.case
     if case is None:
         return decision.outcome()
     opening = case.opened_by
+    state = decision.state
     located = event.effective_date >= opening.effective_date
     if not located and event.school.urn != opening.school_urn:
         calendar = config.calendar_for(opening.school_la)
@@ -245,10 +253,16 @@ def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Out
     decision.state = replace(
         decision.state,
         case=None,
-        deadlines=(),
+        deadlines=_removal_checks(decision.state.deadlines),
         closed_case_ids=(*decision.state.closed_case_ids, case.case_id),
     )
     return decision.outcome()
+
+
+def _removal_checks(deadlines: tuple[Deadline, ...]) -> tuple[Deadline, ...]:
+    """The deadlines that outlive the child's case: whether a register supports a removal does not depend on
+    where the child is now."""
+    return tuple(d for d in deadlines if d.rule is Rule.ABSENCE_REMOVAL_UNSUPPORTED)
 
 
 def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
@@ -338,6 +352,12 @@ def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> O
             Rule.EXCLUDED_NO_PROVISION, removal, removed_on,
             calendar.nth_school_day_after(removed_on, lengths.exclusion_after),
         ))
+    if ground in attendance.REMOVAL_CHECK_GROUNDS:
+        # Checked once the registers up to the removal have had time to arrive.
+        deadlines.append(Deadline(
+            Rule.ABSENCE_REMOVAL_UNSUPPORTED, removal, removed_on,
+            calendar.nth_school_day_after(removed_on, lengths.removal_check_days),
+        ))
     if not deadlines:
         return decision.outcome()
     decision.state = replace(decision.state, deadlines=(*decision.state.deadlines, *deadlines))
@@ -355,7 +375,9 @@ def check_deadlines(state: ChildState, business_date: date, config: RuleConfig) 
     remaining = tuple(d for d in state.deadlines if d.due >= business_date)
     decision = _Decision(replace(state, deadlines=remaining))
     for deadline in sorted(due, key=lambda d: (d.due, d.removal.effective_date, d.rule)):
-        if _deadline_met(decision.state, deadline):
+        if deadline.rule is Rule.ABSENCE_REMOVAL_UNSUPPORTED:
+            _check_removal(decision, deadline, business_date, config)
+        elif _deadline_met(decision.state, deadline):
             _fire_deadline(decision, deadline, business_date)
     return decision.outcome()
 
@@ -410,6 +432,65 @@ def _fire_deadline(decision: _Decision, deadline: Deadline, business_date: date)
         trigger_ids=(removal.event_id,),
         case_id=case_id,
     )
+
+
+def _check_removal(decision: _Decision, deadline: Deadline, business_date: date, config: RuleConfig) -> None:
+    removal = deadline.removal
+    unsupported = attendance.removal_unsupported(decision.state, removal, config)
+    if unsupported is None:
+        return
+    run, after_leave = unsupported
+    lengths = config.lengths_for(removal.school_la)
+    needed = (
+        lengths.absence_removal_days if removal.ground is Ground.I_CONTINUOUS_ABSENCE else lengths.leave_return_days
+    )
+    case = decision.state.case
+    decision.emit(
+        Rule.ABSENCE_REMOVAL_UNSUPPORTED,
+        [_Target(Recipient.CME_OFFICER, removal.school_la)],
+        Severity.HIGH,
+        school_urn=removal.school_urn,
+        raised_on=business_date,
+        reason=wording.absence_removal_unsupported(removal, run, needed, after_leave),
+        trigger=roll_trigger(removal.school_urn, removal.effective_date),
+        trigger_ids=(removal.event_id,),
+        case_id=case.case_id if case is not None else None,
+        named=False,
+    )
+
+
+# --- attendance registers ----------------------------------------------------------------------------------
+
+
+def apply_mark(
+    state: ChildState, school: School, day: date, mark: AttendanceMark, register_id: str, config: RuleConfig
+) -> Outcome:
+    """One pupil's mark of a register; what it completes is raised at once."""
+    judged = attendance.apply_mark(state, school, day, mark, config)
+    if judged.state is state:
+        return Outcome(state, applied=False)
+    decision = _Decision(judged.state)
+    _emit_attendance(decision, judged, (register_id,))
+    return decision.outcome()
+
+
+def _emit_attendance(decision: _Decision, judged: attendance.MarkOutcome, trigger_ids: tuple[str, ...]) -> None:
+    decision.state = judged.state
+    state = judged.state
+    for alert in judged.decided:
+        targets = [_Target(recipient, la) for recipient, la in attendance.recipients(state, alert.school_la)]
+        protected = state.protected
+        decision.emit(
+            alert.rule,
+            targets,
+            attendance.severity_of(state),
+            school_urn=alert.school_urn,
+            raised_on=alert.raised_on,
+            reason=alert.reason + (wording.PROTECTED_NOTE if protected else ""),
+            trigger=alert.trigger,
+            trigger_ids=trigger_ids,
+            named=False,
+        )
 
 
 # --- EHE notifications and safeguarding status ------------------------------------------------------------
@@ -481,7 +562,7 @@ def apply_case_action(state: ChildState, action: CaseAction, config: RuleConfig)
         replace(
             state,
             case=None,
-            deadlines=(),
+            deadlines=_removal_checks(state.deadlines),
             seen_ids=seen,
             closed_case_ids=(*state.closed_case_ids, case.case_id),
         )

@@ -9,20 +9,24 @@ from typing import Any, Protocol
 from msgspec import Struct
 
 from processors.config import RuleConfig
-from processors.failures import STATE_LIMIT, Rejected, describe_error
+from processors.failures import STATE_LIMIT, UNPROCESSABLE, Rejected, describe_error
 from processors.records import (
     Alert,
+    AttendanceRegister,
     CaseAction,
     ClockTick,
     EHENotification,
     InputRecord,
+    MarkBatch,
     RollEvent,
     SafeguardingStatus,
 )
+from processors.registers import MarkRejection, batch_of, check_marks
 from processors.rules import (
     Outcome,
     apply_case_action,
     apply_ehe_notification,
+    apply_mark,
     apply_roll_event,
     apply_status,
     check_deadlines,
@@ -50,6 +54,25 @@ class DeadlineIndex(Protocol):
     def discard_due_before(self, business_date: date, upn: str) -> None:
         """Forgets one child's deadlines due before `business_date`, once they have been checked."""
         ...
+
+
+class RegisterLedger(Protocol):
+    """The register ids already applied, so that a register sent again is ignored."""
+
+    def admit(self, register_id: str) -> bool:
+        """True, and remembered, the first time a register id is met; False after that."""
+        ...
+
+
+class MemoryRegisterLedger:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def admit(self, register_id: str) -> bool:
+        if register_id in self.ids:
+            return False
+        self.ids.add(register_id)
+        return True
 
 
 class BusinessClock(Protocol):
@@ -127,22 +150,34 @@ class Applied(Struct, frozen=True, gc=False):
     new: bool
     changes: Changes = NO_CHANGES
     failed: tuple[ChildFailure, ...] = ()
+    refused_marks: tuple[MarkRejection, ...] = ()
 
 
 class Timeline:
     """The one code path that replay and the worker share: record in, alerts out."""
 
     def __init__(
-        self, children: ChildStore, index: DeadlineIndex, clock: BusinessClock, config: RuleConfig
+        self,
+        children: ChildStore,
+        index: DeadlineIndex,
+        clock: BusinessClock,
+        config: RuleConfig,
+        registers: RegisterLedger | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """`owns` says which children this timeline holds, when several share the work (parallel replay)."""
         self.children = children
         self.index = index
         self.clock = clock
         self.config = config
+        self.registers: RegisterLedger = registers if registers is not None else MemoryRegisterLedger()
+        self.owns = owns
 
     def apply(self, record: InputRecord) -> Applied:
         if isinstance(record, ClockTick):
             return self.advance(record.today)
+        if isinstance(record, AttendanceRegister):
+            return self.apply_register(record)
         rule = _APPLY.get(type(record))
         if rule is None:
             raise TypeError(f"cannot apply {type(record).__name__}")
@@ -159,6 +194,49 @@ class Timeline:
         for due in outcome.new_due_dates:
             self.index.add(due, record.upn)
         return Applied(outcome.alerts, outcome.applied, changes)
+
+    def apply_register(self, register: AttendanceRegister) -> Applied:
+        """A whole register: ignored when already applied, else each mark checked and applied on its own."""
+        if not self.registers.admit(register.register_id):
+            return Applied((), False)
+        valid, refused = check_marks(register)
+        owns = self.owns
+        if owns is not None:
+            valid = [(i, mark) for i, mark in valid if owns(mark.upn)]
+            refused = [r for r in refused if owns(r.upn)]
+        applied = self.apply_batch(batch_of(register, valid))
+        if not refused:
+            return applied
+        return Applied(applied.alerts, True, applied.changes, (), tuple(sorted(
+            (*applied.refused_marks, *refused), key=lambda r: r.index)))
+
+    def apply_batch(self, batch: MarkBatch) -> Applied:
+        """The marks of one register whose children this timeline holds, in the batch's order; a mark that
+        cannot be applied is refused on its own, with its child's state as it was."""
+        alerts: list[Alert] = []
+        changes = NO_CHANGES
+        refused: list[MarkRejection] = []
+        for index, mark in zip(batch.indexes, batch.marks, strict=True):
+            try:
+                stored = self.children.get(mark.upn)
+                state = stored or ChildState(upn=mark.upn)
+                outcome = apply_mark(state, batch.school, batch.date, mark, batch.register_id, self.config)
+                if outcome.state is state:
+                    continue
+                too_large = state_limit_problem(outcome.state)
+                if too_large is not None:
+                    refused.append(MarkRejection(index, mark.upn, STATE_LIMIT, too_large))
+                    continue
+            except (OSError, TimeoutError):
+                raise  # the store's disk, not the mark
+            except Exception as error:
+                refused.append(MarkRejection(
+                    index, mark.upn, UNPROCESSABLE, f"the mark could not be applied ({describe_error(error)})"))
+                continue
+            self.children.put(outcome.state)
+            if outcome.alerts:
+                alerts.extend(outcome.alerts)
+        return Applied(tuple(alerts), True, changes, (), tuple(refused))
 
     def advance(self, today: date) -> Applied:
         """Moves the business date forward and raises every deadline alert that has fallen due.

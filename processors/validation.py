@@ -15,6 +15,8 @@ from processors.identifiers import (
     upn_problems,
 )
 from processors.records import (
+    AttendanceMark,
+    AttendanceRegister,
     CaseAction,
     ClockTick,
     Destination,
@@ -70,6 +72,8 @@ def validate(record: InputRecord) -> list[Problem]:
         return _date_range_problems(record.today, "today")
     if isinstance(record, CaseAction):
         return _case_action_problems(record)
+    if isinstance(record, AttendanceRegister):
+        return _register_problems(record)
     raise TypeError(f"not an input record: {type(record).__name__}")
 
 
@@ -374,3 +378,53 @@ def _case_action_problems(action: CaseAction) -> list[Problem]:
     problems += _texts_problems((action.reason, "reason"), (action.by, "by"))
     problems += _date_range_problems(action.at.date(), "at")
     return problems
+
+
+#: Most marks one register may carry: a very large school's day, with room to spare.
+MAX_MARKS = 5000
+
+
+def _register_problems(register: AttendanceRegister) -> list[Problem]:
+    """Problems with a register as a whole; each mark is judged on its own by mark_problems."""
+    problems = _uuid_problems(register.register_id, "register_id")
+    problems += _urn_problems(register.school.urn, "school.urn")
+    problems += _laestab_problems(register.school.laestab, "school.laestab")
+    problems += _date_range_problems(register.date, "date")
+    problems += _date_range_problems(register.recorded_at.date(), "recorded_at")
+    problems += _texts_problems((register.school.name, "school.name"))
+    if len(register.marks) > MAX_MARKS:
+        problems.append(
+            Problem(
+                ProblemCode.REGISTER_TOO_LARGE,
+                f"the register has {len(register.marks):,} marks, more than the {MAX_MARKS:,} allowed; split the "
+                "school's day into several registers, each with its own register_id",
+                "marks",
+            )
+        )
+    return problems
+
+
+def mark_problems(mark: AttendanceMark, index: int, known_codes: frozenset[str]) -> list[Problem]:
+    """Problems with one mark of a register (`index` is its place in the register, from 0)."""
+    field = f"marks[{index}]"
+    problems = upn_problems(mark.upn, f"{field}.upn")
+    for session, code in (("am", mark.am), ("pm", mark.pm)):
+        if code not in known_codes:
+            problems.append(
+                Problem(
+                    ProblemCode.MARK_CODE_UNKNOWN,
+                    f"{field}.{session} is not a 2024 national attendance code (/ \\ L U K V P W B D C C1 C2 J1 M S "
+                    "E I R T Q Y1-Y7 G N O X Z #); map the MIS's own code to one of these and resend the mark",
+                    f"{field}.{session}",
+                )
+            )
+    return problems
+
+
+def repeated_mark(index: int) -> Problem:
+    return Problem(
+        ProblemCode.MARK_UPN_REPEATED,
+        f"marks[{index}] names a pupil already marked earlier in this register; send one mark a pupil (both "
+        "sessions together) and put a correction in a later register",
+        f"marks[{index}].upn",
+    )

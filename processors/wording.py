@@ -140,3 +140,54 @@ def open_case_protected(case: Case, status: StatusEntry) -> str:
         f"{day(case.opened_on)}. {_removed(case.opened_by)}. Tell the allocated social worker today and "
         "agree who leads the enquiries."
     )
+
+
+# --- attendance (design v2) --------------------------------------------------------------------------------
+
+
+def _school(name: str, urn: str) -> str:
+    return f"{name} (URN {urn})" if name else f"the school with URN {urn}"
+
+
+def absence_enquiries_due(name: str, urn: str, first: date, nth: date, days: int) -> str:
+    return (
+        f"Absent without authorisation from {_school(name, urn)} for {days} school days in a row, from "
+        f"{day(first)} to {day(nth)}. The school and the LA must now make reasonable enquiries together to find "
+        "the child: the school may delete a pupil for continuous absence (ground I) only after 20 school days "
+        "and only once both have made those enquiries and found no reason to believe the child is ill or "
+        "prevented from attending."
+    )
+
+
+def not_returned_from_leave(name: str, urn: str, leave: date, first: date, nth: date, days: int) -> str:
+    return (
+        f"Did not return to {_school(name, urn)} after leave of absence (last day of leave marked "
+        f"{day(leave)}): absent without authorisation for {days} school days since, from {day(first)} to "
+        f"{day(nth)}. The school and the LA must make reasonable enquiries together now; the school may delete "
+        "the pupil for not returning from leave (ground H) only once both have tried to find the child and "
+        "there is no reason to believe the child is ill or prevented from returning."
+    )
+
+
+def no_show_after_admission(name: str, urn: str, admitted: date, first_days: list[date]) -> str:
+    return (
+        f"Admitted to {_school(name, urn)} from {day(admitted)} but not seen at any of the first "
+        f"{len(first_days)} days marked since ({', '.join(day(d) for d in first_days)}). A pupil who fails to "
+        "attend on the agreed or notified date may never have started: the school must make reasonable "
+        "enquiries today and tell the LA if the child cannot be found."
+    )
+
+
+def absence_removal_unsupported(removal: Removal, run: int, needed: int, after_leave: bool) -> str:
+    if removal.ground is Ground.H_NOT_RETURNED_FROM_LEAVE and run >= needed and not after_leave:
+        support = (
+            f"the register shows {run} school days of unauthorised absence before it, but no leave of absence "
+            "before them"
+        )
+    else:
+        support = f"the register shows only {run} school day(s) of unauthorised absence before it ({needed} needed)"
+    return (
+        f"{_removed(removal)}, but {support}. Ask the school for its register and the reasonable enquiries it "
+        "made with the LA before deleting the pupil; a deletion the register does not support may be an "
+        "illegal removal from roll. Treat the child as missing until located."
+    )

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from processors.apply import apply_checked
+from processors.apply import apply_record
 from processors.config import RuleConfig
 from processors.failures import Rejected
 from processors.timeline import memory_timeline
@@ -41,6 +41,8 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
 
     A tick is counted (and, if bad, dead-lettered) by shard 0 only, so the totals add up to one process's."""
     timeline = memory_timeline(config)
+    # A register concerns many children: every shard reads it and applies (or refuses) its own children's marks.
+    timeline.owns = lambda upn: zlib.crc32(upn.encode("utf-8", "surrogatepass")) % shards == shard
     result = ReplayStats()
     started = time.perf_counter()
     parsed = 0
@@ -60,7 +62,7 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
                 settle_garbage()
             try:
                 _topic, record = parse_line(line)
-                alerts = apply_checked(timeline, record)
+                applied = apply_record(timeline, record)
             except (CodecError, Rejected) as error:
                 if counts:
                     result.dead_letters[str(error.code)] += 1
@@ -72,7 +74,9 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
                 continue
             if counts:
                 result.applied += 1
-            for alert in alerts:
+            for refused in applied.refused_marks:
+                result.dead_letters[refused.code] += 1
+            for alert in applied.alerts:
                 result.alerts += 1
                 rows.write(b"%012d\t%s\t%s\n" % (number, alert.upn.encode(), alert_to_line(alert)))
             if shard == 0 and progress_every and number and number % progress_every == 0:

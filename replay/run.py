@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from processors.apply import apply_checked
+from processors.apply import apply_record
 from processors.failures import UNPROCESSABLE, Rejected
 from processors.records import Alert
 from processors.timeline import Timeline
@@ -79,7 +79,7 @@ def replay(
             settle_garbage()
         try:
             _topic, record = parse_line(line)
-            alerts = apply_checked(timeline, record)
+            applied = apply_record(timeline, record)
         except CodecError as error:
             stats.dead_letters[str(error.code)] += 1
             continue
@@ -91,7 +91,10 @@ def replay(
             stats.dead_letters[UNPROCESSABLE] += 1
             continue
         stats.applied += 1
-        for alert in alerts:
+        for refused in applied.refused_marks:
+            # A register's bad mark is refused on its own, as the worker dead-letters it.
+            stats.dead_letters[refused.code] += 1
+        for alert in applied.alerts:
             stats.alerts += 1
             on_alert(alert)
         if on_progress is not None and stats.records % progress_every == 0:

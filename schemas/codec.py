@@ -12,7 +12,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas.errors import CodecError, CodecErrorCode
-from schemas.mapping import MAPPINGS, NAMESPACE, AvroDict, AvroRecord, load_schema
+from schemas.mapping import MAPPINGS, NAMESPACE, AvroDict, AvroRecord, history_schemas, load_schema
 
 T = TypeVar("T", bound=AvroRecord)
 
@@ -96,6 +96,10 @@ class AvroCodec:
                 from_avro=mapping.from_avro,
                 record_name=record_name,
             )
+        for earlier in history_schemas():
+            # Messages a previous release wrote (alerts still in their topics) stay readable.
+            if _full_name(earlier) in self._current_schemas:
+                self.register_writer_schema(earlier)
         if overrides:
             raise CodecError(
                 CodecErrorCode.UNKNOWN_SCHEMA,

@@ -12,12 +12,14 @@ from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from processors.records import (
+    ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     Alert,
+    AttendanceRegister,
     CaseAction,
     ClockTick,
     EHENotification,
@@ -152,6 +154,7 @@ _TOPIC_RECORDS: Mapping[str, type[InputRecord]] = {
     SAFEGUARDING_STATUS: SafeguardingStatus,
     CLOCK_TICKS: ClockTick,
     CASE_ACTIONS: CaseAction,
+    ATTENDANCE_REGISTERS: AttendanceRegister,
 }
 _RECORD_TOPICS: Mapping[type, str] = {record_type: topic for topic, record_type in _TOPIC_RECORDS.items()}
 
@@ -191,9 +194,19 @@ def _read_field(obj: JsonObject, field: JsonObject, context: str, path: str) -> 
         items = obj.get(key)
         if items is None:
             raise _missing(context, path, key)
-        if type(items) is not list or not all(type(item) is str for item in items):
-            raise _bad(context, path, key, "must be a list of strings")
-        return items
+        item_kind = kind["items"]
+        if item_kind == "string":
+            if type(items) is not list or not all(type(item) is str for item in items):
+                raise _bad(context, path, key, "must be a list of strings")
+            return items
+        if type(items) is not list:
+            raise _bad(context, path, key, "must be a list of objects")
+        read = []
+        for position, item in enumerate(items):
+            if type(item) is not dict:
+                raise _bad(context, path, f"{key}[{position}]", "must be an object")
+            read.append(_read_record(item, item_kind, context, f"{path}{key}[{position}]."))
+        return read
     nested = _optional_object(obj, key, context, path) if optional else _object(obj, key, context, path)
     return _read_record(nested or {}, kind, context, f"{path}{key}.")
 
@@ -228,7 +241,8 @@ def _write_record(fields: JsonObject, schema: JsonObject, keep_nulls: bool) -> J
         elif kind["type"] == "enum":
             result[key] = value.value if isinstance(value, StrEnum) else value
         elif kind["type"] == "array":
-            result[key] = list(value)
+            items = kind["items"]
+            result[key] = list(value) if items == "string" else [_write_record(v, items, keep_nulls) for v in value]
         else:
             # A nested record, perhaps in fastavro's (branch name, fields) notation for an optional one.
             result[key] = _write_record(value[1] if isinstance(value, tuple) else value, kind, keep_nulls)
@@ -267,7 +281,7 @@ def topic_of(record: InputRecord) -> str:
         raise CodecError(
             CodecErrorCode.WRONG_RECORD_TYPE,
             f"a {type(record).__name__} is not an input record; expected RollEvent, EHENotification, "
-            "SafeguardingStatus, ClockTick or CaseAction",
+            "SafeguardingStatus, ClockTick, CaseAction or AttendanceRegister",
         )
     return topic
 

@@ -9,12 +9,14 @@ from typing import Any
 import msgspec
 
 from processors.records import (
+    ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     Alert,
+    AttendanceRegister,
     CaseAction,
     ClockTick,
     EHENotification,
@@ -46,12 +48,21 @@ class _CaseActionLine(msgspec.Struct, tag_field="topic", tag=CASE_ACTIONS):
     value: CaseAction
 
 
+class _AttendanceRegisterLine(msgspec.Struct, tag_field="topic", tag=ATTENDANCE_REGISTERS):
+    value: AttendanceRegister
+
+
 # Decodes a well-formed line straight into the record dataclasses in C. It accepts only what the field readers
 # of schemas.jsonfields accept with the same result (tests/unit/test_jsonformat.py compares the two on valid
 # and broken lines); anything it refuses, or a timestamp without an offset, takes the field readers' path,
 # which gives the error its code and a message that names the field.
 _FAST_LINE = msgspec.json.Decoder(
-    _RollEventLine | _EHENotificationLine | _SafeguardingStatusLine | _ClockTickLine | _CaseActionLine
+    _RollEventLine
+    | _EHENotificationLine
+    | _SafeguardingStatusLine
+    | _ClockTickLine
+    | _CaseActionLine
+    | _AttendanceRegisterLine
 )
 _TOPIC_OF_LINE: Mapping[type, str] = {
     _RollEventLine: ROLL_EVENTS,
@@ -59,6 +70,7 @@ _TOPIC_OF_LINE: Mapping[type, str] = {
     _SafeguardingStatusLine: SAFEGUARDING_STATUS,
     _ClockTickLine: CLOCK_TICKS,
     _CaseActionLine: CASE_ACTIONS,
+    _AttendanceRegisterLine: ATTENDANCE_REGISTERS,
 }
 
 
@@ -70,6 +82,8 @@ def _offset_missing(record: InputRecord) -> bool:
         return record.updated_at.tzinfo is None  # type: ignore[union-attr]
     if kind is CaseAction:
         return record.at.tzinfo is None  # type: ignore[union-attr]
+    if kind is AttendanceRegister:
+        return record.recorded_at.tzinfo is None  # type: ignore[union-attr]
     return False
 
 
@@ -178,7 +192,7 @@ _NO_OWNER = object()
 
 
 def line_owner(line: str | bytes) -> str | None:
-    """The UPN of the child a replay line concerns, or None for a clock tick (which concerns every child),
+    """The UPN of the child a replay line concerns, or None for a tick or a register (which concern many),
     read from its topic and UPN only; raises CodecError when the line names neither.
 
     The line is decoded as JSON (not searched for text), so a UPN written with escapes is still its child's and
@@ -192,7 +206,7 @@ def line_owner(line: str | bytes) -> str | None:
         if isinstance(line, str) and line.startswith(_BOM):
             return line_owner(line[1:])
         raise CodecError(CodecErrorCode.BAD_JSON, "line has no readable topic and value") from None
-    if route.topic == CLOCK_TICKS:
+    if route.topic in _EVERY_CHILD:
         return None
     upn = route.value.upn
     if type(upn) is not str:
@@ -200,9 +214,14 @@ def line_owner(line: str | bytes) -> str | None:
     return upn
 
 
+#: Topics whose records concern many children: a tick every child, a register each child it marks (every
+#: shard reads it and applies the marks of its own children).
+_EVERY_CHILD = frozenset({CLOCK_TICKS, ATTENDANCE_REGISTERS})
+
+
 def record_owner(record: InputRecord) -> str | None:
-    """The UPN of the child a record concerns, or None for a clock tick."""
-    return None if type(record) is ClockTick else record.upn  # type: ignore[union-attr]
+    """The UPN of the child a record concerns, or None for a record about many (a tick, a register)."""
+    return None if type(record) in (ClockTick, AttendanceRegister) else record.upn  # type: ignore[union-attr]
 
 
 _encode_json = msgspec.json.Encoder().encode

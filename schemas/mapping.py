@@ -14,6 +14,8 @@ from typing import Any, cast
 from processors.records import (
     Alert,
     AlertChild,
+    AttendanceMark,
+    AttendanceRegister,
     CaseAction,
     CaseActionType,
     Child,
@@ -37,12 +39,15 @@ from processors.records import (
 NAMESPACE = "uk.rollwatch"
 
 AvroDict = dict[str, Any]
-AvroRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | Alert | DeadLetter
+AvroRecord = (
+    RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | AttendanceRegister | Alert | DeadLetter
+)
 
 # Naming the union branch of an optional nested record (fastavro's tuple notation) saves fastavro from
 # trying the datum against each branch, a third of the cost of encoding a RollEvent.
 _DESTINATION_BRANCH = f"{NAMESPACE}.Destination"
 _SOCIAL_WORKER_BRANCH = f"{NAMESPACE}.SocialWorker"
+_ALERT_CHILD_BRANCH = f"{NAMESPACE}.AlertChild"
 
 # Enum lookups by symbol: a dict hit is several times cheaper than calling the enum class.
 _EVENT_TYPES = {member.value: member for member in EventType}
@@ -208,6 +213,28 @@ def _case_action_from_avro(fields: AvroDict) -> CaseAction:
     )
 
 
+def _attendance_register_to_avro(register: AttendanceRegister) -> AvroDict:
+    school = register.school
+    return {
+        "register_id": register.register_id,
+        "school": {"urn": school.urn, "laestab": school.laestab, "name": school.name, "special": school.special},
+        "date": register.date,
+        "recorded_at": register.recorded_at,
+        "marks": [{"upn": mark.upn, "am": mark.am, "pm": mark.pm} for mark in register.marks],
+    }
+
+
+def _attendance_register_from_avro(fields: AvroDict) -> AttendanceRegister:
+    school = fields["school"]
+    return AttendanceRegister(
+        register_id=fields["register_id"],
+        school=School(urn=school["urn"], laestab=school["laestab"], name=school["name"], special=school["special"]),
+        date=fields["date"],
+        recorded_at=fields["recorded_at"],
+        marks=tuple([AttendanceMark(mark["upn"], mark["am"], mark["pm"]) for mark in fields["marks"]]),
+    )
+
+
 def _alert_to_avro(alert: Alert) -> AvroDict:
     child = alert.child
     return {
@@ -217,7 +244,12 @@ def _alert_to_avro(alert: Alert) -> AvroDict:
         "la_code": alert.la_code,
         "severity": alert.severity,
         "upn": alert.upn,
-        "child": {"forename": child.forename, "surname": child.surname, "date_of_birth": child.date_of_birth},
+        "child": None
+        if child is None
+        else (
+            _ALERT_CHILD_BRANCH,
+            {"forename": child.forename, "surname": child.surname, "date_of_birth": child.date_of_birth},
+        ),
         "school_urn": alert.school_urn,
         "case_id": alert.case_id,
         "raised_on": alert.raised_on,
@@ -235,7 +267,9 @@ def _alert_from_avro(fields: AvroDict) -> Alert:
         la_code=fields["la_code"],
         severity=_SEVERITIES[fields["severity"]],
         upn=fields["upn"],
-        child=AlertChild(forename=child["forename"], surname=child["surname"], date_of_birth=child["date_of_birth"]),
+        child=None
+        if child is None
+        else AlertChild(forename=child["forename"], surname=child["surname"], date_of_birth=child["date_of_birth"]),
         school_urn=fields["school_urn"],
         raised_on=fields["raised_on"],
         reason=fields["reason"],
@@ -283,6 +317,9 @@ MAPPINGS: Mapping[str, RecordMapping] = {
     ),
     f"{NAMESPACE}.ClockTick": RecordMapping(ClockTick, _clock_tick_to_avro, _clock_tick_from_avro),
     f"{NAMESPACE}.CaseAction": RecordMapping(CaseAction, _case_action_to_avro, _case_action_from_avro),
+    f"{NAMESPACE}.AttendanceRegister": RecordMapping(
+        AttendanceRegister, _attendance_register_to_avro, _attendance_register_from_avro
+    ),
     f"{NAMESPACE}.Alert": RecordMapping(Alert, _alert_to_avro, _alert_from_avro),
     f"{NAMESPACE}.DeadLetter": RecordMapping(DeadLetter, _dead_letter_to_avro, _dead_letter_from_avro),
 }
@@ -292,6 +329,17 @@ def load_schema(record_name: str) -> AvroDict:
     """The current schema of a record (e.g. "RollEvent") as a plain dict, read from its `.avsc` file."""
     text = resources.files(__package__).joinpath(f"{record_name}.avsc").read_text(encoding="utf-8")
     return cast(AvroDict, json.loads(text))
+
+
+def history_schemas() -> list[AvroDict]:
+    """Earlier versions of the records' schemas that messages still in the topics were written with
+    (`history/<Record>.<version>.avsc`), which every codec reads."""
+    folder = resources.files(__package__).joinpath("history")
+    return [
+        cast(AvroDict, json.loads(entry.read_text(encoding="utf-8")))
+        for entry in sorted(folder.iterdir(), key=lambda item: item.name)
+        if entry.name.endswith(".avsc")
+    ]
 
 
 _BY_TYPE: Mapping[type, RecordMapping] = {mapping.record_type: mapping for mapping in MAPPINGS.values()}

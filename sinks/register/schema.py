@@ -44,9 +44,9 @@ class ChildRow(Base):
 
     __tablename__ = "children"
     upn: Mapped[str] = mapped_column(String(13), primary_key=True)
-    forename: Mapped[str] = mapped_column(String(200))
-    surname: Mapped[str] = mapped_column(String(200))
-    date_of_birth: Mapped[date] = mapped_column(Date)
+    forename: Mapped[str | None] = mapped_column(String(200))
+    surname: Mapped[str | None] = mapped_column(String(200))
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
 
 
 class CaseRow(Base):
@@ -83,10 +83,10 @@ class AlertRow(Base):
     la_code: Mapped[str] = mapped_column(String(3), index=True)
     severity: Mapped[str] = mapped_column(String(10))
     upn: Mapped[str] = mapped_column(ForeignKey("children.upn"), index=True)
-    child_forename: Mapped[str] = mapped_column(String(200))
-    child_surname: Mapped[str] = mapped_column(String(200))
-    child_date_of_birth: Mapped[date] = mapped_column(Date)
-    school_urn: Mapped[str] = mapped_column(String(6))
+    child_forename: Mapped[str | None] = mapped_column(String(200))
+    child_surname: Mapped[str | None] = mapped_column(String(200))
+    child_date_of_birth: Mapped[date | None] = mapped_column(Date)
+    school_urn: Mapped[str | None] = mapped_column(String(6))
     case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), index=True)
     raised_on: Mapped[date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(Text)
@@ -134,14 +134,19 @@ _NESTED = "child"
 _ALERT_FIELDS = load_schema("Alert")["fields"]
 _TOP_FIELDS = tuple(field["name"] for field in _ALERT_FIELDS if field["name"] != _NESTED)
 _CHILD_FIELDS = tuple(
-    field["name"] for field in next(f for f in _ALERT_FIELDS if f["name"] == _NESTED)["type"]["fields"]
+    field["name"]
+    for field in next(
+        branch for branch in next(f for f in _ALERT_FIELDS if f["name"] == _NESTED)["type"] if branch != "null"
+    )["fields"]
 )
 
 
 def alert_from_row(row: AlertRow) -> Alert:
     """The alert an alerts row holds, through the one field mapping of schemas.mapping."""
     fields = {name: getattr(row, name) for name in _TOP_FIELDS}
-    fields[_NESTED] = {name: getattr(row, f"{_NESTED}_{name}") for name in _CHILD_FIELDS}
+    child = {name: getattr(row, f"{_NESTED}_{name}") for name in _CHILD_FIELDS}
+    # A pupil known only from registers has no name on the alert.
+    fields[_NESTED] = None if all(value is None for value in child.values()) else child
     return cast(Alert, from_fields(Alert, fields))
 
 
@@ -150,7 +155,8 @@ def alert_values(alert: Alert) -> dict[str, Any]:
     fields = to_fields(alert)
     child = fields.pop(_NESTED)
     values = {key: value.value if isinstance(value, StrEnum) else value for key, value in fields.items()}
-    values.update({f"{_NESTED}_{name}": value for name, value in child.items()})
+    named = child[1] if isinstance(child, tuple) else child
+    values.update({f"{_NESTED}_{name}": None if named is None else named[name] for name in _CHILD_FIELDS})
     values["trigger_event_ids"] = list(alert.trigger_event_ids)
     return values
 

@@ -57,7 +57,7 @@ def record(
     with sessions.begin() as session:
         insert = insert_for(session)
         alerts = list({item.alert_id: item for item in batch if isinstance(item, Alert)}.values())
-        children = {alert.upn: alert.child for alert in alerts}
+        children = {alert.upn: alert.child for alert in alerts if alert.child is not None}
         if children:
             statement = insert(ChildRow).values([
                 {"upn": upn, "forename": c.forename, "surname": c.surname, "date_of_birth": c.date_of_birth}
@@ -71,6 +71,11 @@ def record(
                     "date_of_birth": statement.excluded.date_of_birth,
                 },
             ))
+        # A pupil known only from registers gets a row without a name, which a later named alert fills in.
+        unnamed = sorted({alert.upn for alert in alerts if alert.child is None} - set(children))
+        if unnamed:
+            statement = insert(ChildRow).values([{"upn": upn} for upn in unnamed])
+            session.execute(statement.on_conflict_do_nothing(index_elements=["upn"]))
         case_ids = {item.case_id for item in batch if item.case_id is not None}
         cases = _load_cases(session, case_ids)
         holders = _load_holders(session, case_ids)

@@ -41,9 +41,11 @@ def test_no_role_but_the_worker_writes_alerts_and_no_per_la_role_uses_a_prefix_w
                 assert binding.name == "la.330.alerts." + role
 
 
-def test_mis_writes_the_four_input_topics_and_reads_nothing() -> None:
+def test_mis_writes_the_five_input_topics_and_reads_nothing() -> None:
     bindings = role_bindings("mis")
-    assert {b.name for b in bindings} == {"roll.events", "ehe.notifications", "safeguarding.status", "clock.ticks"}
+    assert {b.name for b in bindings} == {
+        "roll.events", "ehe.notifications", "safeguarding.status", "clock.ticks", "attendance.registers"
+    }
     assert {b.operation for b in bindings} == {"WRITE", "DESCRIBE"}
     assert all(b.pattern == "LITERAL" for b in bindings)
 
@@ -65,7 +67,7 @@ def test_worker_register_and_ops_get_what_they_run_on() -> None:
     ops = role_bindings("ops")
     assert {b.name for b in ops} == {f"{t}.dlq" for t in
                                      ("roll.events", "ehe.notifications", "safeguarding.status", "clock.ticks",
-                                      "case.actions")}
+                                      "case.actions", "attendance.registers")}
     assert {b.operation for b in ops} == {"READ", "DESCRIBE"}
 
 

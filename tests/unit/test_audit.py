@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from cli.main import main
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register import DeliveryOutcome, MemoryDeliveryLog, Register, RetentionPolicy, migrate
+from sinks.register.engine import head_revision
 from sinks.register.audit import AuditEvent, audit_webhook_delivery, events_for
 
 UPN = "A331200001001"
@@ -124,7 +125,7 @@ def test_a_register_at_the_first_schema_gains_the_audit_table(tmp_path: Path) ->
         assert migrate(register.engine, "0001") == "0001"
         register.record([opening_alert()])
         assert "audit_events" not in inspect(register.engine).get_table_names()
-        assert migrate(register.engine) == "0002"
+        assert migrate(register.engine) == head_revision()
         assert register.counts()["alerts"] == 1
         register.record_audit(events_for("t", "331", "cme-officer", "dashboard", [(CASE, UPN)]))
         assert len(register.audit_events("331")) == 1

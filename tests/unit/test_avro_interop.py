@@ -38,7 +38,8 @@ PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "str
 # SchemaNormalization.parsingFingerprint64, bytes least significant first). A change here is a change of the
 # wire contract: consumers must learn the new schema before producers use it.
 JAVA_FINGERPRINTS = {
-    "Alert": "7bd57ee018b87494",
+    "Alert": "8dae572b6707a7e2",
+    "AttendanceRegister": "7bb7b49f21181341",
     "ClockTick": "0c3613a60ea0de67",
     "DeadLetter": "3eb3b05ea46b4d05",
     "EHENotification": "e7a10975adc04a24",

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from processors.records import (
+    AttendanceMark,
+    AttendanceRegister,
     Alert,
     AlertChild,
     CaseAction,
@@ -141,6 +143,33 @@ def sample_records() -> list[AvroRecord]:
             raised_on=date(2025, 3, 4),
             reason="Removed for home education.",
         ),
+        AttendanceRegister(
+            register_id="00000000-0000-4000-a000-000000000001",
+            school=School(urn="140401", laestab="3334001", name="Sample School", special=False),
+            date=date(2025, 1, 13),
+            recorded_at=datetime(2025, 1, 13, 9, 35, tzinfo=UTC),
+            marks=(AttendanceMark("W330215224052", "/", "\\"), AttendanceMark("W330215224052", "N", "C1")),
+        ),
+        AttendanceRegister(
+            register_id="00000000-0000-4000-a000-000000000002",
+            school=School(urn="140401", laestab="3334001", name="Sample School", special=False),
+            date=date(2025, 1, 11),
+            recorded_at=datetime(2025, 1, 13, 9, 35, tzinfo=UTC),
+            marks=(),
+        ),
+        Alert(
+            alert_id="7d9f3a52-0000-5000-8000-000000000003",
+            rule=Rule.ABSENCE_ENQUIRIES_DUE,
+            recipient=Recipient.CME_OFFICER,
+            la_code="333",
+            severity=Severity.MEDIUM,
+            upn="W330215224052",
+            child=None,
+            school_urn="140401",
+            raised_on=date(2025, 1, 29),
+            reason="Absent without authorisation for 10 school days in a row.",
+            trigger_event_ids=("00000000-0000-4000-a000-000000000001",),
+        ),
         DeadLetter(
             raw=b"\xc3\x01\x00\xff not avro",
             source_topic="roll.events",
@@ -203,8 +232,8 @@ def test_each_record_type_has_its_own_fingerprint(codec: AvroCodec) -> None:
 
     fingerprints = {codec.fingerprint(record_type) for record_type in record_types}
 
-    assert len(record_types) == 6
-    assert len(fingerprints) == 6
+    assert len(record_types) == 7
+    assert len(fingerprints) == 7
     assert all(len(fingerprint) == 8 for fingerprint in fingerprints)
 
 
@@ -223,6 +252,7 @@ SCHEMA_FOR_TYPE = {
     "SafeguardingStatus": SafeguardingStatus,
     "ClockTick": ClockTick,
     "CaseAction": CaseAction,
+    "AttendanceRegister": AttendanceRegister,
     "Alert": Alert,
     "DeadLetter": DeadLetter,
 }
@@ -232,6 +262,7 @@ NESTED_TYPES: dict[str, type] = {
     "Destination": Destination,
     "SocialWorker": SocialWorker,
     "AlertChild": AlertChild,
+    "AttendanceMark": AttendanceMark,
 }
 ENUM_TYPES: dict[str, type[StrEnum]] = {
     "EventType": EventType,

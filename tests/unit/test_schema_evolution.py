@@ -141,3 +141,53 @@ def test_a_replacement_schema_must_name_the_record_it_replaces() -> None:
 
     assert wrong_name.value.code == CodecErrorCode.UNKNOWN_SCHEMA
     assert unknown_record.value.code == CodecErrorCode.UNKNOWN_SCHEMA
+
+
+def previous_alert_schema() -> dict[str, Any]:
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files("schemas").joinpath("history/Alert.1.avsc").read_text(encoding="utf-8"))
+
+
+def named_alert(**changes: Any) -> Any:
+    from dataclasses import replace
+
+    from tests.unit.test_codec import sample_records
+
+    first = next(r for r in sample_records() if type(r).__name__ == "Alert")
+    return replace(first, **changes)
+
+
+def test_a_reader_of_the_previous_alert_schema_reads_new_alerts_that_name_the_child() -> None:
+    from processors.records import Alert
+
+    old_reader = AvroCodec(current_schemas={"Alert": previous_alert_schema()})
+    old_reader.register_writer_schema(load_schema("Alert"))
+    alert = named_alert()
+
+    assert old_reader.decode(AvroCodec().encode(alert), Alert) == alert
+
+
+def test_a_reader_of_the_previous_alert_schema_refuses_an_unnamed_alert_with_a_code_not_a_crash() -> None:
+    from processors.records import Alert
+
+    old_reader = AvroCodec(current_schemas={"Alert": previous_alert_schema()})
+    old_reader.register_writer_schema(load_schema("Alert"))
+
+    with pytest.raises(CodecError):
+        old_reader.decode(AvroCodec().encode(named_alert(child=None)), Alert)
+
+
+def test_alerts_written_by_the_previous_release_still_read_without_registering_anything() -> None:
+    from processors.records import Alert
+
+    from schemas.mapping import to_fields
+
+    alert = named_alert()
+    fields = to_fields(alert)
+    fields["child"] = fields["child"][1]  # the previous schema's child is a plain record, not a union
+    data = write_single_object(previous_alert_schema(), fields)
+
+    assert data[2:10] != AvroCodec().fingerprint(Alert)
+    assert AvroCodec().decode(data, Alert) == alert

@@ -1,0 +1,62 @@
+"""Attendance registers as batches: a register's marks checked one by one and grouped by the child's partition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from msgspec import Struct
+
+from processors.attendance import SESSION_CODES
+from processors.records import AttendanceMark, AttendanceRegister, MarkBatch
+from processors.validation import mark_problems, repeated_mark
+
+
+class MarkRejection(Struct, frozen=True, gc=False):
+    """One mark of a register refused on its own: its index in the register, its code and why."""
+
+    index: int
+    upn: str
+    code: str
+    message: str
+
+
+def check_marks(register: AttendanceRegister) -> tuple[list[tuple[int, AttendanceMark]], list[MarkRejection]]:
+    """The register's marks that may be applied (with their indexes), and those refused, each on its own."""
+    valid: list[tuple[int, AttendanceMark]] = []
+    refused: list[MarkRejection] = []
+    named: set[str] = set()
+    for index, mark in enumerate(register.marks):
+        problems = mark_problems(mark, index, SESSION_CODES)
+        if not problems and mark.upn in named:
+            problems = [repeated_mark(index)]
+        named.add(mark.upn)
+        if problems:
+            message = "; ".join(f"{p.code}: {p.message}" for p in problems)
+            refused.append(MarkRejection(index, mark.upn, str(problems[0].code), message))
+        else:
+            valid.append((index, mark))
+    return valid, refused
+
+
+def batch_of(register: AttendanceRegister, marks: Iterable[tuple[int, AttendanceMark]]) -> MarkBatch:
+    """The given marks of a register as one batch, in UPN order (so a batch's alerts come out in UPN order
+    however the school listed its pupils)."""
+    ordered = sorted(marks, key=lambda item: item[1].upn)
+    return MarkBatch(
+        register_id=register.register_id,
+        school=register.school,
+        date=register.date,
+        recorded_at=register.recorded_at,
+        marks=tuple(mark for _index, mark in ordered),
+        indexes=tuple(index for index, _mark in ordered),
+    )
+
+
+def split_by_partition(
+    register: AttendanceRegister, marks: Iterable[tuple[int, AttendanceMark]], partition_of: Callable[[str], int]
+) -> dict[int, MarkBatch]:
+    """One batch per partition that holds a child of the register, keyed by that partition."""
+    groups: dict[int, list[tuple[int, AttendanceMark]]] = {}
+    for index, mark in marks:
+        groups.setdefault(partition_of(mark.upn), []).append((index, mark))
+    return {partition: batch_of(register, group) for partition, group in sorted(groups.items())}
