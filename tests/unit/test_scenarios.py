@@ -13,11 +13,12 @@ from processors.config import RuleConfig
 from processors.records import Alert
 from processors.timeline import memory_timeline
 from replay.run import replay
+from tests.scenarios.attendance import ATTENDANCE_SCENARIOS
 from tests.scenarios.catalogue import SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 
 SHARED = SHARED_SCENARIOS
-SHARED_FILES = sorted(SHARED.glob("*.jsonl"))
+SHARED_FILES = sorted([*SHARED.glob("*.jsonl"), *SHARED.glob("v2/p0[78]*.jsonl")])
 
 
 def run(lines: list[str]) -> list[Alert]:
@@ -42,7 +43,7 @@ def test_shared_scenario(path: Path) -> None:
     assert len({a.alert_id for a in alerts}) == len(alerts)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+@pytest.mark.parametrize("scenario", [*SCENARIOS, *ATTENDANCE_SCENARIOS], ids=lambda s: s.name)
 def test_own_scenario(scenario: object) -> None:
     from tests.scenarios.builder import Scenario
 
@@ -55,6 +56,6 @@ def test_own_scenario(scenario: object) -> None:
 def test_there_are_at_least_thirty_own_scenarios_covering_every_rule() -> None:
     from processors.records import Rule
 
-    assert len(SCENARIOS) >= 30
-    covered = {rule for s in SCENARIOS for rule, *_ in s.expected}
+    assert len(SCENARIOS) >= 30 and len(ATTENDANCE_SCENARIOS) >= 30
+    covered = {rule for s in [*SCENARIOS, *ATTENDANCE_SCENARIOS] for rule, *_ in s.expected}
     assert covered == {str(rule) for rule in Rule}
