@@ -83,7 +83,7 @@ class Attendance:
         self.population = population
         self.rates = population.rates
         self.seed = population.options.seed
-        # Its own generator, so turning registers on leaves the draws of the roll simulation alone.
+        # Its own generator: the marks, however many, draw nothing from the roll simulation's.
         self.rng = random.Random(f"attendance/{self.seed}")  # noqa: S311
         self.upns = bytearray()
         self.cached = array("I")  # identity + 1 of the pupil whose UPN is cached in the slot, 0 for none
