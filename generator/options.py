@@ -18,6 +18,10 @@ RULE_WINDOW_AFTER = 10
 
 #: Lines handed out at a time on busy days; bounds the text held in memory.
 CHUNK_LINES = 10_000
+#: Attendance marks handed out at a time (about 50 bytes each); bounds the register text held in memory.
+CHUNK_MARKS = 50_000
+#: Marks a register may carry (design.md); a bigger school's day is split into several registers.
+MAX_REGISTER_MARKS = 5_000
 
 DEFAULT_START = date(2024, 9, 1)
 DEFAULT_END = date(2025, 8, 31)
@@ -76,6 +80,15 @@ class Rates:
     sao_prevalence: float = 0.0005
     sao_start: float = 0.0005
     special_school_share: float = 0.015
+    # Attendance (only with registers on). Per pupil per school day unless stated.
+    illness_start: float = 0.017  # spells of 1-4 days: about 3% of sessions
+    holiday_start: float = 0.0004  # term-time holidays (G), 2-8 days
+    leave_start: float = 0.0003  # leave of absence (C, C1), 1-4 days
+    persistent_absence: float = 0.045  # share of pupils who start absences 2.5 times as often
+    part_time_timetable: float = 0.003  # share of pupils on a part-time timetable (C2 afternoons)
+    no_show_share: float = 0.06  # share of in-year admissions marked N for their first 3-8 days
+    unsupported_removal_share: float = 0.2  # share of ground H and I removals the register does not support
+    absence_run_return: float = 0.004  # per pupil per year: 10-19 days of unauthorised absence, then back
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +98,19 @@ class GeneratorOptions:
     start: date = DEFAULT_START
     end: date = DEFAULT_END
     rates: Rates = field(default_factory=Rates)
+    #: Write a daily attendance register for every school with pupils on roll (design.md, Rules (v2)).
+    attendance: bool = False
 
 
 @dataclass(slots=True)
 class GenerationSummary:
-    """What a run wrote: lines in total and per topic, and the last day simulated."""
+    """What a run wrote: lines in total and per topic, the last day simulated, and attendance registers and marks."""
 
     lines: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
     last_day: date | None = None
+    registers: int = 0
+    marks: int = 0
 
 
 class GeneratorOptionsError(ValueError):

@@ -9,6 +9,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 from generator.options import MAX_IDENTITIES, WEST_MIDLANDS, GeneratorOptions, GeneratorOptionsError
 from processors.calendar import SchoolCalendar
@@ -31,6 +32,9 @@ from processors.records import (
 )
 from schemas.jsonfields import record_to_line
 
+if TYPE_CHECKING:
+    from generator.attendance import Attendance
+
 # Phases of a school (index into the per-LA school lists).
 _PRIMARY, _SECONDARY, _SPECIAL, _PRU = 0, 1, 2, 3
 # Pupil slot states.
@@ -38,7 +42,7 @@ _FREE, _ON_ROLL, _PENDING, _RESERVED, _OFF_ROLL = 0, 1, 2, 3, 4
 # Pupil flags.
 _CP, _LAC, _SAO, _SEEN = 1, 2, 4, 8
 # Scheduled follow-ups: (kind, slot, argument) triples in a per-day array.
-_ADD, _REMOVE_AFTER_ADD, _EHE_REMOVE, _EHE_LATE_NOTICE, _ORAL_FOLLOWUP = 1, 2, 3, 4, 5
+_ADD, _REMOVE_AFTER_ADD, _EHE_REMOVE, _EHE_LATE_NOTICE, _ORAL_FOLLOWUP, _ABSENCE_REMOVE = 1, 2, 3, 4, 5, 6
 # Argument of _EHE_REMOVE: whether the written notice follows the removal.
 _NOTICE_BEFORE, _NOTICE_AFTER, _NO_NOTICE = 0, 1, 2
 
@@ -144,6 +148,7 @@ class Population:
         self.next_identity = 0
         self.schedule: dict[int, array[int]] = {}
         self.carry = [self.rng.random() for _ in range(32)]
+        self.attendance: Attendance | None = None  # set by the simulation when registers are asked for
         self._build_population()
 
     # ---- set-up --------------------------------------------------------------------------------------
@@ -410,6 +415,12 @@ class Population:
         self.out.append(record_to_line(ROLL_EVENTS, event))
         if ground is None:
             self.flags[slot] |= _SEEN
+        if self.attendance is not None:
+            if ground is None:
+                day = event.effective_date
+                self.attendance.on_added(slot, day.toordinal() != self.first_day.get(_school_year_of(day)))
+            elif school_index == self.school[slot]:
+                self.attendance.on_removed(slot)
 
     def _school_destination(self, school_index: int, *, with_la_code: bool) -> Destination:
         school = self.schools[school_index]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import date
 
-from generator.options import CHUNK_LINES, WEST_MIDLANDS
+from generator.attendance import Attendance
+from generator.options import CHUNK_LINES, WEST_MIDLANDS, GeneratorOptions
 from generator.population import (
+    _ABSENCE_REMOVE,
     _ADD,
     _CP,
     _EHE_LATE_NOTICE,
@@ -34,12 +36,18 @@ from generator.population import (
     Population,
     _school_year_of,
 )
+from processors.calendar import SchoolCalendar
 from processors.records import CLOCK_TICKS, ClockTick, Destination, DestinationKind
 from schemas.jsonfields import record_to_line
 
 
 class Simulation(Population):
     """Runs the population one day at a time; `run_day` yields the day's replay lines in chunks."""
+
+    def __init__(self, options: GeneratorOptions, calendar: SchoolCalendar) -> None:
+        super().__init__(options, calendar)
+        if options.attendance:
+            self.attendance = Attendance(self)
 
     def run_day(self, day: date) -> Iterator[list[str]]:
         """The lines of `day` in chunks, in order: records first, then the tick if it is a school day.
@@ -67,6 +75,9 @@ class Simulation(Population):
                 yield from self._reception_intake(iso_day, school_year)
             self._roll_changes(day, iso_day, school_year)
         self._status_changes(iso_day)
+        if school_day and self.attendance is not None:
+            yield self._take()
+            yield from self.attendance.run_day(day)
         if school_day:
             self.out.append(record_to_line(CLOCK_TICKS, ClockTick(day)))
         yield self._take()
@@ -91,6 +102,8 @@ class Simulation(Population):
             self.state[slot] = _ON_ROLL
             self._roll_event(slot, argument, iso_day)
         elif kind == _REMOVE_AFTER_ADD:
+            if self.attendance is not None:
+                self.attendance.end_dual(slot)
             new_school = self.school[slot]
             self.state[slot] = _ON_ROLL
             different_la = self.schools[new_school].la_index != self.schools[argument].la_index
@@ -109,6 +122,9 @@ class Simulation(Population):
             self._ehe_notification(slot, argument, iso_day, "WRITTEN")
         elif kind == _ORAL_FOLLOWUP:
             self._start_written_ehe(slot, day, iso_day)
+        elif kind == _ABSENCE_REMOVE:
+            ground = "H_NOT_RETURNED_FROM_LEAVE" if argument else "I_CONTINUOUS_ABSENCE"
+            self._remove_unknown(slot, day, iso_day, ground)
 
     def _return_to_school(self, slot: int, day: date, after_school_days: int) -> None:
         """Schedule an ADDED, most often in the pupil's own LA, for a pupil off roll."""
@@ -214,6 +230,8 @@ class Simulation(Population):
             self.state[slot] = _RESERVED
             self._schedule(self._school_day_after(day, 1 + int(rng.random() * 3)), _REMOVE_AFTER_ADD, slot,
                            old_school)
+            if self.attendance is not None:
+                self.attendance.on_dual(slot, old_school)
             return
         self._roll_event(slot, old_school, iso_day, ground=ground, destination=destination)
         if roll < 0.25:
@@ -263,9 +281,19 @@ class Simulation(Population):
         self._free(slot)
 
     def _move_unknown(self, slot: int, day: date, iso_day: str, school_year: int) -> None:
-        rng = self.rng
-        roll = rng.random()
+        roll = self.rng.random()
         ground = "G_MOVED_AWAY" if roll < 0.5 else "H_NOT_RETURNED_FROM_LEAVE" if roll < 0.7 else "I_CONTINUOUS_ABSENCE"
+        if self.attendance is not None and ground != "G_MOVED_AWAY":
+            # With registers, the removal comes at the end of the absence (or leave and absence) behind it.
+            leave = ground == "H_NOT_RETURNED_FROM_LEAVE"
+            days = self.attendance.absence_before_removal(slot, leave)
+            self.state[slot] = _RESERVED
+            self._schedule(self._school_day_after(day, days), _ABSENCE_REMOVE, slot, int(leave))
+            return
+        self._remove_unknown(slot, day, iso_day, ground)
+
+    def _remove_unknown(self, slot: int, day: date, iso_day: str, ground: str) -> None:
+        rng = self.rng
         destination = Destination(DestinationKind.UNKNOWN) if rng.random() < 0.6 else None
         self._roll_event(slot, self.school[slot], iso_day, ground=ground, destination=destination)
         self.state[slot] = _OFF_ROLL

@@ -29,6 +29,7 @@ EPILOG = textwrap.dedent(
     examples:
       rollwatch generate --pupils 10000 --seed 7 --output year.jsonl
       rollwatch generate --pupils 1000000 --from 2025-07-01 --to 2025-09-30 --output summer.jsonl
+      rollwatch generate --pupils 20000 --attendance --from 2025-01-06 --to 2025-03-31 --output spring.jsonl
     """
 )
 
@@ -61,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help=f"last day, YYYY-MM-DD (31 August ending the --from school year; {DEFAULT_END.isoformat()})",
     )
+    parser.add_argument(
+        "--attendance",
+        action="store_true",
+        help="also write daily attendance registers (attendance.registers), one per school per school day "
+        "with a mark for every pupil on roll; large: about 190 marks per pupil per year",
+    )
     parser.add_argument("--output", type=Path, default=None, help="file to write (default: standard output)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
     parser.set_defaults(handler=run)
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     del settings  # generation needs no broker, store or LA configuration
     start: date = args.start or DEFAULT_START
     end: date = args.end or _end_of_school_year(start)
-    options = GeneratorOptions(pupils=args.pupils, seed=args.seed, start=start, end=end)
+    options = GeneratorOptions(pupils=args.pupils, seed=args.seed, start=start, end=end, attendance=args.attendance)
     show_progress = not args.quiet and args.pupils >= PROGRESS_FROM_PUPILS
     began = time.perf_counter()
     try:
@@ -100,6 +107,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"({summary.lines / max(seconds, 1e-9):,.0f} lines/s)",
             file=sys.stderr,
         )
+        if options.attendance:
+            print(
+                f"generate: {summary.registers:,} attendance registers, {summary.marks:,} marks "
+                f"({summary.marks / max(seconds, 1e-9):,.0f} marks/s)",
+                file=sys.stderr,
+            )
     return 0
 
 
