@@ -12,14 +12,16 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from processors.apply import apply_record
+from processors.apply import apply_record, check
 from processors.failures import UNPROCESSABLE, Rejected, describe_error
 from processors.records import (
+    ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
+    AttendanceRegister,
     CaseAction,
     ClockTick,
     DeadLetter,
@@ -28,11 +30,13 @@ from processors.records import (
     RollEvent,
     SafeguardingStatus,
 )
-from processors.timeline import Timeline
+from processors.registers import MarkRejection, check_marks, split_by_partition
+from processors.timeline import Applied, RegisterLedger, Timeline
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.metrics import MeasuredFrom, MetricsRecorder, NoMetrics, count_calendar_fallbacks
+from streams.batches import BatchSink, batch_register, decode_batch, encode_batch, one_mark_register
 from streams.tables import MemoryPartitionCounts, PartitionCounts
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,20 @@ RECORD_TYPES: dict[str, type[InputRecord]] = {
     SAFEGUARDING_STATUS: SafeguardingStatus,
     CLOCK_TICKS: ClockTick,
     CASE_ACTIONS: CaseAction,
+    ATTENDANCE_REGISTERS: AttendanceRegister,
 }
+
+
+@dataclass
+class RegisterRoute:
+    """How registers reach the children's partitions: the registers' topic (full name), the ledger of
+    registers already split, where the batches go (the batch topic, full name) and each UPN's partition."""
+
+    registers_topic: str
+    ledger_for: Callable[[], RegisterLedger]
+    batches: BatchSink
+    batches_topic: str
+    partition_of: Callable[[str], int]
 
 
 def own_time(record: InputRecord) -> datetime | None:
@@ -109,6 +126,10 @@ def _where_it_failed(error: BaseException) -> str:
     return "".join(traceback.format_tb(cause.__traceback__)).rstrip()
 
 
+def register_of(register: AttendanceRegister, refused: list[MarkRejection], index: int) -> AttendanceRegister:
+    return one_mark_register(register, next(r for r in refused if r.index == index))
+
+
 class RecordHandler:
     """Decode, validate, apply, deliver: everything the agent does with one message, with no Faust in it.
 
@@ -127,6 +148,7 @@ class RecordHandler:
         counts: PartitionCounts | None = None,
         clock: Callable[[], float] = time.time,
         writes: StateWrites | None = None,
+        registers: RegisterRoute | None = None,
     ) -> None:
         self.codec = codec
         self.timeline_for = timeline_for
@@ -137,6 +159,7 @@ class RecordHandler:
         self.counts: PartitionCounts = counts or MemoryPartitionCounts()
         self.clock = clock
         self.writes: StateWrites = writes or NoStateWrites()
+        self.registers = registers
 
     async def handle(
         self,
@@ -149,9 +172,20 @@ class RecordHandler:
     ) -> HandledRecord:
         """Applies or dead-letters one message; `timestamp` is its Kafka timestamp (unix seconds)."""
         raw = value if value is not None else b""  # a tombstone (a null value) is refused like empty bytes
+        route = self.registers
+        if route is not None and topic == route.registers_topic:
+            return await self._split(route, topic, partition, offset, key, raw)
         try:
-            record = self.codec.decode(raw, self.record_types[topic])
-            applied = apply_record(self.timeline_for(partition), record)
+            if route is not None and topic == route.batches_topic:
+                # A batch's records are the register's: refusals and metrics name the registers' topic.
+                batch = decode_batch(raw)
+                applied = self.timeline_for(partition).apply_batch(batch)
+                await self._refuse_marks(route.registers_topic, partition, offset, applied, lambda i: batch_register(
+                    batch, i))
+                record: InputRecord | None = None
+            else:
+                record = self.codec.decode(raw, self.record_types[topic])
+                applied = apply_record(self.timeline_for(partition), record)
             if applied.changes:
                 self.counts.add(partition, applied.changes)
             for alert in applied.alerts:
@@ -177,13 +211,61 @@ class RecordHandler:
         # The record's state and alerts go out together: see RecordOutbox.
         await self.writes.flush()
         if applied.alerts:
-            origin, measured_from = alert_origin(record, timestamp)
+            origin, measured_from = alert_origin(record, timestamp) if record is not None else (
+                timestamp, MeasuredFrom.BROKER)
             for alert in applied.alerts:
                 latency = self.clock() - origin if origin is not None else None
                 self.metrics.alert_sent(alert, latency, measured_from)
         self.metrics.record_applied(topic, applied.new)
         count_calendar_fallbacks(self.metrics, self.timeline_for(partition).config)
         return HandledRecord(applied=True, alerts=len(applied.alerts))
+
+    async def _split(
+        self, route: RegisterRoute, topic: str, partition: int, offset: int, key: bytes | None, raw: bytes
+    ) -> HandledRecord:
+        """A register: refused whole when its envelope is bad, ignored when already split, else its bad marks
+        dead-lettered one by one and the rest sent on as one batch per partition holding its children."""
+        try:
+            register = self.codec.decode(raw, AttendanceRegister)
+            check(register)
+            if not route.ledger_for().admit(register.register_id):
+                await self.writes.flush()
+                self.metrics.record_applied(topic, False)
+                return HandledRecord(applied=True)
+            valid, refused = check_marks(register)
+            for partition_to, batch in split_by_partition(register, valid, route.partition_of).items():
+                route.batches.send(partition_to, register.register_id.encode(), encode_batch(batch))
+            marks = Applied((), True, refused_marks=tuple(refused))
+            await self._refuse_marks(topic, partition, offset, marks, lambda i: register_of(register, refused, i))
+        except SURROUNDINGS_FAILED:
+            raise
+        except Exception as error:
+            self.writes.discard()
+            code, message = self._refusal(error, topic, partition, offset)
+            await self.dead_letters.send(DeadLetter(raw, topic, partition, offset, code, message), key)
+            await self.writes.flush()
+            self.metrics.record_dead_lettered(topic, code)
+            return HandledRecord(applied=False, error_code=code)
+        await self.writes.flush()
+        self.metrics.record_applied(topic, True)
+        return HandledRecord(applied=True)
+
+    async def _refuse_marks(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        applied: Applied,
+        register_of_mark: Callable[[int], AttendanceRegister],
+    ) -> None:
+        """A dead letter for each refused mark: the mark as a one-mark register, keyed by its UPN."""
+        for refused in applied.refused_marks:
+            log.warning("dead-lettered mark %d of a register at %s[%d]@%d: %s", refused.index, topic, partition,
+                        offset, refused.code)
+            letter = DeadLetter(self.codec.encode(register_of_mark(refused.index)), topic, partition, offset,
+                                refused.code, f"mark {refused.index} of the register: {refused.message}")
+            await self.dead_letters.send(letter, refused.upn.encode(errors="replace"))
+            self.metrics.record_dead_lettered(topic, refused.code)
 
     @staticmethod
     def _refusal(error: Exception, topic: str, partition: int, offset: int) -> tuple[str, str]:

@@ -15,12 +15,19 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from config.kafka import client_options
 from config.settings import Settings
 from processors.identifiers import CURRENT_LA_CODES
-from processors.records import INPUT_TOPICS, SAFEGUARDING_STATUS, Recipient, alert_topic, dead_letter_topic
+from processors.records import (
+    INPUT_TOPICS,
+    MARK_BATCHES_SUFFIX,
+    SAFEGUARDING_STATUS,
+    Recipient,
+    alert_topic,
+    dead_letter_topic,
+)
 
 log = logging.getLogger(__name__)
 
 #: The worker's changelog-backed tables; Faust names their changelogs `<app id>-<table>-changelog`.
-TABLES = ("children", "deadlines", "clocks", "totals")
+TABLES = ("children", "deadlines", "clocks", "totals", "registers")
 #: Input topics where only the latest record per child matters (design.md: latest status wins).
 COMPACTED_INPUTS = frozenset({SAFEGUARDING_STATUS})
 COMPACT = {"cleanup.policy": "compact"}
@@ -67,7 +74,14 @@ def copartitioned_topics(settings: Settings) -> dict[str, dict[str, str]]:
     topics = input_topics(settings)
     for table in TABLES:
         topics[f"{settings.app_id}-{table}-changelog"] = dict(COMPACT)
+    # Registers' marks on their way to the children's partitions: read once, within moments, so kept a week.
+    topics[mark_batches_topic(settings)] = {"retention.ms": str(7 * 24 * 3600 * 1000)}
     return topics
+
+
+def mark_batches_topic(settings: Settings) -> str:
+    """The worker's own topic of register marks split by child partition, named after its application."""
+    return f"{settings.app_id}-{MARK_BATCHES_SUFFIX}"
 
 
 def worker_topics(settings: Settings) -> dict[str, dict[str, str]]:

@@ -13,15 +13,17 @@ from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from processors.config import RuleConfig
-from processors.records import CLOCK_TICKS, ClockTick
+from processors.records import ATTENDANCE_REGISTERS, CLOCK_TICKS, ClockTick
 from processors.timeline import Timeline
 from schemas.codec import AvroCodec
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
 from sinks.metrics import Metrics, PartitionState
 from streams.app import create_app
-from streams.handler import RECORD_TYPES, RecordHandler
+from streams.batches import OutboxBatchSink, TableRegisterLedger, partitioner
+from streams.handler import RECORD_TYPES, RecordHandler, RegisterRoute
 from streams.runtime.tablewrites import ChangelogWrites
 from streams.tables import TableBusinessClock, TableChildStore, TableDeadlineIndex, TablePartitionCounts
+from streams.topics import mark_batches_topic
 from web.dashboard import install_dashboard
 from web.views import KafkaBrokerProbe, install_views
 
@@ -58,16 +60,21 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
     codec = AvroCodec()
     partitions = settings.topic_partitions
     record_types = {settings.topic(name): kind for name, kind in RECORD_TYPES.items()}
-    inputs = app.topic(*record_types, key_serializer="raw", value_serializer="raw", partitions=partitions)
+    batches_topic = mark_batches_topic(settings)
+    inputs = app.topic(
+        *record_types, batches_topic, key_serializer="raw", value_serializer="raw", partitions=partitions
+    )
     children = app.Table("children", partitions=partitions, key_type=bytes, value_type=bytes)
     deadlines = app.Table("deadlines", partitions=partitions, key_type=bytes, value_type=bytes)
     clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
+    registers = app.Table("registers", partitions=partitions, key_type=bytes, value_type=bytes)
     outbox = app.outbox
     writes = ChangelogWrites(outbox)
     child_store = TableChildStore(children, writes)
     counts = TablePartitionCounts(totals, writes)
     metrics = Metrics(CollectorRegistry())
+    ledger = TableRegisterLedger(registers, writes)
     timelines: dict[int, Timeline] = {}
 
     def timeline_for(partition: int) -> Timeline:
@@ -91,6 +98,13 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
         metrics,
         counts,
         writes=outbox,
+        registers=RegisterRoute(
+            registers_topic=settings.topic(ATTENDANCE_REGISTERS),
+            ledger_for=lambda: ledger,
+            batches=OutboxBatchSink(outbox, batches_topic),
+            batches_topic=batches_topic,
+            partition_of=partitioner(partitions),
+        ),
     )
 
     def partition_state(partition: int) -> PartitionState:

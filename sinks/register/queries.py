@@ -174,6 +174,8 @@ def _summaries(sessions: sessionmaker[Session], statement: Any) -> list[CaseSumm
         children = {
             child.upn: AlertChild(child.forename, child.surname, child.date_of_birth)
             for child in session.scalars(select(ChildRow).where(ChildRow.upn.in_(upns)))
+            # A pupil known only from registers has no name yet.
+            if child.forename is not None and child.surname is not None and child.date_of_birth is not None
         }
     ranks = list(Severity)
     summaries = []
@@ -259,9 +261,9 @@ def _social_care_cases(
 
 def _first_alerts_of_cases(
     session: Session, la_code: str, case_ids: Sequence[str], recipient: Recipient | None = None
-) -> dict[str, tuple[str, str]]:
+) -> dict[str, tuple[str | None, str]]:
     """School URN and reason of the LA's earliest alert of each case (to `recipient`, when given)."""
-    found: dict[str, tuple[str, str]] = {}
+    found: dict[str, tuple[str | None, str]] = {}
     conditions = [AlertRow.la_code == la_code]
     if recipient is not None:
         conditions.append(AlertRow.recipient == recipient.value)

@@ -14,8 +14,8 @@ from sqlalchemy import inspect
 from cli.main import main
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register import DeliveryOutcome, MemoryDeliveryLog, Register, RetentionPolicy, migrate
-from sinks.register.engine import head_revision
 from sinks.register.audit import AuditEvent, audit_webhook_delivery, events_for
+from sinks.register.engine import head_revision
 
 UPN = "A331200001001"
 CASE = "11111111-1111-5111-8111-111111111111"

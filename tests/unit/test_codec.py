@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from processors.records import (
-    AttendanceMark,
-    AttendanceRegister,
     Alert,
     AlertChild,
+    AttendanceMark,
+    AttendanceRegister,
     CaseAction,
     CaseActionType,
     Child,

@@ -181,7 +181,6 @@ def test_a_reader_of_the_previous_alert_schema_refuses_an_unnamed_alert_with_a_c
 
 def test_alerts_written_by_the_previous_release_still_read_without_registering_anything() -> None:
     from processors.records import Alert
-
     from schemas.mapping import to_fields
 
     alert = named_alert()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from processors.records import (
+    AttendanceMark,
+    AttendanceRegister,
     CaseAction,
     CaseActionType,
     Child,
@@ -115,6 +117,15 @@ def test_valid_records_pass(record: InputRecord) -> None:
 
 
 BAD_RECORDS: list[tuple[str, InputRecord, ProblemCode]] = [
+    (
+        "register of 5,001 marks",
+        AttendanceRegister(
+            "00000000-0000-4000-a000-000000000001", School("140201", "3312201", "Canley Primary", False),
+            date(2025, 1, 13), datetime(2025, 1, 13, 9, 35, tzinfo=UTC),
+            tuple(AttendanceMark("A330200001001", "/", "/") for _ in range(5001)),
+        ),
+        ProblemCode.REGISTER_TOO_LARGE,
+    ),
     ("event id not a UUID", replace(REMOVED, event_id="evt-1"), ProblemCode.EVENT_ID_FORMAT),
     (
         "event id in braces",
@@ -305,8 +316,34 @@ def test_each_rule_alone_yields_exactly_its_code(record: InputRecord, code: Prob
     assert not is_valid(record)
 
 
+MARK_CODES = {ProblemCode.MARK_CODE_UNKNOWN, ProblemCode.MARK_UPN_REPEATED}
+
+
 def test_every_code_has_a_bad_record() -> None:
-    assert {code for _, _, code in BAD_RECORDS} == set(ProblemCode)
+    # A register's marks are judged one by one (test_marks_are_refused_one_by_one), not as a record.
+    assert {code for _, _, code in BAD_RECORDS} == set(ProblemCode) - MARK_CODES
+
+
+def test_marks_are_refused_one_by_one_and_the_others_apply() -> None:
+    from processors.records import AttendanceMark, AttendanceRegister, School
+    from processors.registers import check_marks
+
+    from tests.scenarios.builder import upn
+
+    good, other = upn("330", 1), upn("330", 2)
+    register = AttendanceRegister(
+        "00000000-0000-4000-a000-000000000009", School("140201", "3312201", "Canley Primary", False),
+        date(2025, 1, 13), datetime(2025, 1, 13, 9, 35, tzinfo=UTC),
+        (AttendanceMark(good, "/", "\\"), AttendanceMark(other, "H", "/"), AttendanceMark(good, "N", "N"),
+         AttendanceMark("not-a-upn", "/", "/"), AttendanceMark(other, "/", "/")),
+    )
+    assert not validate(register)
+    valid, refused = check_marks(register)
+    assert [index for index, _mark in valid] == [0]
+    assert [(r.index, r.code) for r in refused] == [
+        (1, "MARK_CODE_UNKNOWN"), (2, "MARK_UPN_REPEATED"), (3, "UPN_FORMAT"), (4, "MARK_UPN_REPEATED")
+    ]
+    assert all("H" not in r.message.split(": ", 1)[0] for r in refused)
 
 
 def test_dates_of_a_whole_removal_before_1990_are_implausible() -> None:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafka.admin import KafkaAdminClient
+from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
@@ -15,6 +15,12 @@ from rollwatch_client.connection import KafkaConnection
 
 class OrderingTimeout(RuntimeError):
     """The worker did not apply what was sent in time: most often no worker is running for the group."""
+
+
+#: A register reaches its children through the worker's own topic `<application id>-mark-batches` (one message
+#: per partition holding its children): a register counts as applied once those batches are.
+REGISTERS_TOPIC = "attendance.registers"
+MARK_BATCHES_SUFFIX = "mark-batches"
 
 
 class AppliedOffsets:
@@ -52,12 +58,45 @@ class AppliedOffsets:
             committed = self.committed(partitions)
             behind = {tp: off for tp, off in targets.items() if committed.get(tp, -1) < off}
             if not behind:
+                if any(tp.topic.endswith(REGISTERS_TOPIC) for tp in partitions):
+                    self._wait_for_batches(deadline, poll_interval, sleep)
                 return
             if time.monotonic() > deadline:
                 where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(behind))
                 raise OrderingTimeout(
                     f"the worker group {self.group_id!r} has not applied records sent to {where} after "
                     f"{timeout:.0f} s; is `rollwatch worker` running with ROLLWATCH_APP_ID={self.group_id}?"
+                )
+            sleep(poll_interval)
+
+    def _wait_for_batches(self, deadline: float, poll_interval: float, sleep: Callable[[float], None]) -> None:
+        """Waits until the worker has applied every mark batch its registers produced so far."""
+        from kafka.protocol.consumer.offsets import IsolationLevel
+
+        topic = f"{self.group_id}-{MARK_BATCHES_SUFFIX}"
+        described = self.admin.describe_topics([topic])
+        partitions = [
+            TopicPartition(topic, partition["partition_index"])
+            for entry in described
+            for partition in entry.get("partitions", [])
+        ]
+        if not partitions:
+            return
+        ends = self.admin.list_partition_offsets(
+            {tp: OffsetSpec.LATEST for tp in partitions}, isolation_level=IsolationLevel.READ_COMMITTED
+        )
+        # The batches are written in transactions: the last offset of a partition is the commit marker, one
+        # past the next offset the worker commits after reading the last batch.
+        targets = {tp: found.offset - 1 for tp, found in ends.items() if found.offset > 0}
+        while True:
+            committed = self.committed(list(targets))
+            behind = [tp for tp, offset in targets.items() if committed.get(tp, -1) < offset]
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise OrderingTimeout(
+                    f"the worker group {self.group_id!r} has not applied the marks of the registers sent after "
+                    "their batches were written; is the worker running?"
                 )
             sleep(poll_interval)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,7 +21,7 @@ _ALERT = (
 )
 
 
-def _nullable(table: str, columns: tuple[tuple[str, sa.types.TypeEngine[object]], ...], nullable: bool) -> None:
+def _nullable(table: str, columns: tuple[tuple[str, Any], ...], nullable: bool) -> None:
     # Batch mode: SQLite alters a column only by copying its table, which alembic does for it.
     with op.batch_alter_table(table) as batch:
         for name, kind in columns:

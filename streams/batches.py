@@ -1,0 +1,108 @@
+"""Registers split into per-partition mark batches: the batch topic's encoding, its partitioner, sink and ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+import msgspec
+from aiokafka.partitioner import murmur2
+from faust.types import TableT
+
+from processors.records import AttendanceRegister, MarkBatch
+from processors.registers import MarkRejection
+from streams.runtime.tablewrites import ChangelogWrites
+
+#: A batch as stored on the batch topic: a 0x01 version byte, then MessagePack (the topic is the worker's own,
+#: read only by the worker, so it needs no schema registry; the version byte leaves room to change it).
+_BATCH_VERSION = b"\x01"
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(MarkBatch).decode
+
+#: Namespace of the ids given to a dead-lettered mark's one-mark register, so that a republished mark is not
+#: taken for the register it came from (which the worker has already applied).
+MARK_NAMESPACE = uuid.UUID("0b7e1c52-3d4a-5f6e-8a9b-1c2d3e4f5a6b")
+
+
+def encode_batch(batch: MarkBatch) -> bytes:
+    return _BATCH_VERSION + _encode(batch)
+
+
+def decode_batch(data: bytes) -> MarkBatch:
+    if data[:1] != _BATCH_VERSION:
+        raise ValueError(f"mark batch starts with byte {data[:1].hex() or 'none'}, not a version this worker reads")
+    return _decode(memoryview(data)[1:])
+
+
+def partitioner(partitions: int) -> Callable[[str], int]:
+    """The partition Kafka's default partitioner gives a UPN key (murmur2, as the MIS client and the worker's
+    producers use), so that a child's marks join the partition holding its roll events and state. Children
+    come back every school day: their partitions are remembered."""
+    known: dict[str, int] = {}
+
+    def partition_of(upn: str) -> int:
+        partition = known.get(upn)
+        if partition is None:
+            if len(known) > 2_000_000:
+                known.clear()
+            partition = known[upn] = (murmur2(upn.encode()) & 0x7FFFFFFF) % partitions
+        return partition
+
+    return partition_of
+
+
+def one_mark_register(register: AttendanceRegister, refused: MarkRejection) -> AttendanceRegister:
+    """What a refused mark's dead letter carries: the mark alone, as a register of its own that can be
+    republished once corrected, under an id derived from the register and the mark's index."""
+    mark_id = str(uuid.uuid5(MARK_NAMESPACE, f"{register.register_id}|{refused.index}"))
+    return replace(register, register_id=mark_id, marks=(register.marks[refused.index],))
+
+
+def batch_register(batch: MarkBatch, index: int) -> AttendanceRegister:
+    """The register of one mark of a batch (by its index in the register), for that mark's dead letter."""
+    position = batch.indexes.index(index)
+    mark_id = str(uuid.uuid5(MARK_NAMESPACE, f"{batch.register_id}|{index}"))
+    return AttendanceRegister(mark_id, batch.school, batch.date, batch.recorded_at, (batch.marks[position],))
+
+
+class BatchSink(Protocol):
+    """Where a register's batches go: one message per partition holding its children."""
+
+    def send(self, partition: int, key: bytes, value: bytes) -> None: ...
+
+
+class OutboxBatchSink:
+    """Stages each batch in the register's outbox, so batches, the ledger entry and the register's offset
+    commit together (exactly once)."""
+
+    def __init__(self, outbox: Any, topic: str) -> None:
+        self.outbox = outbox
+        self.topic = topic
+
+    def send(self, partition: int, key: bytes, value: bytes) -> None:
+        self.outbox.stage(self.topic, key, value, partition)
+
+
+class MemoryBatchSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, bytes, bytes]] = []
+
+    def send(self, partition: int, key: bytes, value: bytes) -> None:
+        self.sent.append((partition, key, value))
+
+
+class TableRegisterLedger:
+    """Register ids already split, in a changelog-backed table written in the register's partition."""
+
+    def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
+        self.table = table
+        self.writes = writes
+
+    def admit(self, register_id: str) -> bool:
+        key = register_id.encode()
+        if self.table.data.get(key) is not None:
+            return False
+        self.writes.set(self.table, key, b"1")
+        return True
