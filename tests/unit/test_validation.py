@@ -327,7 +327,6 @@ def test_every_code_has_a_bad_record() -> None:
 def test_marks_are_refused_one_by_one_and_the_others_apply() -> None:
     from processors.records import AttendanceMark, AttendanceRegister, School
     from processors.registers import check_marks
-
     from tests.scenarios.builder import upn
 
     good, other = upn("330", 1), upn("330", 2)
