@@ -37,10 +37,12 @@ from kafka.producer.future import FutureRecordMetadata
 
 from processors.identifiers import Problem
 from processors.records import (
+    ATTENDANCE_REGISTERS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
+    AttendanceRegister,
     ClockTick,
     EHENotification,
     InputRecord,
@@ -54,8 +56,8 @@ from schemas.errors import CodecError, CodecErrorCode
 from schemas.jsonfields import record_from_json
 
 #: The records this SDK publishes (the MIS-facing input topics).
-PublishableRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick
-PUBLISHABLE_TYPES: tuple[type, ...] = (RollEvent, EHENotification, SafeguardingStatus, ClockTick)
+PublishableRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | AttendanceRegister
+PUBLISHABLE_TYPES: tuple[type, ...] = (RollEvent, EHENotification, SafeguardingStatus, ClockTick, AttendanceRegister)
 
 R = TypeVar("R", bound=PublishableRecord)
 
@@ -159,6 +161,8 @@ class _Publisher(Generic[R]):
     def _key(self, record: R) -> bytes | None:
         if isinstance(record, RollEvent | EHENotification | SafeguardingStatus):
             return record.upn.encode("ascii")
+        if isinstance(record, AttendanceRegister):
+            return record.school.urn.encode("ascii")
         return None
 
     def flush(self, timeout: float | None = None) -> None:
@@ -228,6 +232,19 @@ class SafeguardingStatusPublisher(_Publisher[SafeguardingStatus]):
     base_topic = SAFEGUARDING_STATUS
 
 
+class AttendancePublisher(_Publisher[AttendanceRegister]):
+    """A school's daily attendance registers onto `attendance.registers`, keyed by the school's URN.
+
+    Send each day's marks once the register is taken (both sessions in one mark; a school that takes them
+    separately sends the day again with both), at most 5,000 marks a register, a pupil at most once in it, each
+    register under a new UUID. A mark sent again later for the same school, date and pupil corrects it. A bad
+    mark (an unknown code, a malformed UPN) is refused alone by the worker; the register as a whole is
+    validated here before it is sent."""
+
+    record_type = AttendanceRegister
+    base_topic = ATTENDANCE_REGISTERS
+
+
 class ClockPublisher(_Publisher[ClockTick]):
     """Business-date ticks onto `clock.ticks`: one copy of each tick to EVERY partition.
 
@@ -278,7 +295,7 @@ class ClockPublisher(_Publisher[ClockTick]):
 
 
 class InputPublisher:
-    """All four input publishers over one shared producer: `publish(record)` picks the topic by record type.
+    """All the input publishers over one shared producer: `publish(record)` picks the topic by record type.
 
     This is what `rollwatch publish` uses; an integration that sends several kinds of record can too.
     `sent` counts messages per topic (a tick counts once per partition).
@@ -295,6 +312,7 @@ class InputPublisher:
             EHENotification: EHENotificationPublisher(connection, **options),
             SafeguardingStatus: SafeguardingStatusPublisher(connection, **options),
             ClockTick: ClockPublisher(connection, **options),
+            AttendanceRegister: AttendancePublisher(connection, **options),
         }
 
     def publisher_for(self, record: InputRecord) -> _Publisher[Any]:
