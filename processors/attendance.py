@@ -34,8 +34,7 @@ MAX_MARKED_DAYS = 130
 REMOVAL_CHECK_GROUNDS = frozenset({Ground.I_CONTINUOUS_ABSENCE, Ground.H_NOT_RETURNED_FROM_LEAVE})
 
 
-def day_flags(am: str, pm: str) -> int | None:
-    """The flags of a day's two sessions, or None when neither counts (the day is not a marked day)."""
+def _judge_day(am: str, pm: str) -> int | None:
     counted = [code for code in (am, pm) if code not in NOT_COUNTED_CODES]
     if not counted:
         return None
@@ -45,6 +44,15 @@ def day_flags(am: str, pm: str) -> int | None:
     if any(code in LEAVE_CODES for code in counted):
         flags |= LEAVE
     return flags
+
+
+#: Every pair of session codes judged once: a mark's flags are then one dictionary lookup.
+_DAY_FLAGS = {(am, pm): _judge_day(am, pm) for am in SESSION_CODES for pm in SESSION_CODES}
+
+
+def day_flags(am: str, pm: str) -> int | None:
+    """The flags of a day's two sessions, or None when neither counts (the day is not a marked day)."""
+    return _DAY_FLAGS[(am, pm)]
 
 
 def _day(entry: int) -> date:
@@ -75,6 +83,7 @@ def _school_entry(state: ChildState, school_urn: str) -> tuple[int, SchoolAttend
 
 
 def _with_school(state: ChildState, position: int, entry: SchoolAttendance) -> ChildState:
+    """The state with the school's entry put back at `position` (or added, for -1)."""
     schools = list(state.attendance)
     if position < 0:
         schools.append(entry)
@@ -86,6 +95,11 @@ def _with_school(state: ChildState, position: int, entry: SchoolAttendance) -> C
 def _set_day(days: tuple[int, ...], day: date, flags: int | None) -> tuple[int, ...]:
     """The days with `day` marked as `flags` (or unmarked, for None), kept in date order."""
     ordinal = day.toordinal()
+    if flags is not None and (not days or days[-1] >> 3 < ordinal):
+        # Registers mostly come in date order: the day goes last.
+        if len(days) < MAX_MARKED_DAYS:
+            return (*days, ordinal << 3 | flags)
+        return (*days[1 - MAX_MARKED_DAYS :], ordinal << 3 | flags)
     kept = [entry for entry in days if entry >> 3 != ordinal]
     if flags is not None:
         kept.append(ordinal << 3 | flags)
@@ -100,21 +114,29 @@ def apply_mark(
 ) -> MarkOutcome:
     """Records one mark (replacing any earlier mark for the same school, date and pupil) and decides the
     absence and no-show rules it completes."""
-    flags = day_flags(mark.am, mark.pm)
-    position, entry = _school_entry(state, school.urn)
+    flags = _DAY_FLAGS[(mark.am, mark.pm)]
+    urn = school.urn
+    schools = state.attendance
+    position = -1
+    entry = None
+    for at, held in enumerate(schools):
+        if held.school_urn == urn:
+            position, entry = at, held
+            break
     if entry is None:
         if flags is None:
             return MarkOutcome(state)
-        entry = SchoolAttendance(school.urn, school.la_code)
+        entry = SchoolAttendance(urn, school.la_code)
     days = _set_day(entry.days, day, flags)
     if days == entry.days:
         return MarkOutcome(state)  # the same mark again: nothing to write, nothing to decide
     entry = replace(entry, days=days)
-    lengths = config.lengths_for(entry.school_la)
     decided: list[AttendanceAlert] = []
     if flags is not None and flags & UNAUTHORISED:
-        entry = _judge_run(entry, day, lengths.absence_enquiry_days, school.name, decided)
-    entry = _judge_no_shows(state, entry, lengths.no_show_days, school.name, decided)
+        needed = config.lengths_for(entry.school_la).absence_enquiry_days
+        entry = _judge_run(entry, day, needed, school.name, decided)
+    if state.rolls:
+        entry = _judge_no_shows(state, entry, config.lengths_for(entry.school_la).no_show_days, school.name, decided)
     return MarkOutcome(_with_school(state, position, entry), tuple(decided))
 
 

@@ -20,12 +20,28 @@ class MarkRejection(Struct, frozen=True, gc=False):
     message: str
 
 
-def check_marks(register: AttendanceRegister) -> tuple[list[tuple[int, AttendanceMark]], list[MarkRejection]]:
-    """The register's marks that may be applied (with their indexes), and those refused, each on its own."""
+#: UPNs found valid: children come back every school day, and a UPN's check letter is worth working out once.
+_VALID_UPNS: set[str] = set()
+_MAX_REMEMBERED = 2_000_000
+
+
+def check_marks(
+    register: AttendanceRegister, owns: Callable[[str], bool] | None = None
+) -> tuple[list[tuple[int, AttendanceMark]], list[MarkRejection]]:
+    """The register's marks that may be applied (with their indexes), and those refused, each on its own;
+    only the marks of children `owns` holds, when given (a pupil's marks all share an owner)."""
     valid: list[tuple[int, AttendanceMark]] = []
     refused: list[MarkRejection] = []
     named: set[str] = set()
+    known = _VALID_UPNS
     for index, mark in enumerate(register.marks):
+        upn = mark.upn
+        if owns is not None and not owns(upn):
+            continue
+        if upn in known and mark.am in SESSION_CODES and mark.pm in SESSION_CODES and upn not in named:
+            named.add(upn)
+            valid.append((index, mark))
+            continue
         problems = mark_problems(mark, index, SESSION_CODES)
         if not problems and mark.upn in named:
             problems = [repeated_mark(index)]
@@ -35,6 +51,10 @@ def check_marks(register: AttendanceRegister) -> tuple[list[tuple[int, Attendanc
             refused.append(MarkRejection(index, mark.upn, str(problems[0].code), message))
         else:
             valid.append((index, mark))
+            if not any(p.field and p.field.endswith(".upn") for p in problems):
+                if len(known) >= _MAX_REMEMBERED:
+                    known.clear()
+                known.add(upn)
     return valid, refused
 
 

@@ -469,6 +469,8 @@ def apply_mark(
     judged = attendance.apply_mark(state, school, day, mark, config)
     if judged.state is state:
         return Outcome(state, applied=False)
+    if not judged.decided:
+        return Outcome(judged.state)
     decision = _Decision(judged.state)
     _emit_attendance(decision, judged, (register_id,))
     return decision.outcome()

@@ -37,6 +37,16 @@ def state_limit_problem(state: ChildState) -> str | None:
     return None
 
 
+def attendance_limit_problem(state: ChildState) -> str | None:
+    """state_limit_problem for the bounds a register's mark can move."""
+    if len(state.attendance) > MAX_SCHOOLS_ATTENDED:
+        return state_limit_problem(state)
+    for school in state.attendance:
+        if len(school.raised_runs) > MAX_RAISED_RUNS:
+            return state_limit_problem(state)
+    return None
+
+
 class RollEntry(Struct, frozen=True, gc=False, array_like=True):
     """One applied roll change; `seq` is its arrival order within the child."""
 

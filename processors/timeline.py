@@ -31,7 +31,7 @@ from processors.rules import (
     apply_status,
     check_deadlines,
 )
-from processors.state import ChildState, state_limit_problem
+from processors.state import ChildState, attendance_limit_problem, state_limit_problem
 
 
 class ChildStore(Protocol):
@@ -199,11 +199,7 @@ class Timeline:
         """A whole register: ignored when already applied, else each mark checked and applied on its own."""
         if not self.registers.admit(register.register_id):
             return Applied((), False)
-        valid, refused = check_marks(register)
-        owns = self.owns
-        if owns is not None:
-            valid = [(i, mark) for i, mark in valid if owns(mark.upn)]
-            refused = [r for r in refused if owns(r.upn)]
+        valid, refused = check_marks(register, self.owns)
         applied = self.apply_batch(batch_of(register, valid))
         if not refused:
             return applied
@@ -223,7 +219,8 @@ class Timeline:
                 outcome = apply_mark(state, batch.school, batch.date, mark, batch.register_id, self.config)
                 if outcome.state is state:
                     continue
-                too_large = state_limit_problem(outcome.state)
+                # A mark can only add a school or a raised run to the state: the other bounds cannot move.
+                too_large = attendance_limit_problem(outcome.state)
                 if too_large is not None:
                     refused.append(MarkRejection(index, mark.upn, STATE_LIMIT, too_large))
                     continue

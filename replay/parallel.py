@@ -36,13 +36,28 @@ def shard_of(line: bytes, shards: int) -> int | None:
     return zlib.crc32(upn.encode("utf-8", "surrogatepass")) % shards
 
 
+def _owner(shard: int, shards: int) -> Callable[[str], bool]:
+    """Whether this shard holds a child, by the same hash as shard_of; remembered, as children recur daily."""
+    known: dict[str, bool] = {}
+
+    def owns(upn: str) -> bool:
+        mine = known.get(upn)
+        if mine is None:
+            if len(known) > 2_000_000:
+                known.clear()
+            mine = known[upn] = zlib.crc32(upn.encode("utf-8", "surrogatepass")) % shards == shard
+        return mine
+
+    return owns
+
+
 def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Path, progress_every: int) -> None:
     """Applies this shard's children and every tick; writes `line<TAB>upn<TAB>alert` rows and a summary.
 
     A tick is counted (and, if bad, dead-lettered) by shard 0 only, so the totals add up to one process's."""
     timeline = memory_timeline(config)
     # A register concerns many children: every shard reads it and applies (or refuses) its own children's marks.
-    timeline.owns = lambda upn: zlib.crc32(upn.encode("utf-8", "surrogatepass")) % shards == shard
+    timeline.owns = _owner(shard, shards)
     result = ReplayStats()
     started = time.perf_counter()
     parsed = 0

@@ -335,6 +335,8 @@ def history_schemas() -> list[AvroDict]:
     """Earlier versions of the records' schemas that messages still in the topics were written with
     (`history/<Record>.<version>.avsc`), which every codec reads."""
     folder = resources.files(__package__).joinpath("history")
+    if not folder.is_dir():
+        return []
     return [
         cast(AvroDict, json.loads(entry.read_text(encoding="utf-8")))
         for entry in sorted(folder.iterdir(), key=lambda item: item.name)

@@ -11,7 +11,11 @@ Two passes over the file, so memory stays flat however large it is:
    good record goes, in file order, through one function (`_record_sender`) to the SDK's idempotent
    producer, keyed by UPN; a clock tick goes to every partition of `clock.ticks`.
 
-CSV files (by `.csv` suffix or `--format csv`) hold roll events only, one per row after a header row naming
+A CSV whose header names the columns school_urn, school_laestab, school_name, date, upn, am, pm holds attendance
+marks, one a row: consecutive rows of one school and day are sent as one register (a new one past 5,000 marks),
+and each bad row (an unknown code, a bad UPN) is refused on its own.
+
+Other CSV files (by `.csv` suffix or `--format csv`) hold roll events, one per row after a header row naming
 the columns of `rollwatch_client.publisher.CSV_COLUMNS` (any order): event_id, event_type, upn, forename, surname,
 date_of_birth, postcode, school_urn, school_laestab, school_name, school_special, effective_date,
 recorded_at, ground, destination_kind, destination_school_urn, destination_school_laestab,
@@ -59,6 +63,7 @@ from rollwatch_client.publisher import (
     check_csv_header,
     roll_event_from_csv_row,
 )
+from rollwatch_client.registers import MARK_CSV_COLUMNS, MarkRow, is_marks_header, registers_from_rows
 from schemas.errors import CodecError
 from schemas.jsonformat import parse_line
 from streams.topics import TopicLayoutError, ensure_input_topics
@@ -96,6 +101,10 @@ def _epilog() -> str:
     ) + columns + textwrap.dedent(
         """
 
+        A CSV whose header names school_urn, school_laestab, school_name, date, upn, am and pm holds
+        attendance marks instead, one a row: consecutive rows of one school and day go as one register
+        (a new one past 5,000 marks), and a bad row is refused on its own.
+
         The whole file is checked before anything is sent. By default a single bad line stops the
         publish: each bad line is listed (line number and reasons) and the exit code is 1.
         --skip-invalid sends the good lines and writes the bad ones, with their reasons, to --rejects
@@ -109,6 +118,7 @@ def _epilog() -> str:
         examples:
           rollwatch publish year.jsonl
           rollwatch publish roll-changes.csv --skip-invalid --rejects rejected.jsonl
+          rollwatch publish marks-2025-01-13.csv
         """
     )
 
@@ -306,6 +316,9 @@ def _csv_lines(path: Path, check: bool) -> Iterator[_Line]:
             header = next(reader, None)
             if header is None:
                 raise FileProblem("the CSV file is empty; it needs a header row naming the columns")
+            if is_marks_header(header):
+                yield from _mark_csv_lines(reader, header, check)
+                return
             try:
                 check_csv_header(header)
             except CodecError as error:
@@ -337,6 +350,40 @@ def _csv_lines(path: Path, check: bool) -> Iterator[_Line]:
         raise FileProblem(f"the file is not readable CSV ({describe_error(error)})") from None
     except OSError as error:
         raise FileProblem(f"the file cannot be read ({error.strerror or type(error).__name__})") from None
+
+
+def _mark_csv_lines(reader: Iterator[list[str]], header: list[str], check: bool) -> Iterator[_Line]:
+    """A marks CSV: each bad row refused on its own, the others grouped into registers per school and day."""
+    names = [name.strip() for name in header]
+    unknown = sorted(set(names) - set(MARK_CSV_COLUMNS))
+    if unknown or len(set(names)) != len(names):
+        raise FileProblem(f"line 1: a marks CSV names exactly the columns {', '.join(MARK_CSV_COLUMNS)}")
+    refused: list[_Line] = []
+
+    def rows() -> Iterator[MarkRow]:
+        for number, row in _csv_rows(reader, lambda: reader.line_num):  # type: ignore[attr-defined]
+            if isinstance(row, str):
+                refused.append(_Line(number, "", None, (row,)))
+                continue
+            if not any(cell.strip() for cell in row):
+                continue
+            problem = _row_problem(row)
+            if problem is None and len(row) != len(names):
+                problem = f"BAD_FIELD: row has {len(row)} fields but the header names {len(names)}"
+            if problem is not None:
+                refused.append(_Line(number, _csv_text([_readable(cell) for cell in row]), None, (problem,)))
+                continue
+            yield MarkRow(number, dict(zip(names, row, strict=True)))
+
+    for group in registers_from_rows(rows()):
+        yield from refused
+        refused.clear()
+        if group.register is None:
+            yield _Line(group.lines[0], "", None, group.reasons)
+            continue
+        reasons = _problem_reasons(group.register) if check else ()
+        yield _Line(group.lines[0], f"register of {len(group.lines)} mark(s)", group.register, reasons)
+    yield from refused
 
 
 def read_lines(path: Path, file_format: FileFormat, *, check: bool = True) -> Iterator[_Line]:

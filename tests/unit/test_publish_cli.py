@@ -309,3 +309,52 @@ def test_clock_publisher_sends_each_tick_to_every_partition() -> None:
     assert all(message["key"] is None for message in producer.sent)
     assert all(codec.decode(message["value"], ClockTick) == tick for message in producer.sent)
     assert publisher.sent == 4
+
+
+MARKS_CSV = (
+    "school_urn,school_laestab,school_name,date,upn,am,pm\n"
+    "140501,3342001,Shirley Primary,2025-01-13,V330317124071,/,\\\n"
+    "140501,3342001,Shirley Primary,2025-01-13,T330317224072,N,N\n"
+    "140501,3342001,Shirley Primary,2025-01-13,T330317224072,H,N\n"
+    "140501,3342001,Shirley Primary,2025-01-14,V330317124071,O,O\n"
+    "140501,3342001,Shirley Primary,2025-01-14,BADUPN,O,O\n"
+)
+
+
+def test_a_marks_csv_is_grouped_into_registers_per_school_and_day_and_bad_rows_refused_alone(
+    tmp_path: Path,
+) -> None:
+    from cli.commands.publish import read_lines
+    from processors.records import AttendanceRegister
+
+    path = tmp_path / "marks.csv"
+    path.write_text(MARKS_CSV, encoding="utf-8")
+    scan = scan_file(path, "csv")
+    assert scan.valid == 2
+    assert [(r.line_number, r.reasons[0].split(" ")[0]) for r in scan.rejects] == [
+        (4, "MARK_CODE_UNKNOWN"), (6, "UPN_FORMAT")
+    ]
+    assert "marks[0]" not in " ".join(r.reasons[0] for r in scan.rejects)
+    registers = [line.record for line in read_lines(path, "csv") if line.record is not None]
+    assert all(isinstance(r, AttendanceRegister) for r in registers)
+    assert [(str(r.date), [m.upn for m in r.marks]) for r in registers] == [  # type: ignore[union-attr]
+        ("2025-01-13", ["V330317124071", "T330317224072"]), ("2025-01-14", ["V330317124071"])
+    ]
+    again = [line.record for line in read_lines(path, "csv") if line.record is not None]
+    # The same file gives the same register ids, so sending it twice changes nothing.
+    assert [r.register_id for r in again] == [r.register_id for r in registers]  # type: ignore[union-attr]
+
+
+def test_a_register_is_keyed_by_its_school_and_sent_as_avro() -> None:
+    from rollwatch_client.publisher import AttendancePublisher
+    from schemas.jsonformat import parse_line as parse
+
+    line = (SHARED_SCENARIOS / "v2" / "p07_absence_enquiries_due.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    _topic, register = parse(line)
+    producer = FakeProducer()
+    with AttendancePublisher(CONNECTION, topic_prefix="t1.", producer=producer) as publisher:  # type: ignore[arg-type]
+        publisher.publish(register)  # type: ignore[arg-type]
+    [message] = producer.sent
+    assert message["topic"] == "t1.attendance.registers"
+    assert message["key"] == b"140501"
+    assert AvroCodec().decode_any(message["value"]) == register
