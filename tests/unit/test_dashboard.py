@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -505,3 +506,19 @@ def test_tokens_reach_a_child_process_environment_intact(monkeypatch: pytest.Mon
     rebuilt = Settings()
     assert rebuilt.dashboard_tokens["t"] == DashboardCredential(la="331", role="cme-officer", sha256="a" * 64)
     assert rebuilt.webhooks["330"].secret.get_secret_value() == WEBHOOK_SECRET
+
+
+async def test_an_attendance_alert_about_a_pupil_known_only_from_registers_shows_without_a_name(
+    register: Register, dashboard: LADashboard
+) -> None:
+    unnamed = replace(
+        make_alert(9, Rule.ABSENCE_ENQUIRIES_DUE, COVENTRY, "V330317124071", AMELIA, date(2025, 3, 12),
+                   severity=Severity.MEDIUM),
+        child=None,
+        reason="Absent without authorisation from Canley Primary (URN 140201) for 10 school days in a row.",
+    )
+    register.record([unnamed])
+    reply = await dashboard.page(COVENTRY, with_token(COVENTRY), {})
+    assert "V330317124071" in table_upns(reply.body, "alerts")
+    assert "ABSENCE_ENQUIRIES_DUE" in reply.body and "name not yet known" in reply.body
+    assert [a.child for a in register.alerts() if a.upn == "V330317124071"] == [None]
