@@ -180,8 +180,8 @@ class RecordHandler:
                 # A batch's records are the register's: refusals and metrics name the registers' topic.
                 batch = decode_batch(raw)
                 applied = self.timeline_for(partition).apply_batch(batch)
-                await self._refuse_marks(route.registers_topic, partition, offset, applied, lambda i: batch_register(
-                    batch, i))
+                await self._refuse_marks(route.registers_topic, partition, offset, applied, batch.register_id,
+                                         lambda i: batch_register(batch, i))
                 record: InputRecord | None = None
             else:
                 record = self.codec.decode(raw, self.record_types[topic])
@@ -236,7 +236,8 @@ class RecordHandler:
             for partition_to, batch in split_by_partition(register, valid, route.partition_of).items():
                 route.batches.send(partition_to, register.register_id.encode(), encode_batch(batch))
             marks = Applied((), True, refused_marks=tuple(refused))
-            await self._refuse_marks(topic, partition, offset, marks, lambda i: register_of(register, refused, i))
+            await self._refuse_marks(topic, partition, offset, marks, register.register_id,
+                                     lambda i: register_of(register, refused, i))
         except SURROUNDINGS_FAILED:
             raise
         except Exception as error:
@@ -256,6 +257,7 @@ class RecordHandler:
         partition: int,
         offset: int,
         applied: Applied,
+        register_id: str,
         register_of_mark: Callable[[int], AttendanceRegister],
     ) -> None:
         """A dead letter for each refused mark: the mark as a one-mark register, keyed by its UPN."""
@@ -263,7 +265,7 @@ class RecordHandler:
             log.warning("dead-lettered mark %d of a register at %s[%d]@%d: %s", refused.index, topic, partition,
                         offset, refused.code)
             letter = DeadLetter(self.codec.encode(register_of_mark(refused.index)), topic, partition, offset,
-                                refused.code, f"mark {refused.index} of the register: {refused.message}")
+                                refused.code, f"mark {refused.index} of register {register_id}: {refused.message}")
             await self.dead_letters.send(letter, refused.upn.encode(errors="replace"))
             self.metrics.record_dead_lettered(topic, refused.code)
 
