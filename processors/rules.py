@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,6 @@ from processors.config import RuleConfig
 from processors.records import (
     Alert,
     AlertChild,
-    AttendanceMark,
     CaseAction,
     DestinationKind,
     EHEMethod,
@@ -28,7 +27,6 @@ from processors.records import (
     RollEvent,
     Rule,
     SafeguardingStatus,
-    School,
     Severity,
 )
 from processors.state import (
@@ -221,8 +219,6 @@ def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) ->
 
 def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
     decision = _Decision(state)
-    if state.attendance:
-        _emit_attendance(decision, attendance.judge_admission(state, event.school, config), (event.event_id,))
     case = decision.state.case
     if case is None:
         return decision.outcome()
@@ -367,8 +363,16 @@ def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> O
 # --- deadlines ---------------------------------------------------------------------------------------------
 
 
-def check_deadlines(state: ChildState, business_date: date, config: RuleConfig) -> Outcome:
-    """Evaluates every deadline whose window closed before the business date; keeps the others."""
+def check_deadlines(
+    state: ChildState,
+    business_date: date,
+    config: RuleConfig,
+    unsupported: Callable[[Removal], tuple[int, bool] | None] = lambda removal: None,
+) -> Outcome:
+    """Evaluates every deadline whose window closed before the business date; keeps the others.
+
+    `unsupported` gives the absence run behind a removal the register does not support (from the child's
+    attendance), or None."""
     due = [d for d in state.deadlines if d.due < business_date]
     if not due:
         return Outcome(state)
@@ -376,7 +380,7 @@ def check_deadlines(state: ChildState, business_date: date, config: RuleConfig) 
     decision = _Decision(replace(state, deadlines=remaining))
     for deadline in sorted(due, key=lambda d: (d.due, d.removal.effective_date, d.rule)):
         if deadline.rule is Rule.ABSENCE_REMOVAL_UNSUPPORTED:
-            _check_removal(decision, deadline, business_date, config)
+            _check_removal(decision, deadline, business_date, config, unsupported(deadline.removal))
         elif _deadline_met(decision.state, deadline):
             _fire_deadline(decision, deadline, business_date)
     return decision.outcome()
@@ -434,9 +438,14 @@ def _fire_deadline(decision: _Decision, deadline: Deadline, business_date: date)
     )
 
 
-def _check_removal(decision: _Decision, deadline: Deadline, business_date: date, config: RuleConfig) -> None:
+def _check_removal(
+    decision: _Decision,
+    deadline: Deadline,
+    business_date: date,
+    config: RuleConfig,
+    unsupported: tuple[int, bool] | None,
+) -> None:
     removal = deadline.removal
-    unsupported = attendance.removal_unsupported(decision.state, removal, config)
     if unsupported is None:
         return
     run, after_leave = unsupported
@@ -462,30 +471,19 @@ def _check_removal(decision: _Decision, deadline: Deadline, business_date: date,
 # --- attendance registers ----------------------------------------------------------------------------------
 
 
-def apply_mark(
-    state: ChildState, school: School, day: date, mark: AttendanceMark, register_id: str, config: RuleConfig
-) -> Outcome:
-    """One pupil's mark of a register; what it completes is raised at once."""
-    judged = attendance.apply_mark(state, school, day, mark, config)
-    if judged.state is state:
-        return Outcome(state, applied=False)
-    if not judged.decided:
-        return Outcome(judged.state)
-    decision = _Decision(judged.state)
-    _emit_attendance(decision, judged, (register_id,))
-    return decision.outcome()
-
-
-def _emit_attendance(decision: _Decision, judged: attendance.MarkOutcome, trigger_ids: tuple[str, ...]) -> None:
-    decision.state = judged.state
-    state = judged.state
-    for alert in judged.decided:
-        targets = [_Target(recipient, la) for recipient, la in attendance.recipients(state, alert.school_la)]
-        protected = state.protected
+def attendance_alerts(
+    state: ChildState, decided: Iterable[attendance.AttendanceAlert], trigger_ids: tuple[str, ...]
+) -> tuple[Alert, ...]:
+    """The alerts of what the attendance rules decided, addressed by the child's state: the school LA's CME
+    officer, and social care if the child is protected (then IMMEDIATE for everyone)."""
+    decision = _Decision(state)
+    protected = state.protected
+    for alert in decided:
+        targets = _protected_targets(state, [_Target(Recipient.CME_OFFICER, alert.school_la)])
         decision.emit(
             alert.rule,
             targets,
-            attendance.severity_of(state),
+            Severity.IMMEDIATE if protected else Severity.MEDIUM,
             school_urn=alert.school_urn,
             raised_on=alert.raised_on,
             reason=alert.reason + (wording.PROTECTED_NOTE if protected else ""),
@@ -493,6 +491,7 @@ def _emit_attendance(decision: _Decision, judged: attendance.MarkOutcome, trigge
             trigger_ids=trigger_ids,
             named=False,
         )
+    return tuple(decision.alerts)
 
 
 # --- EHE notifications and safeguarding status ------------------------------------------------------------

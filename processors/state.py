@@ -19,8 +19,6 @@ from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 MAX_ROLL_ENTRIES = 500
 MAX_NOTICES = 200
 MAX_SEEN_IDS = 2000
-MAX_SCHOOLS_ATTENDED = 50
-MAX_RAISED_RUNS = 200
 
 
 def state_limit_problem(state: ChildState) -> str | None:
@@ -29,21 +27,9 @@ def state_limit_problem(state: ChildState) -> str | None:
         ("roll changes", len(state.rolls), MAX_ROLL_ENTRIES),
         ("EHE notifications", len(state.notices), MAX_NOTICES),
         ("record ids", len(state.seen_ids), MAX_SEEN_IDS),
-        ("schools' registers", len(state.attendance), MAX_SCHOOLS_ATTENDED),
-        ("raised absence runs", max((len(s.raised_runs) for s in state.attendance), default=0), MAX_RAISED_RUNS),
     ):
         if count > limit:
             return f"the child's state would hold {count} {what}, more than the {limit} kept for one child"
-    return None
-
-
-def attendance_limit_problem(state: ChildState) -> str | None:
-    """state_limit_problem for the bounds a register's mark can move."""
-    if len(state.attendance) > MAX_SCHOOLS_ATTENDED:
-        return state_limit_problem(state)
-    for school in state.attendance:
-        if len(school.raised_runs) > MAX_RAISED_RUNS:
-            return state_limit_problem(state)
     return None
 
 
@@ -111,17 +97,6 @@ class Case(Struct, frozen=True, gc=False, array_like=True):
     social_care_alerted: tuple[str, ...] = ()
 
 
-class SchoolAttendance(Struct, frozen=True, gc=False, array_like=True):
-    """A child's marked days at one school (processors/attendance.py says how a day is stored), the spans of
-    absence runs that already raised an alert, and the admissions whose first days were judged (ordinals)."""
-
-    school_urn: str
-    school_la: str
-    days: tuple[int, ...] = ()
-    raised_runs: tuple[tuple[int, int], ...] = ()
-    no_shows_judged: tuple[int, ...] = ()
-
-
 class ChildState(Struct, frozen=True, gc=False, array_like=True):
     upn: str
     child: AlertChild | None = None
@@ -132,7 +107,6 @@ class ChildState(Struct, frozen=True, gc=False, array_like=True):
     deadlines: tuple[Deadline, ...] = ()
     seen_ids: frozenset[str] = frozenset()
     closed_case_ids: tuple[str, ...] = ()
-    attendance: tuple[SchoolAttendance, ...] = ()
 
     @property
     def protected(self) -> bool:

@@ -8,6 +8,15 @@ from typing import Any, Protocol
 
 from msgspec import Struct
 
+from processors.attendance import (
+    AttendanceState,
+    MemoryPresentDays,
+    PresentDays,
+    apply_mark,
+    attendance_limit_problem,
+    removal_unsupported,
+    watch_admission,
+)
 from processors.config import RuleConfig
 from processors.failures import STATE_LIMIT, UNPROCESSABLE, Rejected, describe_error
 from processors.records import (
@@ -16,6 +25,7 @@ from processors.records import (
     CaseAction,
     ClockTick,
     EHENotification,
+    EventType,
     InputRecord,
     MarkBatch,
     RollEvent,
@@ -26,12 +36,12 @@ from processors.rules import (
     Outcome,
     apply_case_action,
     apply_ehe_notification,
-    apply_mark,
     apply_roll_event,
     apply_status,
+    attendance_alerts,
     check_deadlines,
 )
-from processors.state import ChildState, attendance_limit_problem, state_limit_problem
+from processors.state import ChildState, Removal, state_limit_problem
 
 
 class ChildStore(Protocol):
@@ -54,6 +64,25 @@ class DeadlineIndex(Protocol):
     def discard_due_before(self, business_date: date, upn: str) -> None:
         """Forgets one child's deadlines due before `business_date`, once they have been checked."""
         ...
+
+
+class AttendanceStore(Protocol):
+    """Where each child's attendance state lives, apart from the rest of its state: a mark reads only this."""
+
+    def get(self, upn: str) -> AttendanceState | None: ...
+
+    def put(self, state: AttendanceState) -> None: ...
+
+
+class MemoryAttendanceStore:
+    def __init__(self) -> None:
+        self.states: dict[str, AttendanceState] = {}
+
+    def get(self, upn: str) -> AttendanceState | None:
+        return self.states.get(upn)
+
+    def put(self, state: AttendanceState) -> None:
+        self.states[state.upn] = state
 
 
 class RegisterLedger(Protocol):
@@ -164,6 +193,8 @@ class Timeline:
         config: RuleConfig,
         registers: RegisterLedger | None = None,
         owns: Callable[[str], bool] | None = None,
+        attendance: AttendanceStore | None = None,
+        present: PresentDays | None = None,
     ) -> None:
         """`owns` says which children this timeline holds, when several share the work (parallel replay)."""
         self.children = children
@@ -172,6 +203,8 @@ class Timeline:
         self.config = config
         self.registers: RegisterLedger = registers if registers is not None else MemoryRegisterLedger()
         self.owns = owns
+        self.attendance: AttendanceStore = attendance if attendance is not None else MemoryAttendanceStore()
+        self.present: PresentDays = present if present is not None else MemoryPresentDays()
 
     def apply(self, record: InputRecord) -> Applied:
         if isinstance(record, ClockTick):
@@ -189,11 +222,22 @@ class Timeline:
             too_large = state_limit_problem(outcome.state)
             if too_large is not None:
                 raise Rejected(STATE_LIMIT, f"{too_large}; check the sender is not resending one pupil's records")
+        alerts = outcome.alerts
+        if isinstance(record, RollEvent) and record.event_type is EventType.ADDED and outcome.applied:
+            # Its first marked days are awaited; registers already applied may show the no-show at once.
+            known = self.attendance.get(record.upn)
+            watched = watch_admission(known, record.upn, record.school, record.effective_date, self.present,
+                                      self.config)
+            if watched.state is not known and watched.state is not None:
+                self.attendance.put(watched.state)
+            if watched.decided:
+                alerts = (*alerts, *attendance_alerts(outcome.state, watched.decided, (record.event_id,)))
+        if outcome.state is not state:
             self.children.put(outcome.state)
             changes = changes_between(stored, outcome.state)
         for due in outcome.new_due_dates:
             self.index.add(due, record.upn)
-        return Applied(outcome.alerts, outcome.applied, changes)
+        return Applied(alerts, outcome.applied, changes)
 
     def apply_register(self, register: AttendanceRegister) -> Applied:
         """A whole register: ignored when already applied, else each mark checked and applied on its own."""
@@ -208,32 +252,40 @@ class Timeline:
 
     def apply_batch(self, batch: MarkBatch) -> Applied:
         """The marks of one register whose children this timeline holds, in the batch's order; a mark that
-        cannot be applied is refused on its own, with its child's state as it was."""
+        cannot be applied is refused on its own, with its child's state as it was. Pupils simply present
+        are recorded once for the batch, not each in its own state."""
         alerts: list[Alert] = []
-        changes = NO_CHANGES
         refused: list[MarkRejection] = []
+        present: list[str] = []
+        school, day, config, store = batch.school, batch.date, self.config, self.attendance
         for index, mark in zip(batch.indexes, batch.marks, strict=True):
+            upn = mark.upn
             try:
-                stored = self.children.get(mark.upn)
-                state = stored or ChildState(upn=mark.upn)
-                outcome = apply_mark(state, batch.school, batch.date, mark, batch.register_id, self.config)
-                if outcome.state is state:
-                    continue
-                # A mark can only add a school or a raised run to the state: the other bounds cannot move.
-                too_large = attendance_limit_problem(outcome.state)
-                if too_large is not None:
-                    refused.append(MarkRejection(index, mark.upn, STATE_LIMIT, too_large))
-                    continue
+                stored = store.get(upn)
+                outcome = apply_mark(stored, upn, school, day, mark, self.present, config)
+                if outcome.state is not stored and outcome.state is not None:
+                    too_large = attendance_limit_problem(outcome.state)
+                    if too_large is not None:
+                        refused.append(MarkRejection(index, upn, STATE_LIMIT, too_large))
+                        continue
+                if outcome.decided:
+                    child = self.children.get(upn) or ChildState(upn=upn)
+                    alerts.extend(attendance_alerts(child, outcome.decided, (batch.register_id,)))
             except (OSError, TimeoutError):
                 raise  # the store's disk, not the mark
             except Exception as error:
                 refused.append(MarkRejection(
-                    index, mark.upn, UNPROCESSABLE, f"the mark could not be applied ({describe_error(error)})"))
+                    index, upn, UNPROCESSABLE, f"the mark could not be applied ({describe_error(error)})"))
                 continue
-            self.children.put(outcome.state)
-            if outcome.alerts:
-                alerts.extend(outcome.alerts)
-        return Applied(tuple(alerts), True, changes, (), tuple(refused))
+            if outcome.state is not stored and outcome.state is not None:
+                store.put(outcome.state)
+            if outcome.present:
+                present.append(upn)
+        self.present.add(school.urn, day.toordinal(), present)
+        return Applied(tuple(alerts), True, NO_CHANGES, (), tuple(refused))
+
+    def unsupported_removal(self, upn: str) -> Callable[[Removal], tuple[int, bool] | None]:
+        return lambda removal: removal_unsupported(self.attendance.get(upn), upn, removal, self.present, self.config)
 
     def advance(self, today: date) -> Applied:
         """Moves the business date forward and raises every deadline alert that has fallen due.
@@ -251,7 +303,7 @@ class Timeline:
             try:
                 state = self.children.get(upn)
                 if state is not None:
-                    outcome = check_deadlines(state, today, self.config)
+                    outcome = check_deadlines(state, today, self.config, self.unsupported_removal(upn))
                     if outcome.state is not state:
                         self.children.put(outcome.state)
             except Exception as error:

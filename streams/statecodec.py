@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from processors.attendance import AttendanceState
 from processors.records import AlertChild, EHEMethod, EventType, Ground, Rule
 from processors.state import Case, ChildState, Deadline, NoticeEntry, Removal, RollEntry, StatusEntry
 
@@ -17,6 +18,22 @@ _VERSION_2 = b"\x02"
 
 _encode_v2 = msgspec.msgpack.Encoder(order="deterministic").encode
 _decode_v2 = msgspec.msgpack.Decoder(ChildState).decode
+_decode_attendance = msgspec.msgpack.Decoder(AttendanceState).decode
+_ATTENDANCE_VERSION = b"\x01"
+
+
+def encode_attendance(state: AttendanceState) -> bytes:
+    """A child's attendance state: a 0x01 byte, then MessagePack, each Struct an array of its fields."""
+    return _ATTENDANCE_VERSION + _encode_v2(state)
+
+
+def decode_attendance(data: bytes) -> AttendanceState:
+    if data[:1] != _ATTENDANCE_VERSION:
+        raise ValueError(
+            f"attendance state starts with byte {data[:1].hex() or 'none'}, not a version this worker reads (1); "
+            "upgrade the worker"
+        )
+    return _decode_attendance(memoryview(data)[1:])
 
 
 def encode_state(state: ChildState) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -14,10 +15,11 @@ import msgspec
 from faust.types import TableT
 
 from config.settings import Settings
+from processors.attendance import AttendanceState
 from processors.state import ChildState
 from processors.timeline import Changes
 from streams.runtime.tablewrites import ChangelogWrites
-from streams.statecodec import decode_state, encode_state
+from streams.statecodec import decode_attendance, decode_state, encode_attendance, encode_state
 
 log = logging.getLogger(__name__)
 _encode_json = msgspec.json.Encoder().encode
@@ -40,6 +42,73 @@ class TableChildStore:
 
     def put(self, state: ChildState) -> None:
         self.writes.set(self.table, state.upn.encode(), encode_state(state))
+
+
+class TableAttendanceStore:
+    """Children's attendance states in a changelog-backed table keyed by UPN."""
+
+    def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
+        self.table = table
+        self.writes = writes
+
+    def get(self, upn: str) -> AttendanceState | None:
+        raw = self.table.data.get(upn.encode())
+        return decode_attendance(raw) if raw is not None else None
+
+    def put(self, state: AttendanceState) -> None:
+        self.writes.set(self.table, state.upn.encode(), encode_attendance(state))
+
+
+class TablePresentDays:
+    """One partition's pupils marked simply present, per school and day, as `<partition>|<URN>|<day ordinal>`
+    keys holding the sorted UPNs; and each school's latest register day, under `<partition>|<URN>|latest`.
+    Written once a batch, read when a child's absence run, admission or removal is judged."""
+
+    #: Days whose pupils are kept decoded: a judgement walks a few weeks of one school. Each is used only
+    #: while the stored value is the one it was decoded from (another worker may have owned the partition).
+    CACHED_DAYS = 4096
+
+    def __init__(self, table: TableT, partition: int, writes: ChangelogWrites | None) -> None:
+        self.table = table
+        self.prefix = f"{partition}|"
+        self.writes = writes
+        self.cache: dict[bytes, tuple[bytes, frozenset[str]]] = {}
+
+    def _pupils(self, key: bytes) -> frozenset[str]:
+        raw = self.table.data.get(key)
+        if not raw:
+            return frozenset()
+        cached = self.cache.get(key)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        pupils = frozenset(raw.decode().split(","))
+        if len(self.cache) >= self.CACHED_DAYS:
+            self.cache.clear()
+        self.cache[key] = (raw, pupils)
+        return pupils
+
+    def present(self, school_urn: str, ordinal: int, upn: str) -> bool:
+        return upn in self._pupils(f"{self.prefix}{school_urn}|{ordinal}".encode())
+
+    def latest(self, school_urn: str) -> int | None:
+        raw = self.table.data.get(f"{self.prefix}{school_urn}|latest".encode())
+        return int(raw) if raw else None
+
+    def add(self, school_urn: str, ordinal: int, upns: Iterable[str]) -> None:
+        if self.writes is None:
+            raise RuntimeError("present days read for a report cannot be written")
+        names = set(upns)
+        if names:
+            key = f"{self.prefix}{school_urn}|{ordinal}".encode()
+            known = self._pupils(key)
+            if not names <= known:
+                pupils = known | names
+                raw = ",".join(sorted(pupils)).encode()
+                self.writes.set(self.table, key, raw)
+                self.cache[key] = (raw, frozenset(pupils))
+        latest = self.latest(school_urn)
+        if latest is None or ordinal > latest:
+            self.writes.set(self.table, f"{self.prefix}{school_urn}|latest".encode(), str(ordinal).encode())
 
 
 class TableDeadlineIndex:

@@ -27,7 +27,7 @@ from processors.records import (
 log = logging.getLogger(__name__)
 
 #: The worker's changelog-backed tables; Faust names their changelogs `<app id>-<table>-changelog`.
-TABLES = ("children", "deadlines", "clocks", "totals", "registers")
+TABLES = ("children", "deadlines", "clocks", "totals", "registers", "attendance", "present")
 #: Input topics where only the latest record per child matters (design.md: latest status wins).
 COMPACTED_INPUTS = frozenset({SAFEGUARDING_STATUS})
 COMPACT = {"cleanup.policy": "compact"}

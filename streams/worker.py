@@ -22,7 +22,14 @@ from streams.app import create_app
 from streams.batches import OutboxBatchSink, TableRegisterLedger, partitioner
 from streams.handler import RECORD_TYPES, RecordHandler, RegisterRoute
 from streams.runtime.tablewrites import ChangelogWrites
-from streams.tables import TableBusinessClock, TableChildStore, TableDeadlineIndex, TablePartitionCounts
+from streams.tables import (
+    TableAttendanceStore,
+    TableBusinessClock,
+    TableChildStore,
+    TableDeadlineIndex,
+    TablePartitionCounts,
+    TablePresentDays,
+)
 from streams.topics import mark_batches_topic
 from web.dashboard import install_dashboard
 from web.views import KafkaBrokerProbe, install_views
@@ -69,9 +76,12 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
     clocks = app.Table("clocks", partitions=partitions, key_type=bytes, value_type=bytes)
     totals = app.Table("totals", partitions=partitions, key_type=bytes, value_type=bytes)
     registers = app.Table("registers", partitions=partitions, key_type=bytes, value_type=bytes)
+    attendance = app.Table("attendance", partitions=partitions, key_type=bytes, value_type=bytes)
+    present = app.Table("present", partitions=partitions, key_type=bytes, value_type=bytes)
     outbox = app.outbox
     writes = ChangelogWrites(outbox)
     child_store = TableChildStore(children, writes)
+    attendance_store = TableAttendanceStore(attendance, writes)
     counts = TablePartitionCounts(totals, writes)
     metrics = Metrics(CollectorRegistry())
     ledger = TableRegisterLedger(registers, writes)
@@ -85,6 +95,8 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
                 TableDeadlineIndex(deadlines, partition, writes),
                 TableBusinessClock(clocks, partition, writes),
                 rule_config,
+                attendance=attendance_store,
+                present=TablePresentDays(present, partition, writes),
             )
             timelines[partition] = timeline
         return timeline
