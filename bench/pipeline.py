@@ -160,7 +160,7 @@ class Results:
     bare: list[Drain] = field(default_factory=list)
     one: list[Drain] = field(default_factory=list)
     two: list[Drain] = field(default_factory=list)
-    #: The Quix Streams peer's drains of the roll events alone, and how many messages those were.
+    #: The Quix Streams peer's drains of the roll events alone (the worker's drain all input topics).
     peer: list[Drain] = field(default_factory=list)
     latency: LatencyResult | None = None
     rocksdb: Drain | None = None
@@ -376,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         del os.environ[name]
     if ignored:
         progress(f"ignoring {', '.join(ignored)}: the bench measures the default settings")
+    # Before anything is started: making the peer's virtualenv takes a while the first time, and can fail.
+    peer_interpreter = peer_python(options.peer_python, progress) if "peer" in options.phases else None
     workdir = Path(tempfile.mkdtemp(prefix="rollwatch-bench-"))
     keep = options.keep
     processes = ProcessGroup()
@@ -385,8 +387,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress(f"bench: {command}; working in {workdir}; {os.cpu_count()} cores, load average "
              + " ".join(f"{load:.2f}" for load in os.getloadavg()))
     try:
-        # Before the broker starts: making the peer's virtualenv takes a while the first time, and can fail.
-        peer_interpreter = peer_python(options.peer_python, progress) if "peer" in options.phases else None
         cluster = LocalCluster(
             workdir / "kafka", nodes=1, base_port=find_free_base_port(1), cache_dir=cache_dir, progress=progress
         )
