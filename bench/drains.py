@@ -20,7 +20,7 @@ from bench.datasets import (
     removal_without_destination,
 )
 from bench.kafkaprobe import AlertListener, GroupProbe, committed_records, create_topic, end_offsets, input_partitions
-from bench.processes import ChildProcess, ProcessGroup, cpu_seconds, free_port, machine_busy_seconds
+from bench.processes import ChildProcess, ProcessGroup, cpu_seconds, free_port, machine_busy_seconds, running
 from config.settings import Settings
 from processors.records import ROLL_EVENTS, Recipient, alert_topic
 
@@ -214,6 +214,9 @@ class BenchRun:
                 for child in children:
                     child.check_alive()
                     child.sample_peak_rss()
+                # A broker stopped from outside would leave the probe reading nothing until the long timeout.
+                if self.broker_pid is not None and not running(self.broker_pid):
+                    raise RuntimeError(f"the broker (pid {self.broker_pid}) exited while {name} drained its input")
                 if (
                     steady_start is None and members > 1 and settled_at_done is None
                     and probe.stable_members() >= members

@@ -47,6 +47,15 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie, exited but not yet reaped, has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores of the machine have spent busy since boot (everyone's work, not just the bench's)."""
     # The first line of /proc/stat: user nice system idle iowait irq softirq steal ..., in clock ticks.
