@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kafka.structs import TopicPartition
+
 from bench.datasets import (
     BENCH_LA,
     children_added,
     publish_all,
     removal_without_destination,
 )
-from bench.kafkaprobe import AlertListener, GroupProbe, create_topic, end_offsets, input_partitions
-from bench.processes import ChildProcess, ProcessGroup, cpu_seconds, free_port, machine_busy_seconds
+from bench.kafkaprobe import AlertListener, GroupProbe, committed_records, create_topic, end_offsets, input_partitions
+from bench.processes import ChildProcess, ProcessGroup, cpu_seconds, free_port, machine_busy_seconds, running
 from config.settings import Settings
 from processors.records import ROLL_EVENTS, Recipient, alert_topic
 
@@ -61,6 +63,8 @@ class Options:
     seed: int
     keep: bool
     faust_environment: tuple[tuple[str, str], ...] = ()
+    #: The interpreter of the `peer` phase's Quix Streams app (None: .venv-peer, made on first use).
+    peer_python: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,13 +185,16 @@ class BenchRun:
     # ----- draining pre-published input
 
     def drain(self, settings: Settings, members: int, module: str, arguments: Sequence[str],
-              extra_env: dict[str, str] | None = None) -> Drain:
-        targets = end_offsets(settings, input_partitions(settings))
+              extra_env: dict[str, str] | None = None, *, partitions: list[TopicPartition] | None = None,
+              python: str = sys.executable) -> Drain:
+        """Runs `members` of `module` in one group until it has committed every record of `partitions` (all
+        input topics by default) that was there when it started."""
+        targets = end_offsets(settings, input_partitions(settings) if partitions is None else partitions)
         name = settings.app_id
         environment = {**dict(self.options.faust_environment), **(extra_env or {})}
         children = [
             ChildProcess(f"{name}[{m}]", module, self.for_member(settings, m), self.workdir / f"{name}-{m}.log",
-                         environment)
+                         environment, python=python)
             for m in range(members)
         ]
         probe = GroupProbe(settings, settings.app_id, targets)
@@ -207,6 +214,9 @@ class BenchRun:
                 for child in children:
                     child.check_alive()
                     child.sample_peak_rss()
+                # A broker stopped from outside would leave the probe reading nothing until the long timeout.
+                if self.broker_pid is not None and not running(self.broker_pid):
+                    raise RuntimeError(f"the broker (pid {self.broker_pid}) exited while {name} drained its input")
                 if (
                     steady_start is None and members > 1 and settled_at_done is None
                     and probe.stable_members() >= members
@@ -263,6 +273,31 @@ class BenchRun:
         drained = self.drain(settings, 1, "bench.bare_agent", [], {FORWARD_TOPIC_VARIABLE: forward_topic})
         progress(f"  {drained.rate:,.0f} records/s steady, {drained.cpu_per_record * 1e6:,.0f} us CPU a record "
                  f"({drained.startup_seconds:.1f} s start-up)")
+        return drained
+
+    def drain_peer(self, topic_prefix: str, python: str) -> Drain:
+        """The Quix Streams peer (bench/peer.py) drains the roll events the worker drained, on the same broker:
+        decode, per-UPN state in RocksDB, one output record each, exactly once, at the worker's commit interval."""
+        settings = self.settings(self.next_name("peer"), topic_prefix)
+        input_topic = settings.topic(ROLL_EVENTS)
+        output_topic = f"{topic_prefix}bench.peer-output.{settings.app_id}"
+        create_topic(settings, output_topic)
+        progress(f"draining {input_topic} with the Quix Streams peer, group {settings.app_id}...")
+        arguments = [
+            "--bootstrap", self.bootstrap, "--input-topic", input_topic, "--output-topic", output_topic,
+            "--kind", "roll-events", "--schema", "RollEvent", "--group", settings.app_id,
+            "--state-dir", str(settings.data_dir / "quix-state"),
+            "--commit-interval", f"{self.options.commit_interval:g}",
+        ]
+        partitions = [TopicPartition(input_topic, p) for p in range(settings.topic_partitions)]
+        drained = self.drain(settings, 1, "bench.peer", arguments, partitions=partitions, python=python)
+        progress(f"  {drained.rate:,.0f} records/s steady, {drained.cpu_per_record * 1e6:,.0f} us CPU a record "
+                 f"({drained.startup_seconds:.1f} s start-up); reading its output back...")
+        # One output per input, committed: else the peer's figure would be for less work than it claims.
+        outputs = committed_records(settings, output_topic)
+        if outputs != drained.records:
+            raise RuntimeError(f"the peer committed {outputs:,} output records for {drained.records:,} inputs")
+        progress(f"  {outputs:,} output records, one per input")
         return drained
 
     # ----- latency

@@ -56,6 +56,26 @@ def create_topic(settings: Settings, name: str) -> None:
         admin.close()
 
 
+def committed_records(settings: Settings, topic: str) -> int:
+    """Records of `topic` a read_committed consumer sees, read to the end: the offsets alone would also count
+    transaction markers and aborted records."""
+    consumer = KafkaConsumer(**client_options(settings), isolation_level="read_committed", enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)  # the last stable offsets here
+        count = 0
+        deadline = time.monotonic() + 600
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"reading {topic} back took over 600 s")
+            count += sum(len(batch) for batch in consumer.poll(timeout_ms=500, max_records=10_000).values())
+        return count
+    finally:
+        consumer.close()
+
+
 class GroupProbe:
     """A consumer group's progress: how many of the target records it has committed, how many members it has."""
 

@@ -3,6 +3,7 @@ figures against the targets of issue 4.
 
 Phases (all on a fresh single-node broker in a temporary directory, stopped at the end):
   throughput  a generated replay file, pre-published as Avro, drained by one worker and by a bare Faust agent
+  peer        the same file's roll events drained by a Quix Streams app doing comparable work (bench/peer.py)
   scale       the same file drained by two workers sharing the partitions
   latency     a paced producer of roll events that each raise an immediate alert; event-to-alert percentiles
   memory      one worker on the RocksDB store taking in a new child per record, its peak RSS, its state checked
@@ -33,7 +34,7 @@ from bench.datasets import (
     records_of_file,
 )
 from bench.drains import BenchRun, Drain, LatencyResult, Options, percentile, progress
-from bench.processes import ProcessGroup
+from bench.processes import ProcessGroup, peer_python
 from bench.report import (
     Figure,
     Measured,
@@ -47,7 +48,7 @@ from bench.report import (
 )
 from config.settings import Settings
 
-PHASES = ("throughput", "scale", "latency", "memory", "replay")
+PHASES = ("throughput", "peer", "scale", "latency", "memory", "replay")
 DEFAULT_RECORDS = 1_000_000
 QUICK_RECORDS = 50_000
 DEFAULT_CHILDREN = 1_000_000
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Faust setting by its environment name (e.g. PRODUCER_LINGER=0.005) for every worker and the bare "
         "agent alike, to try a tuning before changing streams/app.py; repeatable",
     )
+    parser.add_argument(
+        "--peer-python", default=None, metavar="PATH",
+        help="interpreter with quixstreams for the peer phase (default .venv-peer/bin/python, made on first use "
+        "with `pip install --group bench`)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data) afterwards")
     return parser
@@ -141,6 +147,7 @@ def options_from(args: argparse.Namespace) -> Options:
         seed=args.seed,
         keep=args.keep,
         faust_environment=tuple(faust_environment),
+        peer_python=args.peer_python,
     )
 
 
@@ -153,23 +160,25 @@ class Results:
     bare: list[Drain] = field(default_factory=list)
     one: list[Drain] = field(default_factory=list)
     two: list[Drain] = field(default_factory=list)
+    #: The Quix Streams peer's drains of the roll events alone (the worker's drain all input topics).
+    peer: list[Drain] = field(default_factory=list)
     latency: LatencyResult | None = None
     rocksdb: Drain | None = None
     rocksdb_children: int = 0
     replay: dict[int, float] = field(default_factory=dict)
 
 
-def run_phases(run: BenchRun, options: Options) -> Results:
+def run_phases(run: BenchRun, options: Options, peer_python: str | None = None) -> Results:
     from streams.topics import ensure_worker_topics
 
     results = Results()
     phases = set(options.phases)
     replay_file = run.workdir / "generated.jsonl"
-    if phases & {"throughput", "scale", "replay"}:
+    if phases & {"throughput", "peer", "scale", "replay"}:
         progress(f"generating {options.records:,} replay records (seed {options.seed})...")
         results.records = generate_replay_file(replay_file, options.records, options.seed)
         progress(f"  {results.records:,} lines in {replay_file}")
-    if phases & {"throughput", "scale"}:
+    if phases & {"throughput", "peer", "scale"}:
         prefix = "bench.pipeline."
         publishing = run.settings("publish", prefix)
         ensure_worker_topics(publishing)
@@ -184,6 +193,8 @@ def run_phases(run: BenchRun, options: Options) -> Results:
             if "throughput" in phases:
                 results.bare.append(run.drain_bare_agent(prefix))
             results.one.append(run.drain_workers(prefix, 1))
+            if "peer" in phases and peer_python is not None:
+                results.peer.append(run.drain_peer(prefix, peer_python))
             if "scale" in phases:
                 results.two.append(run.drain_workers(prefix, 2))
     if "latency" in phases:
@@ -205,6 +216,8 @@ def figures_of(results: Results, options: Options) -> list[Figure]:
             f"pipeline, 1 worker ({results.messages:,} messages)", rate_text(one.best),
             drain_detail(results.one, one),
         ))
+    if results.peer and one is not None:
+        figures.extend(peer_figures(results, one, one_cpu))
     if results.bare and one is not None:
         bare = Measured(tuple(d.rate for d in results.bare))
         figures.append(Figure("bare Faust agent, forward only", rate_text(bare.best), drain_detail(results.bare, bare)))
@@ -259,6 +272,39 @@ def figures_of(results: Results, options: Options) -> list[Figure]:
             at_least(rate, 100_000, ">= 100,000 records/s"),
         ))
     return figures
+
+
+def peer_figures(results: Results, one: Measured, one_cpu: float) -> list[Figure]:
+    peer = Measured(tuple(d.rate for d in results.peer))
+    peer_cpu = min(d.cpu_per_record for d in results.peer)
+    return [
+        Figure(
+            f"Quix Streams stateful, roll events ({results.peer[0].records:,} messages)", rate_text(peer.best),
+            f"quixstreams exactly-once, Avro decode, per-UPN state in RocksDB, one output a record; "
+            f"CPU {peer_cpu * 1000:.3f} s per 1,000 records (Rollwatch {one_cpu * 1000:.3f}); "
+            + drain_detail(results.peer, peer),
+        ),
+        Figure(
+            "Rollwatch / Quix Streams stateful", ratio_text(one.best / peer.best),
+            "records/s, best run of each; the worker's over every input topic, the peer's over roll events",
+        ),
+        Figure(
+            "Rollwatch / Quix Streams stateful, by CPU a record", ratio_text(peer_cpu / one_cpu),
+            "the peer's CPU per record over the worker's (least of each)",
+        ),
+    ]
+
+
+def ratio_text(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
+def peer_ratio_line(results: Results) -> str | None:
+    """The line under the table that compares the worker with its peer, when both ran."""
+    if not results.peer or not results.one:
+        return None
+    ratio = max(d.rate for d in results.one) / max(d.rate for d in results.peer)
+    return f"Rollwatch / Quix Streams stateful: {ratio_text(ratio)}"
 
 
 def drain_detail(drains: Sequence[Drain], rates: Measured) -> str:
@@ -330,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         del os.environ[name]
     if ignored:
         progress(f"ignoring {', '.join(ignored)}: the bench measures the default settings")
+    # Before anything is started: making the peer's virtualenv takes a while the first time, and can fail.
+    peer_interpreter = peer_python(options.peer_python, progress) if "peer" in options.phases else None
     workdir = Path(tempfile.mkdtemp(prefix="rollwatch-bench-"))
     keep = options.keep
     processes = ProcessGroup()
@@ -344,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         bootstrap = cluster.start(timeout=120)
         started = time.monotonic()
-        results = run_phases(BenchRun(options, workdir, bootstrap, processes, cluster.running_pid(1)), options)
+        results = run_phases(
+            BenchRun(options, workdir, bootstrap, processes, cluster.running_pid(1)), options, peer_interpreter
+        )
         print()
         print(f"Rollwatch pipeline benchmark ({time.monotonic() - started:,.0f} s; {os.cpu_count()} cores shared "
               f"with the broker; {options.partitions} partitions; exactly_once; commit interval "
@@ -352,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.faust_environment:
             print("Faust settings given: " + ", ".join(f"{name}={value}" for name, value in options.faust_environment))
         print(render_table(figures_of(results, options)))
+        ratio_line = peer_ratio_line(results)
+        if ratio_line is not None:
+            print(ratio_line)
         print(f"command: {command}")
         return 0
     except KeyboardInterrupt:

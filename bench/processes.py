@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import Settings
@@ -46,12 +47,49 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie, exited but not yet reaped, has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores of the machine have spent busy since boot (everyone's work, not just the bench's)."""
     # The first line of /proc/stat: user nice system idle iowait irq softirq steal ..., in clock ticks.
     ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+#: The peer's virtualenv: quixstreams pins pydantic below the application's pins, so it has one of its own.
+PEER_VENV = ROOT / ".venv-peer"
+PEER_PIP = "pip==26.3"
+
+
+def peer_python(explicit: str | None, progress: Callable[[str], None]) -> str:
+    """The interpreter for `python -m bench.peer`: `explicit` if given, else that of .venv-peer, made on first
+    use from the `bench` dependency group of pyproject.toml (as `make` makes .venv)."""
+    if explicit:
+        if subprocess.run([explicit, "-c", "import quixstreams, fastavro"], check=False,
+                          capture_output=True).returncode != 0:
+            raise SystemExit(f"bench.pipeline: {explicit} cannot import quixstreams and fastavro")
+        return explicit
+    python = PEER_VENV / "bin" / "python"
+    stamp = PEER_VENV / ".installed"
+    pyproject = ROOT / "pyproject.toml"
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
+        progress(f"peer: installing the `bench` dependency group into {PEER_VENV}...")
+        for command in (
+            [sys.executable, "-m", "venv", str(PEER_VENV)],
+            [str(python), "-m", "pip", "install", "--quiet", "--upgrade", PEER_PIP],
+            [str(python), "-m", "pip", "install", "--quiet", "--group", f"{pyproject}:bench"],
+        ):
+            subprocess.run(command, check=True, cwd=ROOT)
+        stamp.touch()
+    return str(python)
 
 
 class ChildProcess:
@@ -67,8 +105,11 @@ class ChildProcess:
         extra_env: dict[str, str],
         *,
         keep_stdout: bool = True,
+        python: str = sys.executable,
     ) -> None:
         self.name = name
+        #: The interpreter that runs the module: the bench's own, but the peer's virtualenv for `bench.peer`.
+        self.python = python
         self.module = module
         self.settings = settings
         self.log_path = log_path
@@ -88,7 +129,7 @@ class ChildProcess:
         env = {**inherited, **self.settings.as_environment(), **self.extra_env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module, *arguments],
+                [self.python, "-m", self.module, *arguments],
                 cwd=ROOT,
                 env=env,
                 stdout=log if self.keep_stdout else subprocess.DEVNULL,
