@@ -11,11 +11,13 @@ import pytest
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import (
+    ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
+    AttendanceRegister,
     CaseAction,
     ClockTick,
     EHENotification,
@@ -34,7 +36,8 @@ from tests.unit.test_validation import REMOVED, WIRE_BAD_RECORDS
 CODEC = AvroCodec()
 MISSING = replace(REMOVED, ground=Ground.G_MOVED_AWAY, destination=None)
 TOPIC_OF = {
-    RollEvent: ROLL_EVENTS, EHENotification: EHE_NOTIFICATIONS, ClockTick: CLOCK_TICKS, CaseAction: CASE_ACTIONS
+    RollEvent: ROLL_EVENTS, EHENotification: EHE_NOTIFICATIONS, ClockTick: CLOCK_TICKS, CaseAction: CASE_ACTIONS,
+    AttendanceRegister: ATTENDANCE_REGISTERS,
 }
 
 
