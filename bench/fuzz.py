@@ -97,6 +97,8 @@ class Books:
     consumed: Counter[str] = field(default_factory=Counter)
     applied: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Register marks refused on their own: on the .dlq topic too, while their register counts as applied.
+    marks_dead_lettered: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def dead_lettered_on(self, topic: str) -> int:
         return sum(count for (name, _code), count in self.dead_lettered.items() if name == topic)
@@ -122,6 +124,8 @@ def read_books(web_port: int, topic_prefix: str, host: str = "127.0.0.1") -> Boo
                 books.applied[topic_of(sample.labels)] += count
             elif family.name == "rollwatch_records_dead_lettered":
                 books.dead_lettered[(topic_of(sample.labels), sample.labels.get("error_code", ""))] += count
+            elif family.name == "rollwatch_marks_dead_lettered":
+                books.marks_dead_lettered[(topic_of(sample.labels), sample.labels.get("error_code", ""))] += count
     return books
 
 
@@ -226,7 +230,7 @@ def mismatches(sent: Sent, books: Books, dead_letters: Counter[tuple[str, str]],
         if not consumed == applied + dead == expected:
             problems.append(f"{topic}: sent {expected:,}, consumed {consumed:,}, applied {applied:,} + "
                             f"dead-lettered {dead:,} = {applied + dead:,}")
-    metric_letters = +books.dead_lettered
+    metric_letters = +(books.dead_lettered + books.marks_dead_lettered)
     if +dead_letters != metric_letters:
         for key in sorted(set(metric_letters) | set(dead_letters)):
             if metric_letters[key] != dead_letters[key]:

@@ -94,7 +94,7 @@ class Mutant:
 def seed_records(pupils: int = SEED_PUPILS, seed: int = 0) -> dict[str, list[InputRecord]]:
     """Valid records of every input topic: a generated half-term, and an officer's case closure per removal."""
     by_topic: dict[str, list[InputRecord]] = {topic: [] for topic in INPUT_TOPICS}
-    options = GeneratorOptions(pupils=pupils, seed=seed, start=SEED_START, end=SEED_END)
+    options = GeneratorOptions(pupils=pupils, seed=seed, start=SEED_START, end=SEED_END, attendance=True)
     for line in generate_lines(options):
         topic, record = parse_line(line)
         by_topic[topic].append(record)

@@ -42,6 +42,14 @@ class MetricsRecorder(Protocol):
 
     def deadline_check_failed(self, topic: str) -> None: ...
 
+    def marks_handled(self, topic: str, applied: int) -> None:
+        """A batch of a register's marks applied (records stay counted by register)."""
+        ...
+
+    def mark_dead_lettered(self, topic: str, error_code: str) -> None:
+        """One mark of a register refused on its own; its register still counts as applied."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionState:
@@ -122,6 +130,16 @@ class Metrics:
             "UPN); their deadlines stay pending and the next tick checks them again.",
             ["topic"], registry=registry,
         )
+        self.marks_applied = Counter(
+            "rollwatch_marks_applied", "Attendance marks applied from registers' batches.", ["topic"],
+            registry=registry,
+        )
+        self.marks_dead_lettered = Counter(
+            "rollwatch_marks_dead_lettered",
+            "Attendance marks refused on their own and sent to <topic>.dlq as one-mark registers, by error code; "
+            "their registers count as applied.",
+            ["topic", "error_code"], registry=registry,
+        )
         #: What /health shows of the records this worker could not apply, by error code.
         self.refused: Tally[str] = Tally()
         self.children_unchecked = 0
@@ -157,6 +175,13 @@ class Metrics:
     def deadline_check_failed(self, topic: str) -> None:
         self.deadline_checks_failed.labels(topic).inc()
         self.children_unchecked += 1
+
+    def marks_handled(self, topic: str, applied: int) -> None:
+        self.marks_applied.labels(topic).inc(applied)
+
+    def mark_dead_lettered(self, topic: str, error_code: str) -> None:
+        self.marks_dead_lettered.labels(topic, error_code).inc()
+        self.refused[error_code] += 1
 
     def health(self) -> dict[str, object]:
         """What /health adds to "alive": the records dead-lettered so far by code (UNPROCESSABLE marks one no
@@ -313,6 +338,8 @@ class MemoryMetrics:
     alerts: list[Alert] = field(default_factory=list)
     latencies: list[tuple[MeasuredFrom, float]] = field(default_factory=list)
     unchecked: Tally[str] = field(default_factory=Tally)
+    marks: Tally[str] = field(default_factory=Tally)
+    marks_refused: Tally[tuple[str, str]] = field(default_factory=Tally)
 
     def record_applied(self, topic: str, changed: bool) -> None:
         self.consumed[topic] += 1
@@ -326,6 +353,12 @@ class MemoryMetrics:
 
     def deadline_check_failed(self, topic: str) -> None:
         self.unchecked[topic] += 1
+
+    def marks_handled(self, topic: str, applied: int) -> None:
+        self.marks[topic] += applied
+
+    def mark_dead_lettered(self, topic: str, error_code: str) -> None:
+        self.marks_refused[topic, error_code] += 1
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:
         self.alerts.append(alert)
@@ -343,6 +376,12 @@ class NoMetrics:
         return None
 
     def deadline_check_failed(self, topic: str) -> None:
+        return None
+
+    def marks_handled(self, topic: str, applied: int) -> None:
+        return None
+
+    def mark_dead_lettered(self, topic: str, error_code: str) -> None:
         return None
 
     def alert_sent(self, alert: Alert, latency_seconds: float | None, measured_from: MeasuredFrom) -> None:

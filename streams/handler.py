@@ -180,6 +180,7 @@ class RecordHandler:
                 # A batch's records are the register's: refusals and metrics name the registers' topic.
                 batch = decode_batch(raw)
                 applied = self.timeline_for(partition).apply_batch(batch)
+                self.metrics.marks_handled(route.registers_topic, len(batch.marks) - len(applied.refused_marks))
                 await self._refuse_marks(route.registers_topic, partition, offset, applied, batch.register_id,
                                          lambda i: batch_register(batch, i))
                 record: InputRecord | None = None
@@ -267,7 +268,7 @@ class RecordHandler:
             letter = DeadLetter(self.codec.encode(register_of_mark(refused.index)), topic, partition, offset,
                                 refused.code, f"mark {refused.index} of register {register_id}: {refused.message}")
             await self.dead_letters.send(letter, refused.upn.encode(errors="replace"))
-            self.metrics.record_dead_lettered(topic, refused.code)
+            self.metrics.mark_dead_lettered(topic, refused.code)
 
     @staticmethod
     def _refusal(error: Exception, topic: str, partition: int, offset: int) -> tuple[str, str]:

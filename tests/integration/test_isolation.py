@@ -240,11 +240,11 @@ def test_access_list_shows_users_and_revoke_removes_them(secure_broker: SecureBr
     ops_env = grant(secure_broker, "ops", "ops-team")
     listed = rollwatch("--env-file", str(secure_broker.admin_env), "access", "list")
     assert listed.returncode == 0, listed.stderr
-    assert "ops-team: SCRAM credentials, 10 ACL(s)" in listed.stdout
+    assert "ops-team: SCRAM credentials, 12 ACL(s)" in listed.stdout
     assert "ALLOW READ topic roll.events.dlq" in listed.stdout
     revoked = rollwatch("--env-file", str(secure_broker.admin_env), "access", "revoke", "--user", "ops-team")
     assert revoked.returncode == 0, revoked.stderr
-    assert "Revoked ops-team: 10 ACL(s) and 1 credential(s) deleted." in revoked.stdout
+    assert "Revoked ops-team: 12 ACL(s) and 1 credential(s) deleted." in revoked.stdout
     assert "ops-team" not in rollwatch("--env-file", str(secure_broker.admin_env), "access", "list").stdout
     result = rollwatch("--env-file", str(ops_env), "alerts", "--la", "330", "--recipient", "CME_OFFICER")
     assert result.returncode == 2
