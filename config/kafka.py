@@ -164,9 +164,13 @@ def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: f
     if error is not None or "admin" not in outcome:
         if _is_refusal(error):
             raise refused_login(error)
+        # The listener answered TCP, so the login itself did not complete: a busy broker answering a SCRAM
+        # exchange late looks the same to the client as one that drops the connection of unknown credentials.
+        credentials = "the user name and password (the user may have been revoked), " if settings.sasl_username else ""
         failure = KafkaAccessError(
-            f"cannot connect to Kafka at {settings.bootstrap_servers} as {principal_of(settings)} within "
-            f"{timeout:.0f} s ({settings.security_protocol}); check ROLLWATCH_BOOTSTRAP_SERVERS and the TLS files"
+            f"cannot log in to Kafka at {settings.bootstrap_servers} as {principal_of(settings)} within "
+            f"{timeout:.0f} s ({settings.security_protocol}); check {credentials}ROLLWATCH_BOOTSTRAP_SERVERS and "
+            "the TLS files"
         )
         failure.__cause__ = error
         raise failure
