@@ -6,7 +6,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from bench.datasets import (
 from bench.kafkaprobe import AlertListener, GroupProbe, committed_records, create_topic, end_offsets, input_partitions
 from bench.processes import ChildProcess, ProcessGroup, cpu_seconds, free_port, machine_busy_seconds, running
 from config.settings import Settings
-from processors.records import ROLL_EVENTS, Recipient, alert_topic
+from processors.records import ATTENDANCE_REGISTERS, ROLL_EVENTS, Recipient, alert_topic
 
 #: Index of the first crafted child of the latency phase's measured events (warm-up children come before).
 MEASURED_FIRST_INDEX = 100_000_000
@@ -65,6 +65,8 @@ class Options:
     faust_environment: tuple[tuple[str, str], ...] = ()
     #: The interpreter of the `peer` phase's Quix Streams app (None: .venv-peer, made on first use).
     peer_python: str | None = None
+    #: Marks in the attendance phase's generated file (at least).
+    marks: int = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,10 @@ class BenchRun:
 
     def drain(self, settings: Settings, members: int, module: str, arguments: Sequence[str],
               extra_env: dict[str, str] | None = None, *, partitions: list[TopicPartition] | None = None,
-              python: str = sys.executable) -> Drain:
+              python: str = sys.executable, also_done: Callable[[], bool] | None = None) -> Drain:
         """Runs `members` of `module` in one group until it has committed every record of `partitions` (all
-        input topics by default) that was there when it started."""
+        input topics by default) that was there when it started, and `also_done` holds (the worker's own
+        topics drained too)."""
         targets = end_offsets(settings, input_partitions(settings) if partitions is None else partitions)
         name = settings.app_id
         environment = {**dict(self.options.faust_environment), **(extra_env or {})}
@@ -225,7 +228,7 @@ class BenchRun:
                 started = done > 0 if members == 1 else settled_at_done is not None and done > settled_at_done
                 if steady_start is None and (started or done >= probe.total):
                     steady_start = (now, done, self.cpu_snapshot(children))
-                if done >= probe.total:
+                if done >= probe.total and (also_done is None or also_done()):
                     break
                 if now - last_report >= PROGRESS_SECONDS:
                     progress(f"  {name}: {done:,} of {probe.total:,} records committed")
@@ -273,6 +276,37 @@ class BenchRun:
         drained = self.drain(settings, 1, "bench.bare_agent", [], {FORWARD_TOPIC_VARIABLE: forward_topic})
         progress(f"  {drained.rate:,.0f} records/s steady, {drained.cpu_per_record * 1e6:,.0f} us CPU a record "
                  f"({drained.startup_seconds:.1f} s start-up)")
+        return drained
+
+    def drain_attendance(self, topic_prefix: str) -> Drain:
+        """One worker drains pre-published registers: done once its mark batches are applied too."""
+        from bench.attendance import batches_drained
+        from streams.topics import mark_batches_topic
+
+        settings = self.settings(self.next_name("attendance"), topic_prefix)
+        progress(f"draining registers with 1 worker, group {settings.app_id}...")
+        done = batches_drained(settings, settings.app_id, mark_batches_topic(settings))
+        return self.drain(settings, 1, "cli.main", ["worker"], also_done=done)
+
+    def drain_peer_registers(self, topic_prefix: str, python: str) -> Drain:
+        """The Quix Streams peer drains the same registers: per mark, its pupil's entry read and written in
+        RocksDB; one output per register, exactly once."""
+        settings = self.settings(self.next_name("peer-registers"), topic_prefix)
+        input_topic = settings.topic(ATTENDANCE_REGISTERS)
+        output_topic = f"{topic_prefix}bench.peer-output.{settings.app_id}"
+        create_topic(settings, output_topic)
+        progress(f"draining {input_topic} with the Quix Streams peer, group {settings.app_id}...")
+        arguments = [
+            "--bootstrap", self.bootstrap, "--input-topic", input_topic, "--output-topic", output_topic,
+            "--kind", "registers", "--schema", "AttendanceRegister", "--group", settings.app_id,
+            "--state-dir", str(settings.data_dir / "quix-state"),
+            "--commit-interval", f"{self.options.commit_interval:g}",
+        ]
+        partitions = [TopicPartition(input_topic, p) for p in range(settings.topic_partitions)]
+        drained = self.drain(settings, 1, "bench.peer", arguments, partitions=partitions, python=python)
+        outputs = committed_records(settings, output_topic)
+        if outputs != drained.records:
+            raise RuntimeError(f"the peer committed {outputs:,} output records for {drained.records:,} registers")
         return drained
 
     def drain_peer(self, topic_prefix: str, python: str) -> Drain:

@@ -70,7 +70,21 @@ def roll_event_output(event: Record, state: ChildState) -> Record:
     }
 
 
-#: Input kinds by their --kind name. A register kind (another topic, schema, key and state) is one more entry.
+def register_output(register: Record, state: ChildState) -> Record:
+    return {
+        "register_id": register["register_id"],
+        "school_urn": register["school"]["urn"],
+        "marks": len(register["marks"]),
+        "absent": state["absent"],
+    }
+
+
+def fold_register(state: ChildState | None, register: Record) -> ChildState:
+    """Unused: a register's state is one entry per pupil (see apply_register), not one per message key."""
+    raise NotImplementedError
+
+
+#: Input kinds by their --kind name.
 KINDS: dict[str, Kind] = {
     "roll-events": Kind(
         description="roll changes (ADDED/REMOVED) keyed by UPN; state: the child's schools on roll",
@@ -79,7 +93,31 @@ KINDS: dict[str, Kind] = {
         fold=fold_roll_event,
         output=roll_event_output,
     ),
+    "registers": Kind(
+        description="attendance registers keyed by school URN; state: per pupil (a key of its own in the "
+        "school's store), the days marked and the current run of unauthorised days; one output per register",
+        default_schema="AttendanceRegister",
+        key_field="register_id",
+        fold=fold_register,
+        output=register_output,
+    ),
 }
+
+#: Codes of a day that count towards an absence run (design.md: G, N, O).
+UNAUTHORISED = frozenset({"G", "N", "O"})
+
+
+def apply_register(register: Record, state: Any) -> ChildState:
+    """Each mark reads and writes its pupil's entry in the school's store: the per-mark work a stream
+    processor without batching does, here without even a repartition by pupil."""
+    absent = 0
+    for mark in register["marks"]:
+        pupil = state.get(mark["upn"]) or {"days": 0, "run": 0}
+        unauthorised = mark["am"] in UNAUTHORISED and mark["pm"] in UNAUTHORISED
+        run = pupil["run"] + 1 if unauthorised else 0
+        absent += unauthorised
+        state.set(mark["upn"], {"days": pupil["days"] + 1, "run": run})
+    return {"absent": absent}
 
 
 @dataclass(frozen=True)
@@ -201,6 +239,10 @@ def build_application(options: PeerOptions) -> Any:
     outputs = app.topic(options.output_topic, key_serializer="str", value_serializer="json")
 
     def apply(record: Record, key: str, timestamp: int, headers: object, state: Any) -> Record:
+        if options.kind == "registers":
+            if record["school"]["urn"] != key:
+                raise ValueError(f"register of school {record['school']['urn']!r} under message key {key!r}")
+            return kind.output(record, apply_register(record, state))
         if record[kind.key_field] != key:
             raise ValueError(f"record {kind.key_field} {record[kind.key_field]!r} under message key {key!r}")
         updated = kind.fold(state.get(STATE_KEY), record)

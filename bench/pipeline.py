@@ -8,6 +8,8 @@ Phases (all on a fresh single-node broker in a temporary directory, stopped at t
   latency     a paced producer of roll events that each raise an immediate alert; event-to-alert percentiles
   memory      one worker on the RocksDB store taking in a new child per record, its peak RSS, its state checked
   replay      `rollwatch replay --jobs 1` and `--jobs 2` on the generated file
+  attendance  a generated school year of daily registers (2,000,000 marks or more), pre-published, drained by
+              one worker; with `peer`, also by the Quix Streams app keeping a RocksDB entry per pupil
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from bench.attendance import DEFAULT_MARKS, QUICK_MARKS, AttendanceFile, generate_attendance_file
 from bench.datasets import (
     generate_replay_file,
     publish_all,
@@ -48,7 +51,7 @@ from bench.report import (
 )
 from config.settings import Settings
 
-PHASES = ("throughput", "peer", "scale", "latency", "memory", "replay")
+PHASES = ("throughput", "peer", "scale", "latency", "memory", "replay", "attendance")
 DEFAULT_RECORDS = 1_000_000
 QUICK_RECORDS = 50_000
 DEFAULT_CHILDREN = 1_000_000
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--records", type=int, default=None,
         help=f"input records in the generated data set ({DEFAULT_RECORDS:,}; {QUICK_RECORDS:,} with --quick)",
+    )
+    parser.add_argument(
+        "--marks", type=int, default=None,
+        help=f"attendance marks in the attendance phase's file ({DEFAULT_MARKS:,}; {QUICK_MARKS:,} with --quick)",
     )
     parser.add_argument(
         "--children", type=int, default=None,
@@ -148,6 +155,7 @@ def options_from(args: argparse.Namespace) -> Options:
         keep=args.keep,
         faust_environment=tuple(faust_environment),
         peer_python=args.peer_python,
+        marks=args.marks or (QUICK_MARKS if args.quick else DEFAULT_MARKS),
     )
 
 
@@ -166,6 +174,9 @@ class Results:
     rocksdb: Drain | None = None
     rocksdb_children: int = 0
     replay: dict[int, float] = field(default_factory=dict)
+    attendance_file: AttendanceFile | None = None
+    attendance: list[Drain] = field(default_factory=list)
+    attendance_peer: list[Drain] = field(default_factory=list)
 
 
 def run_phases(run: BenchRun, options: Options, peer_python: str | None = None) -> Results:
@@ -204,7 +215,75 @@ def run_phases(run: BenchRun, options: Options, peer_python: str | None = None) 
     if "replay" in phases:
         for jobs in (1, 2):
             results.replay[jobs] = run.replay(replay_file, jobs)
+    if "attendance" in phases:
+        attendance_phase(run, options, results, peer_python if "peer" in phases else None)
     return results
+
+
+def attendance_phase(run: BenchRun, options: Options, results: Results, peer_python: str | None) -> None:
+    from streams.topics import ensure_worker_topics
+
+    path = run.workdir / "attendance.jsonl"
+    progress(f"generating a school year with at least {options.marks:,} attendance marks (seed {options.seed})...")
+    results.attendance_file = made = generate_attendance_file(path, options.marks, options.seed)
+    progress(f"  {made.lines:,} lines, {made.registers:,} registers, {made.marks:,} marks")
+    prefix = "bench.attendance."
+    publishing = run.settings("publish-attendance", prefix)
+    ensure_worker_topics(publishing)
+    published = publish_all(publishing, records_of_file(path), progress)
+    progress(f"  {published.messages:,} messages in {published.seconds:.1f} s")
+    for _repetition in range(options.repeat):
+        results.attendance.append(run.drain_attendance(prefix))
+        progress(f"  {marks_rate(results.attendance[-1], made):,.0f} marks/s")
+        if peer_python is not None:
+            results.attendance_peer.append(run.drain_peer_registers(prefix, peer_python))
+            progress(f"  peer: {registers_marks_rate(results.attendance_peer[-1], made):,.0f} marks/s")
+
+
+TARGET_MARKS_PER_SECOND = 15_000
+
+
+def marks_rate(drain: Drain, made: AttendanceFile) -> float:
+    """Marks a second over the drain's steady window, taking the marks in proportion to the messages."""
+    steady_marks = made.marks * drain.steady_records / max(drain.records, 1)
+    return steady_marks / drain.steady_seconds if drain.steady_seconds > 0 else math.nan
+
+
+def registers_marks_rate(drain: Drain, made: AttendanceFile) -> float:
+    """The peer drains registers only: its messages are the registers."""
+    steady_marks = made.marks * drain.steady_records / max(made.registers, 1)
+    return steady_marks / drain.steady_seconds if drain.steady_seconds > 0 else math.nan
+
+
+def attendance_figures(results: Results) -> list[Figure]:
+    made = results.attendance_file
+    if made is None or not results.attendance:
+        return []
+    best = max(results.attendance, key=lambda d: marks_rate(d, made))
+    rate = marks_rate(best, made)
+    cpu_per_mark = best.steady_cpu.group / max(made.marks * best.steady_records / max(best.records, 1), 1)
+    figures = [Figure(
+        f"attendance, 1 worker ({made.marks:,} marks in {made.registers:,} registers)", f"{rate:,.0f} marks/s",
+        f"CPU {cpu_per_mark * 1e6:,.1f} us a mark; {best.records:,} input messages (registers and the year's "
+        "other records), drained when the mark batches were applied too; "
+        + drain_detail(results.attendance, Measured(tuple(d.rate for d in results.attendance))),
+        at_least(rate, TARGET_MARKS_PER_SECOND, f">= {TARGET_MARKS_PER_SECOND:,} marks/s"),
+    )]
+    if results.attendance_peer:
+        peer_best = max(registers_marks_rate(d, made) for d in results.attendance_peer)
+        peer_cpu = min(d.steady_cpu.group / max(made.marks * d.steady_records / max(made.registers, 1), 1)
+                       for d in results.attendance_peer)
+        figures.append(Figure(
+            "attendance, Quix Streams stateful peer", f"{peer_best:,.0f} marks/s",
+            f"CPU {peer_cpu * 1e6:,.1f} us a mark; per mark its pupil's entry read and written in RocksDB, one "
+            "output per register, exactly once",
+        ))
+        ratio = rate / peer_best
+        figures.append(Figure(
+            "attendance, Rollwatch / Quix Streams stateful", ratio_text(ratio), "marks/s, best run of each",
+            at_least(ratio, 1.0, ">= 1.0x"),
+        ))
+    return figures
 
 
 def figures_of(results: Results, options: Options) -> list[Figure]:
@@ -218,6 +297,7 @@ def figures_of(results: Results, options: Options) -> list[Figure]:
         ))
     if results.peer and one is not None:
         figures.extend(peer_figures(results, one, one_cpu))
+    figures.extend(attendance_figures(results))
     if results.bare and one is not None:
         bare = Measured(tuple(d.rate for d in results.bare))
         figures.append(Figure("bare Faust agent, forward only", rate_text(bare.best), drain_detail(results.bare, bare)))
