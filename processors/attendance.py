@@ -212,7 +212,13 @@ def apply_mark(
     absence and no-show rules it completes. A pupil simply present usually changes nothing of its own."""
     flags = _DAY_FLAGS[(mark.am, mark.pm)]
     ordinal = day.toordinal()
-    marks = state.at(school.urn) if state is not None else None
+    marks = None
+    if state is not None:
+        urn = school.urn
+        for held_marks in state.schools:
+            if held_marks.school_urn == urn:
+                marks = held_marks
+                break
     if marks is None:
         if flags is None:
             return MarkOutcome(state)
@@ -221,7 +227,11 @@ def apply_mark(
     else:
         changed = False
     plain = flags == SEEN
-    held = next((entry & 15 for entry in marks.own if entry >> SHIFT == ordinal), None)
+    held = None
+    for entry in marks.own:  # a plain loop: most children have no day of their own, so this is usually empty
+        if entry >> SHIFT == ordinal:
+            held = entry & 15
+            break
     if plain:
         if held is not None:
             marks = _with_own(marks, ordinal, None)  # a correction back to present

@@ -59,16 +59,15 @@ def check_marks(
 
 
 def batch_of(register: AttendanceRegister, marks: Iterable[tuple[int, AttendanceMark]]) -> MarkBatch:
-    """The given marks of a register as one batch, in UPN order (so a batch's alerts come out in UPN order
-    however the school listed its pupils)."""
-    ordered = sorted(marks, key=lambda item: item[1].upn)
+    """The given marks of a register as one batch, in the register's order."""
+    chosen = list(marks)
     return MarkBatch(
         register_id=register.register_id,
         school=register.school,
         date=register.date,
         recorded_at=register.recorded_at,
-        marks=tuple(mark for _index, mark in ordered),
-        indexes=tuple(index for index, _mark in ordered),
+        marks=tuple([mark for _index, mark in chosen]),
+        indexes=tuple([index for index, _mark in chosen]),
     )
 
 

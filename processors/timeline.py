@@ -282,6 +282,10 @@ class Timeline:
             if outcome.present:
                 present.append(upn)
         self.present.add(school.urn, day.toordinal(), present)
+        if len(alerts) > 1:
+            # In UPN order (each child's own in the order raised), however the school listed its pupils: so
+            # processes sharing a replay by child give their alerts in one order.
+            alerts.sort(key=lambda alert: alert.upn or "")
         return Applied(tuple(alerts), True, NO_CHANGES, (), tuple(refused))
 
     def unsupported_removal(self, upn: str) -> Callable[[Removal], tuple[int, bool] | None]:
