@@ -83,6 +83,23 @@ def records_of_file(path: Path) -> Iterator[InputRecord]:
                 yield parse_line(line)[1]
 
 
+def attendance_registers(count: int, per_register: int = 1000) -> Iterator[InputRecord]:
+    """Registers of one school day marking `count` distinct pupils, `per_register` a school, most present and
+    one in twenty absent without authorisation (so they keep days of their own)."""
+    from processors.records import AttendanceMark, AttendanceRegister, School
+
+    recorded_at = datetime.now(tz=UTC)
+    day = date(2025, 3, 3)
+    for first in range(0, count, per_register):
+        number = first // per_register
+        school = School(f"{200000 + number:06d}", f"{BENCH_LA}{4000 + number % 5000:04d}", "Bench School", False)
+        marks = tuple(
+            AttendanceMark(bench_upn(index), *(("N", "N") if index % 20 == 0 else ("/", "\\")))
+            for index in range(first, min(first + per_register, count))
+        )
+        yield AttendanceRegister(str(uuid.uuid4()), school, day, recorded_at, marks)
+
+
 def children_added(count: int, first_index: int = 0) -> Iterator[InputRecord]:
     recorded_at = datetime.now(tz=UTC)
     for index in range(first_index, first_index + count):

@@ -472,6 +472,26 @@ class BenchRun:
         progress(f"  {drained.rate:,.0f} records/s steady; checking the RocksDB state...")
         return drained, count_rocksdb_children(settings.data_dir)
 
+    def attendance_memory(self) -> tuple[Drain, int]:
+        """One worker on the RocksDB store takes in a register mark for each of `children` distinct pupils (a
+        school day of 1,000-pupil registers); its peak RSS, and the attendance states read back afterwards."""
+        from bench.datasets import attendance_registers
+        from streams.topics import ensure_worker_topics
+
+        settings = self.settings("attendance-rocksdb", "bench.attendance-rocksdb.", store="rocksdb://")
+        ensure_worker_topics(settings)
+        count = self.options.children
+        progress(f"attendance memory: publishing registers marking {count:,} distinct pupils...")
+        published = publish_all(settings, attendance_registers(count), progress)
+        progress(f"  {published.records:,} registers in {published.seconds:.1f} s")
+        from bench.attendance import batches_drained
+        from streams.topics import mark_batches_topic
+
+        done = batches_drained(settings, settings.app_id, mark_batches_topic(settings))
+        drained = self.drain(settings, 1, "cli.main", ["worker"], also_done=done)
+        progress("  checking the RocksDB state...")
+        return drained, count_rocksdb_children(settings.data_dir, "attendance")
+
     # ----- replay
 
     def replay(self, path: Path, jobs: int) -> float:
@@ -494,12 +514,13 @@ def group_cpu_seconds(children: Sequence[ChildProcess]) -> float:
     return sum(child.cpu_seconds() or 0.0 for child in children)
 
 
-def count_rocksdb_children(data_dir: Path) -> int:
-    """Keys in every partition of the worker's `children` table, read back from RocksDB after it stopped."""
+def count_rocksdb_children(data_dir: Path, table: str = "children") -> int:
+    """Keys in every partition of one of the worker's tables (`children` by default), read back from RocksDB
+    after it stopped."""
     from rocksdict import AccessType, Options, Rdict
 
     total = 0
-    for path in sorted(data_dir.rglob("children-*.db")):
+    for path in sorted(data_dir.rglob(f"{table}-*.db")):
         database = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
         try:
             total += sum(1 for _ in database.keys())  # noqa: SIM118 - an Rdict iterates keys only so

@@ -10,6 +10,8 @@ Phases (all on a fresh single-node broker in a temporary directory, stopped at t
   replay      `rollwatch replay --jobs 1` and `--jobs 2` on the generated file
   attendance  a generated school year of daily registers (2,000,000 marks or more), pre-published, drained by
               one worker; with `peer`, also by the Quix Streams app keeping a RocksDB entry per pupil
+  attendance-memory  one worker on the RocksDB store taking in a mark for each of --children distinct pupils,
+              its peak RSS, the attendance states read back
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from bench.report import (
 )
 from config.settings import Settings
 
-PHASES = ("throughput", "peer", "scale", "latency", "memory", "replay", "attendance")
+PHASES = ("throughput", "peer", "scale", "latency", "memory", "replay", "attendance", "attendance-memory")
 DEFAULT_RECORDS = 1_000_000
 QUICK_RECORDS = 50_000
 DEFAULT_CHILDREN = 1_000_000
@@ -177,6 +179,8 @@ class Results:
     attendance_file: AttendanceFile | None = None
     attendance: list[Drain] = field(default_factory=list)
     attendance_peer: list[Drain] = field(default_factory=list)
+    attendance_rocksdb: Drain | None = None
+    attendance_states: int = 0
 
 
 def run_phases(run: BenchRun, options: Options, peer_python: str | None = None) -> Results:
@@ -217,6 +221,8 @@ def run_phases(run: BenchRun, options: Options, peer_python: str | None = None) 
             results.replay[jobs] = run.replay(replay_file, jobs)
     if "attendance" in phases:
         attendance_phase(run, options, results, peer_python if "peer" in phases else None)
+    if "attendance-memory" in phases:
+        results.attendance_rocksdb, results.attendance_states = run.attendance_memory()
     return results
 
 
@@ -298,6 +304,18 @@ def figures_of(results: Results, options: Options) -> list[Figure]:
     if results.peer and one is not None:
         figures.extend(peer_figures(results, one, one_cpu))
     figures.extend(attendance_figures(results))
+    if results.attendance_rocksdb is not None:
+        figures.append(Figure(
+            f"peak RSS, RocksDB store, attendance of {options.children:,} pupils",
+            megabytes(results.attendance_rocksdb.peak_rss[0]),
+            f"a mark each, 1,000 a register, one in twenty absent; drained at "
+            f"{rate_text(results.attendance_rocksdb.rate)} (registers); "
+            f"{results.attendance_states:,} attendance states read back from the RocksDB files",
+            at_most(
+                float(results.attendance_rocksdb.peak_rss[0] or math.nan), TARGET_RSS_BYTES,
+                f"<= {TARGET_RSS_BYTES // (1024 * 1024)} MB",
+            ),
+        ))
     if results.bare and one is not None:
         bare = Measured(tuple(d.rate for d in results.bare))
         figures.append(Figure("bare Faust agent, forward only", rate_text(bare.best), drain_detail(results.bare, bare)))

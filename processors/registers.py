@@ -20,9 +20,10 @@ class MarkRejection(Struct, frozen=True, gc=False):
     message: str
 
 
-#: UPNs found valid: children come back every school day, and a UPN's check letter is worth working out once.
+#: UPNs found valid: children come back every school day, and a UPN's check letter is worth working out once;
+#: bounded, so that a region's children do not all stay in memory for it.
 _VALID_UPNS: set[str] = set()
-_MAX_REMEMBERED = 2_000_000
+_MAX_REMEMBERED = 250_000
 
 
 def check_marks(

@@ -39,13 +39,14 @@ def decode_batch(data: bytes) -> MarkBatch:
 def partitioner(partitions: int) -> Callable[[str], int]:
     """The partition Kafka's default partitioner gives a UPN key (murmur2, as the MIS client and the worker's
     producers use), so that a child's marks join the partition holding its roll events and state. Children
-    come back every school day: their partitions are remembered."""
+    come back every school day: the partitions of the last quarter of a million are remembered (a bound, so
+    that a region's children do not all stay in memory twice)."""
     known: dict[str, int] = {}
 
     def partition_of(upn: str) -> int:
         partition = known.get(upn)
         if partition is None:
-            if len(known) > 2_000_000:
+            if len(known) >= 250_000:
                 known.clear()
             partition = known[upn] = (murmur2(upn.encode()) & 0x7FFFFFFF) % partitions
         return partition

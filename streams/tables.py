@@ -66,7 +66,7 @@ class TablePresentDays:
 
     #: Days whose pupils are kept decoded: a judgement walks a few weeks of one school. Each is used only
     #: while the stored value is the one it was decoded from (another worker may have owned the partition).
-    CACHED_DAYS = 4096
+    CACHED_DAYS = 256
 
     def __init__(self, table: TableT, partition: int, writes: ChangelogWrites | None) -> None:
         self.table = table
