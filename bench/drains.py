@@ -291,35 +291,23 @@ class BenchRun:
     def drain_peer_registers(self, topic_prefix: str, python: str) -> Drain:
         """The Quix Streams peer drains the same registers: per mark, its pupil's entry read and written in
         RocksDB; one output per register, exactly once."""
-        settings = self.settings(self.next_name("peer-registers"), topic_prefix)
-        input_topic = settings.topic(ATTENDANCE_REGISTERS)
-        output_topic = f"{topic_prefix}bench.peer-output.{settings.app_id}"
-        create_topic(settings, output_topic)
-        progress(f"draining {input_topic} with the Quix Streams peer, group {settings.app_id}...")
-        arguments = [
-            "--bootstrap", self.bootstrap, "--input-topic", input_topic, "--output-topic", output_topic,
-            "--kind", "registers", "--schema", "AttendanceRegister", "--group", settings.app_id,
-            "--state-dir", str(settings.data_dir / "quix-state"),
-            "--commit-interval", f"{self.options.commit_interval:g}",
-        ]
-        partitions = [TopicPartition(input_topic, p) for p in range(settings.topic_partitions)]
-        drained = self.drain(settings, 1, "bench.peer", arguments, partitions=partitions, python=python)
-        outputs = committed_records(settings, output_topic)
-        if outputs != drained.records:
-            raise RuntimeError(f"the peer committed {outputs:,} output records for {drained.records:,} registers")
-        return drained
+        return self.drain_peer(topic_prefix, python, ATTENDANCE_REGISTERS, "registers", "AttendanceRegister")
 
-    def drain_peer(self, topic_prefix: str, python: str) -> Drain:
-        """The Quix Streams peer (bench/peer.py) drains the roll events the worker drained, on the same broker:
-        decode, per-UPN state in RocksDB, one output record each, exactly once, at the worker's commit interval."""
-        settings = self.settings(self.next_name("peer"), topic_prefix)
-        input_topic = settings.topic(ROLL_EVENTS)
+    def drain_peer(
+        self, topic_prefix: str, python: str, topic: str = ROLL_EVENTS, kind: str = "roll-events",
+        schema: str = "RollEvent",
+    ) -> Drain:
+        """The Quix Streams peer (bench/peer.py) drains what the worker drained, on the same broker (the roll
+        events by default): decode, per-UPN state in RocksDB, one output record each, exactly once, at the
+        worker's commit interval."""
+        settings = self.settings(self.next_name(f"peer-{kind}"), topic_prefix)
+        input_topic = settings.topic(topic)
         output_topic = f"{topic_prefix}bench.peer-output.{settings.app_id}"
         create_topic(settings, output_topic)
         progress(f"draining {input_topic} with the Quix Streams peer, group {settings.app_id}...")
         arguments = [
             "--bootstrap", self.bootstrap, "--input-topic", input_topic, "--output-topic", output_topic,
-            "--kind", "roll-events", "--schema", "RollEvent", "--group", settings.app_id,
+            "--kind", kind, "--schema", schema, "--group", settings.app_id,
             "--state-dir", str(settings.data_dir / "quix-state"),
             "--commit-interval", f"{self.options.commit_interval:g}",
         ]

@@ -194,12 +194,7 @@ class RecordHandler:
         except SURROUNDINGS_FAILED:
             raise
         except Exception as error:
-            self.writes.discard()
-            code, message = self._refusal(error, topic, partition, offset)
-            await self.dead_letters.send(DeadLetter(raw, topic, partition, offset, code, message), key)
-            await self.writes.flush()
-            self.metrics.record_dead_lettered(topic, code)
-            return HandledRecord(applied=False, error_code=code)
+            return await self._refuse(error, topic, partition, offset, key, raw)
         for failure in applied.failed:
             # The tick itself applies; each child it could not check gets a dead letter keyed by its UPN.
             log.error("deadline check of one child failed at %s[%d]@%d (%s); its deadlines stay pending and "
@@ -242,15 +237,21 @@ class RecordHandler:
         except SURROUNDINGS_FAILED:
             raise
         except Exception as error:
-            self.writes.discard()
-            code, message = self._refusal(error, topic, partition, offset)
-            await self.dead_letters.send(DeadLetter(raw, topic, partition, offset, code, message), key)
-            await self.writes.flush()
-            self.metrics.record_dead_lettered(topic, code)
-            return HandledRecord(applied=False, error_code=code)
+            return await self._refuse(error, topic, partition, offset, key, raw)
         await self.writes.flush()
         self.metrics.record_applied(topic, True)
         return HandledRecord(applied=True)
+
+    async def _refuse(
+        self, error: Exception, topic: str, partition: int, offset: int, key: bytes | None, raw: bytes
+    ) -> HandledRecord:
+        """Dead-letters the whole record, with whatever it wrote taken back first."""
+        self.writes.discard()
+        code, message = self._refusal(error, topic, partition, offset)
+        await self.dead_letters.send(DeadLetter(raw, topic, partition, offset, code, message), key)
+        await self.writes.flush()
+        self.metrics.record_dead_lettered(topic, code)
+        return HandledRecord(applied=False, error_code=code)
 
     async def _refuse_marks(
         self,
