@@ -324,6 +324,11 @@ def _judge_no_shows(days: _Days, needed: int, school_name: str, decided: list[At
                 break
             first_days.append(found)
         if len(first_days) < needed:
+            if days.last_known() > admitted + NO_SHOW_WINDOW:
+                # The registers have gone past the admission's window without its first days: judged, quietly,
+                # so that no watch outlives the window and every later mark walks it again.
+                marks = replace(marks, watches=tuple(w for w in marks.watches if w != admitted),
+                                judged=(*marks.judged, admitted)[-50:])
             continue
         marks = replace(
             marks,
@@ -354,7 +359,7 @@ def watch_admission(
         marks = SchoolMarks(school.urn, school.la_code, ordinal)
     if ordinal in marks.watches or ordinal in marks.judged:
         return MarkOutcome(state)
-    marks = replace(marks, watches=(*marks.watches, ordinal))
+    marks = replace(marks, watches=(*marks.watches, ordinal)[-20:])
     decided: list[AttendanceAlert] = []
     days = _Days(upn, marks, present)
     marks = _judge_no_shows(days, config.lengths_for(marks.school_la).no_show_days, school.name, decided)
