@@ -60,9 +60,16 @@ _SEVERITIES = {member.value: member for member in Severity}
 _CASE_ACTION_TYPES = {member.value: member for member in CaseActionType}
 
 
+def _school_to_avro(school: School) -> AvroDict:
+    return {"urn": school.urn, "laestab": school.laestab, "name": school.name, "special": school.special}
+
+
+def _school_from_avro(school: AvroDict) -> School:
+    return School(urn=school["urn"], laestab=school["laestab"], name=school["name"], special=school["special"])
+
+
 def _roll_event_to_avro(event: RollEvent) -> AvroDict:
     child = event.child
-    school = event.school
     destination = event.destination
     return {
         "event_id": event.event_id,
@@ -74,12 +81,7 @@ def _roll_event_to_avro(event: RollEvent) -> AvroDict:
             "date_of_birth": child.date_of_birth,
             "postcode": child.postcode,
         },
-        "school": {
-            "urn": school.urn,
-            "laestab": school.laestab,
-            "name": school.name,
-            "special": school.special,
-        },
+        "school": _school_to_avro(event.school),
         "effective_date": event.effective_date,
         "recorded_at": event.recorded_at,
         "ground": event.ground,
@@ -101,7 +103,6 @@ def _roll_event_to_avro(event: RollEvent) -> AvroDict:
 
 def _roll_event_from_avro(fields: AvroDict) -> RollEvent:
     child = fields["child"]
-    school = fields["school"]
     ground = fields["ground"]
     destination = fields["destination"]
     return RollEvent(
@@ -114,7 +115,7 @@ def _roll_event_from_avro(fields: AvroDict) -> RollEvent:
             date_of_birth=child["date_of_birth"],
             postcode=child["postcode"],
         ),
-        school=School(urn=school["urn"], laestab=school["laestab"], name=school["name"], special=school["special"]),
+        school=_school_from_avro(fields["school"]),
         effective_date=fields["effective_date"],
         recorded_at=fields["recorded_at"],
         source_system=fields["source_system"],
@@ -214,10 +215,9 @@ def _case_action_from_avro(fields: AvroDict) -> CaseAction:
 
 
 def _attendance_register_to_avro(register: AttendanceRegister) -> AvroDict:
-    school = register.school
     return {
         "register_id": register.register_id,
-        "school": {"urn": school.urn, "laestab": school.laestab, "name": school.name, "special": school.special},
+        "school": _school_to_avro(register.school),
         "date": register.date,
         "recorded_at": register.recorded_at,
         "marks": [{"upn": mark.upn, "am": mark.am, "pm": mark.pm} for mark in register.marks],
@@ -225,10 +225,9 @@ def _attendance_register_to_avro(register: AttendanceRegister) -> AvroDict:
 
 
 def _attendance_register_from_avro(fields: AvroDict) -> AttendanceRegister:
-    school = fields["school"]
     return AttendanceRegister(
         register_id=fields["register_id"],
-        school=School(urn=school["urn"], laestab=school["laestab"], name=school["name"], special=school["special"]),
+        school=_school_from_avro(fields["school"]),
         date=fields["date"],
         recorded_at=fields["recorded_at"],
         marks=tuple([AttendanceMark(mark["upn"], mark["am"], mark["pm"]) for mark in fields["marks"]]),
