@@ -57,11 +57,6 @@ def _judge_day(am: str, pm: str) -> int | None:
 _DAY_FLAGS = {(am, pm): _judge_day(am, pm) for am in SESSION_CODES for pm in SESSION_CODES}
 
 
-def day_flags(am: str, pm: str) -> int | None:
-    """The flags of a day's two sessions, or None when neither counts (the day is not a marked day)."""
-    return _DAY_FLAGS[(am, pm)]
-
-
 class PresentDays(Protocol):
     """The pupils a school marked present (and nothing else) on a day, among the children of one partition,
     and the latest day any of the school's registers there was for."""

@@ -44,18 +44,17 @@ def check_marks(
             valid.append((index, mark))
             continue
         problems = mark_problems(mark, index, SESSION_CODES)
-        if not problems and mark.upn in named:
+        if not problems and upn in named:
             problems = [repeated_mark(index)]
-        named.add(mark.upn)
+        named.add(upn)
         if problems:
             message = "; ".join(f"{p.code}: {p.message}" for p in problems)
-            refused.append(MarkRejection(index, mark.upn, str(problems[0].code), message))
-        else:
-            valid.append((index, mark))
-            if not any(p.field and p.field.endswith(".upn") for p in problems):
-                if len(known) >= _MAX_REMEMBERED:
-                    known.clear()
-                known.add(upn)
+            refused.append(MarkRejection(index, upn, str(problems[0].code), message))
+            continue
+        valid.append((index, mark))
+        if len(known) >= _MAX_REMEMBERED:
+            known.clear()
+        known.add(upn)
     return valid, refused
 
 

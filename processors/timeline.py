@@ -263,8 +263,10 @@ class Timeline:
             try:
                 stored = store.get(upn)
                 outcome = apply_mark(stored, upn, school, day, mark, self.present, config)
-                if outcome.state is not stored and outcome.state is not None:
-                    too_large = attendance_limit_problem(outcome.state)
+                # The state to write: None when the mark left it as it was (a pupil simply present).
+                written = outcome.state if outcome.state is not stored else None
+                if written is not None:
+                    too_large = attendance_limit_problem(written)
                     if too_large is not None:
                         refused.append(MarkRejection(index, upn, STATE_LIMIT, too_large))
                         continue
@@ -277,8 +279,8 @@ class Timeline:
                 refused.append(MarkRejection(
                     index, upn, UNPROCESSABLE, f"the mark could not be applied ({describe_error(error)})"))
                 continue
-            if outcome.state is not stored and outcome.state is not None:
-                store.put(outcome.state)
+            if written is not None:
+                store.put(written)
             if outcome.present:
                 present.append(upn)
         self.present.add(school.urn, day.toordinal(), present)

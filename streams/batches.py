@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import msgspec
 from aiokafka.partitioner import murmur2
 from faust.types import TableT
 
-from processors.records import AttendanceRegister, MarkBatch
-from processors.registers import MarkRejection
+from processors.records import AttendanceMark, AttendanceRegister, MarkBatch, School
 from streams.runtime.tablewrites import ChangelogWrites
 
 #: A batch as stored on the batch topic: a 0x01 version byte, then MessagePack (the topic is the worker's own,
@@ -54,18 +53,26 @@ def partitioner(partitions: int) -> Callable[[str], int]:
     return partition_of
 
 
-def one_mark_register(register: AttendanceRegister, refused: MarkRejection) -> AttendanceRegister:
+def _one_mark(
+    register_id: str, school: School, day: date, recorded_at: datetime, mark: AttendanceMark, index: int
+) -> AttendanceRegister:
     """What a refused mark's dead letter carries: the mark alone, as a register of its own that can be
     republished once corrected, under an id derived from the register and the mark's index."""
-    mark_id = str(uuid.uuid5(MARK_NAMESPACE, f"{register.register_id}|{refused.index}"))
-    return replace(register, register_id=mark_id, marks=(register.marks[refused.index],))
+    mark_id = str(uuid.uuid5(MARK_NAMESPACE, f"{register_id}|{index}"))
+    return AttendanceRegister(mark_id, school, day, recorded_at, (mark,))
+
+
+def one_mark_register(register: AttendanceRegister, index: int) -> AttendanceRegister:
+    """The register of the mark at `index` of a register."""
+    return _one_mark(
+        register.register_id, register.school, register.date, register.recorded_at, register.marks[index], index
+    )
 
 
 def batch_register(batch: MarkBatch, index: int) -> AttendanceRegister:
-    """The register of one mark of a batch (by its index in the register), for that mark's dead letter."""
-    position = batch.indexes.index(index)
-    mark_id = str(uuid.uuid5(MARK_NAMESPACE, f"{batch.register_id}|{index}"))
-    return AttendanceRegister(mark_id, batch.school, batch.date, batch.recorded_at, (batch.marks[position],))
+    """The register of the mark of a batch that was at `index` of its register."""
+    mark = batch.marks[batch.indexes.index(index)]
+    return _one_mark(batch.register_id, batch.school, batch.date, batch.recorded_at, mark, index)
 
 
 class BatchSink(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -31,7 +31,7 @@ from processors.records import (
     SafeguardingStatus,
 )
 from processors.registers import MarkRejection, check_marks, split_by_partition
-from processors.timeline import Applied, RegisterLedger, Timeline
+from processors.timeline import RegisterLedger, Timeline
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
@@ -126,10 +126,6 @@ def _where_it_failed(error: BaseException) -> str:
     return "".join(traceback.format_tb(cause.__traceback__)).rstrip()
 
 
-def register_of(register: AttendanceRegister, refused: list[MarkRejection], index: int) -> AttendanceRegister:
-    return one_mark_register(register, next(r for r in refused if r.index == index))
-
-
 class RecordHandler:
     """Decode, validate, apply, deliver: everything the agent does with one message, with no Faust in it.
 
@@ -181,8 +177,8 @@ class RecordHandler:
                 batch = decode_batch(raw)
                 applied = self.timeline_for(partition).apply_batch(batch)
                 self.metrics.marks_handled(route.registers_topic, len(batch.marks) - len(applied.refused_marks))
-                await self._refuse_marks(route.registers_topic, partition, offset, applied, batch.register_id,
-                                         lambda i: batch_register(batch, i))
+                await self._refuse_marks(route.registers_topic, partition, offset, applied.refused_marks,
+                                         batch.register_id, lambda i: batch_register(batch, i))
                 record: InputRecord | None = None
             else:
                 record = self.codec.decode(raw, self.record_types[topic])
@@ -231,9 +227,8 @@ class RecordHandler:
             valid, refused = check_marks(register)
             for partition_to, batch in split_by_partition(register, valid, route.partition_of).items():
                 route.batches.send(partition_to, register.register_id.encode(), encode_batch(batch))
-            marks = Applied((), True, refused_marks=tuple(refused))
-            await self._refuse_marks(topic, partition, offset, marks, register.register_id,
-                                     lambda i: register_of(register, refused, i))
+            await self._refuse_marks(topic, partition, offset, refused, register.register_id,
+                                     lambda i: one_mark_register(register, i))
         except SURROUNDINGS_FAILED:
             raise
         except Exception as error:
@@ -258,12 +253,12 @@ class RecordHandler:
         topic: str,
         partition: int,
         offset: int,
-        applied: Applied,
+        refusals: Sequence[MarkRejection],
         register_id: str,
         register_of_mark: Callable[[int], AttendanceRegister],
     ) -> None:
         """A dead letter for each refused mark: the mark as a one-mark register, keyed by its UPN."""
-        for refused in applied.refused_marks:
+        for refused in refusals:
             log.warning("dead-lettered mark %d of a register at %s[%d]@%d: %s", refused.index, topic, partition,
                         offset, refused.code)
             letter = DeadLetter(self.codec.encode(register_of_mark(refused.index)), topic, partition, offset,

@@ -14,15 +14,6 @@ from processors.validation import MAX_MARKS, mark_problems
 
 #: The columns of a marks CSV, in the order they are documented; a header may list them in any order.
 MARK_CSV_COLUMNS = ("school_urn", "school_laestab", "school_name", "date", "upn", "am", "pm")
-MARK_CSV_COLUMN_HELP = {
-    "school_urn": "the school's 6-digit URN",
-    "school_laestab": "the school's 7-digit LAESTAB",
-    "school_name": "the school's name",
-    "date": "the day the marks are for, YYYY-MM-DD",
-    "upn": "the pupil's UPN",
-    "am": "morning session code (2024 national codes: / \\ L U K V P W B D C C1 C2 J1 M S E I R T Q Y1-Y7 G N O X Z #)",
-    "pm": "afternoon session code",
-}
 #: Register ids of a CSV are derived from what the register holds, in this namespace, so that sending the
 #: same file again sends the same registers, which the worker then ignores.
 CSV_REGISTER_NAMESPACE = uuid.UUID("6f1d2c3b-4a59-5e7f-9b8c-2d3e4f5a6b7c")
