@@ -8,14 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaAdminClient, TopicPartition
-from kafka.admin import OffsetSpec
-from kafka.protocol.consumer.offsets import IsolationLevel
-
-from config.kafka import client_options
 from config.settings import Settings
 from generator.generate import generate_lines
 from generator.options import GeneratorOptions
+from rollwatch_client.ordering import AppliedOffsets
 
 #: At least this many marks in the generated file (the issue's figure is for 2,000,000 or more).
 DEFAULT_MARKS = 2_000_000
@@ -56,22 +52,8 @@ def generate_attendance_file(path: Path, marks: int, seed: int = 0) -> Attendanc
         pupils = math.ceil(pupils * marks / max(counted, 1) * 1.05)
 
 
-def batches_drained(settings: Settings, group: str, topic: str) -> Callable[[], bool]:
-    """Whether the group has applied every batch on the worker's mark-batches topic written so far (its
-    transactions end in a marker, one past the next offset the worker commits)."""
-    admin = KafkaAdminClient(**client_options(settings))
-    partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+def batches_drained(settings: Settings, group: str) -> Callable[[], bool]:
+    """Whether the group has applied every batch on the worker's mark-batches topic written so far."""
+    from cli.commands.publish import connection_of
 
-    def drained() -> bool:
-        ends = admin.list_partition_offsets(
-            {tp: OffsetSpec.LATEST for tp in partitions}, isolation_level=IsolationLevel.READ_COMMITTED
-        )
-        committed = admin.list_group_offsets({group: partitions}).get(group, {})
-        for tp, found in ends.items():
-            mine = committed.get(tp)
-            position = mine.offset if mine is not None and mine.offset >= 0 else 0
-            if found.offset > 0 and position < found.offset - 1:
-                return False
-        return True
-
-    return drained
+    return AppliedOffsets(connection_of(settings), group).batches_applied

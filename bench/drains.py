@@ -281,11 +281,10 @@ class BenchRun:
     def drain_attendance(self, topic_prefix: str) -> Drain:
         """One worker drains pre-published registers: done once its mark batches are applied too."""
         from bench.attendance import batches_drained
-        from streams.topics import mark_batches_topic
 
         settings = self.settings(self.next_name("attendance"), topic_prefix)
         progress(f"draining registers with 1 worker, group {settings.app_id}...")
-        done = batches_drained(settings, settings.app_id, mark_batches_topic(settings))
+        done = batches_drained(settings, settings.app_id)
         return self.drain(settings, 1, "cli.main", ["worker"], also_done=done)
 
     def drain_peer_registers(self, topic_prefix: str, python: str) -> Drain:
@@ -473,9 +472,8 @@ class BenchRun:
         published = publish_all(settings, attendance_registers(count), progress)
         progress(f"  {published.records:,} registers in {published.seconds:.1f} s")
         from bench.attendance import batches_drained
-        from streams.topics import mark_batches_topic
 
-        done = batches_drained(settings, settings.app_id, mark_batches_topic(settings))
+        done = batches_drained(settings, settings.app_id)
         drained = self.drain(settings, 1, "cli.main", ["worker"], also_done=done)
         progress("  checking the RocksDB state...")
         return drained, count_rocksdb_children(settings.data_dir, "attendance")

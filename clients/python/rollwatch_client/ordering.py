@@ -69,8 +69,9 @@ class AppliedOffsets:
                 )
             sleep(poll_interval)
 
-    def _wait_for_batches(self, deadline: float, poll_interval: float, sleep: Callable[[float], None]) -> None:
-        """Waits until the worker has applied every mark batch its registers produced so far."""
+    def batch_targets(self) -> dict[TopicPartition, int]:
+        """Per partition of the worker's mark-batches topic, the offset its group commits once it has applied
+        every batch written so far (empty when the topic does not exist)."""
         from kafka.protocol.consumer.offsets import IsolationLevel
 
         topic = f"{self.group_id}-{MARK_BATCHES_SUFFIX}"
@@ -81,18 +82,24 @@ class AppliedOffsets:
             for partition in entry.get("partitions", [])
         ]
         if not partitions:
-            return
+            return {}
         ends = self.admin.list_partition_offsets(
             {tp: OffsetSpec.LATEST for tp in partitions}, isolation_level=IsolationLevel.READ_COMMITTED
         )
         # The batches are written in transactions: the last offset of a partition is the commit marker, one
         # past the next offset the worker commits after reading the last batch.
-        targets = {tp: found.offset - 1 for tp, found in ends.items() if found.offset > 0}
-        while True:
-            committed = self.committed(list(targets))
-            behind = [tp for tp, offset in targets.items() if committed.get(tp, -1) < offset]
-            if not behind:
-                return
+        return {tp: found.offset - 1 for tp, found in ends.items() if found.offset > 0}
+
+    def batches_applied(self, targets: Mapping[TopicPartition, int] | None = None) -> bool:
+        """Whether the worker has applied every mark batch written so far (or up to `targets`)."""
+        wanted = self.batch_targets() if targets is None else targets
+        committed = self.committed(list(wanted))
+        return all(committed.get(tp, -1) >= offset for tp, offset in wanted.items())
+
+    def _wait_for_batches(self, deadline: float, poll_interval: float, sleep: Callable[[float], None]) -> None:
+        """Waits until the worker has applied every mark batch its registers produced so far."""
+        targets = self.batch_targets()
+        while not self.batches_applied(targets):
             if time.monotonic() > deadline:
                 raise OrderingTimeout(
                     f"the worker group {self.group_id!r} has not applied the marks of the registers sent after "
