@@ -17,13 +17,12 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from cli.commands.publish import connection_of
 from config.settings import Settings
-from processors.records import CLOCK_TICKS, DeadLetter, RollEvent
+from processors.records import DeadLetter
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from schemas.codec import AvroCodec
 from schemas.jsonfields import alert_to_json
-from schemas.jsonformat import parse_line
 from streams.topics import ensure_worker_topics
-from tests.integration.test_scenarios_kafka import read_alerts, replayed
+from tests.integration.test_scenarios_kafka import read_alerts, replayed, segments_of, send_in_rounds
 from tests.integration.workers import WorkerProcess
 from tests.scenarios.attendance import ATTENDANCE_SCENARIOS
 from tests.scenarios.builder import upn
@@ -101,31 +100,9 @@ def attendance_run(
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
     applied = AppliedOffsets(connection_of(settings), settings.app_id)
     sender = OrderedSender(producer.flush, applied, timeout=180)
-    runs: list[list[list[tuple[str, bytes | None, bytes, int]]]] = []
-    for (_name, lines, _expected), partition in placed:
-        segments: list[list[tuple[str, bytes | None, bytes, int]]] = []
-        for line in lines:
-            topic, record = parse_line(line)
-            if topic == CLOCK_TICKS:
-                key = None
-            elif isinstance(record, RollEvent) or hasattr(record, "upn"):
-                key = record.upn.encode()  # type: ignore[union-attr]
-            else:
-                key = record.school.urn.encode()  # type: ignore[union-attr]
-            item = (settings.topic(topic), key, codec.encode(record), partition)
-            if segments and segments[-1][0][0] == item[0]:
-                segments[-1].append(item)
-            else:
-                segments.append([item])
-        runs.append(segments)
+    runs = [segments_of(lines, settings, codec) for (_name, lines, _expected), _partition in placed]
     try:
-        for round_index in range(max(len(s) for s in runs)):
-            for segments in runs:
-                if round_index < len(segments):
-                    for topic, key, value, partition in segments[round_index]:
-                        sender.sent([producer.send(topic, key=key, value=value, partition=partition)])
-            assert worker.alive(), worker.log()
-            sender.barrier()
+        send_in_rounds(runs, [partition for _case, partition in placed], producer, sender, worker)
         yield placed, read_alerts(settings), settings
     finally:
         producer.close()

@@ -16,7 +16,7 @@ from cli.commands.publish import connection_of
 from config.settings import Settings
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
-from processors.records import CLOCK_TICKS, Alert
+from processors.records import CLOCK_TICKS, Alert, AttendanceRegister
 from processors.timeline import memory_timeline
 from replay.run import replay
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender
@@ -62,6 +62,49 @@ def read_alerts(settings: Settings, idle_ms: int = 4000) -> list[Alert]:
     return alerts
 
 
+Item = tuple[str, bytes | None, bytes]
+
+
+def message_key(topic: str, record: object) -> bytes | None:
+    """A record's key as its sender gives it: none for a tick, the school's URN for a register, else the UPN."""
+    if topic == CLOCK_TICKS:
+        return None
+    if isinstance(record, AttendanceRegister):
+        return record.school.urn.encode()
+    return record.upn.encode()  # type: ignore[attr-defined]
+
+
+def segments_of(lines: list[str], settings: Settings, codec: AvroCodec) -> list[list[Item]]:
+    """A scenario's records as runs of consecutive records on one topic (lines that do not parse are left out)."""
+    segments: list[list[Item]] = []
+    for line in lines:
+        try:
+            topic, record = parse_line(line)
+        except CodecError:
+            continue
+        item = (settings.topic(topic), message_key(topic, record), codec.encode(record))
+        if segments and segments[-1][0][0] == item[0]:
+            segments[-1].append(item)
+        else:
+            segments.append([item])
+    return segments
+
+
+def send_in_rounds(
+    runs: list[list[list[Item]]], partitions: list[int], producer: KafkaProducer, sender: OrderedSender,
+    worker: WorkerProcess,
+) -> None:
+    """Round r sends every scenario's r-th run, each scenario to its own partition, then waits until the worker
+    applied it all: every scenario goes through Kafka in file order, all of them at once."""
+    for round_index in range(max(len(s) for s in runs)):
+        for partition, segments in zip(partitions, runs, strict=True):
+            if round_index < len(segments):
+                for topic, key, value in segments[round_index]:
+                    sender.sent([producer.send(topic, key=key, value=value, partition=partition)])
+        assert worker.alive(), worker.log()
+        sender.barrier()
+
+
 @pytest.fixture(scope="module")
 def scenario_run(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -85,30 +128,9 @@ def scenario_run(
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
     applied = AppliedOffsets(connection_of(settings), settings.app_id)
     sender = OrderedSender(producer.flush, applied, timeout=180)
-    # Split each scenario into runs of records on one topic; round r sends every scenario's r-th run.
-    runs: list[list[list[tuple[str, bytes | None, bytes]]]] = []
-    for _name, lines, _expected in cases:
-        segments: list[list[tuple[str, bytes | None, bytes]]] = []
-        for line in lines:
-            try:
-                topic, record = parse_line(line)
-            except CodecError:
-                continue
-            key = None if topic == CLOCK_TICKS else record.upn.encode()  # type: ignore[union-attr]
-            item = (settings.topic(topic), key, codec.encode(record))
-            if segments and segments[-1][0][0] == item[0]:
-                segments[-1].append(item)
-            else:
-                segments.append([item])
-        runs.append(segments)
+    runs = [segments_of(lines, settings, codec) for _name, lines, _expected in cases]
     try:
-        for round_index in range(max(len(s) for s in runs)):
-            for partition, segments in enumerate(runs):
-                if round_index < len(segments):
-                    for topic, key, value in segments[round_index]:
-                        sender.sent([producer.send(topic, key=key, value=value, partition=partition)])
-            assert worker.alive(), worker.log()
-            sender.barrier()
+        send_in_rounds(runs, list(range(len(runs))), producer, sender, worker)
         alerts = read_alerts(settings)
         yield cases, alerts, worker
     finally:
