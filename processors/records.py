@@ -267,7 +267,16 @@ SAFEGUARDING_STATUS = "safeguarding.status"
 CLOCK_TICKS = "clock.ticks"
 CASE_ACTIONS = "case.actions"
 ATTENDANCE_REGISTERS = "attendance.registers"
-INPUT_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, CASE_ACTIONS, ATTENDANCE_REGISTERS)
+#: The record each input topic carries.
+INPUT_RECORD_TYPES: dict[str, type[InputRecord]] = {
+    ROLL_EVENTS: RollEvent,
+    EHE_NOTIFICATIONS: EHENotification,
+    SAFEGUARDING_STATUS: SafeguardingStatus,
+    CLOCK_TICKS: ClockTick,
+    CASE_ACTIONS: CaseAction,
+    ATTENDANCE_REGISTERS: AttendanceRegister,
+}
+INPUT_TOPICS = tuple(INPUT_RECORD_TYPES)
 #: The worker's own topic of register marks split by the partition of each child (key: register id), named
 #: after its application id as its changelogs are: `<app id>-mark-batches`.
 MARK_BATCHES_SUFFIX = "mark-batches"

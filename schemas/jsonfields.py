@@ -12,20 +12,9 @@ from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from processors.records import (
-    ATTENDANCE_REGISTERS,
-    CASE_ACTIONS,
-    CLOCK_TICKS,
-    EHE_NOTIFICATIONS,
-    ROLL_EVENTS,
-    SAFEGUARDING_STATUS,
+    INPUT_RECORD_TYPES,
     Alert,
-    AttendanceRegister,
-    CaseAction,
-    ClockTick,
-    EHENotification,
     InputRecord,
-    RollEvent,
-    SafeguardingStatus,
 )
 from schemas.errors import CodecError, CodecErrorCode
 from schemas.mapping import from_fields, load_schema, schema_name, to_fields
@@ -148,14 +137,7 @@ def _symbol(obj: JsonObject, key: str, symbols: Mapping[str, E], context: str, p
 
 
 
-_TOPIC_RECORDS: Mapping[str, type[InputRecord]] = {
-    ROLL_EVENTS: RollEvent,
-    EHE_NOTIFICATIONS: EHENotification,
-    SAFEGUARDING_STATUS: SafeguardingStatus,
-    CLOCK_TICKS: ClockTick,
-    CASE_ACTIONS: CaseAction,
-    ATTENDANCE_REGISTERS: AttendanceRegister,
-}
+_TOPIC_RECORDS: Mapping[str, type[InputRecord]] = INPUT_RECORD_TYPES
 _RECORD_TOPICS: Mapping[type, str] = {record_type: topic for topic, record_type in _TOPIC_RECORDS.items()}
 
 

@@ -15,17 +15,10 @@ from aiokafka.errors import KafkaError
 from processors.apply import apply_record, check
 from processors.failures import UNPROCESSABLE, Rejected, describe_error
 from processors.records import (
-    ATTENDANCE_REGISTERS,
-    CASE_ACTIONS,
-    CLOCK_TICKS,
-    EHE_NOTIFICATIONS,
-    ROLL_EVENTS,
-    SAFEGUARDING_STATUS,
+    INPUT_RECORD_TYPES,
     AttendanceRegister,
     CaseAction,
-    ClockTick,
     DeadLetter,
-    EHENotification,
     InputRecord,
     RollEvent,
     SafeguardingStatus,
@@ -42,14 +35,7 @@ from streams.tables import MemoryPartitionCounts, PartitionCounts
 log = logging.getLogger(__name__)
 
 
-RECORD_TYPES: dict[str, type[InputRecord]] = {
-    ROLL_EVENTS: RollEvent,
-    EHE_NOTIFICATIONS: EHENotification,
-    SAFEGUARDING_STATUS: SafeguardingStatus,
-    CLOCK_TICKS: ClockTick,
-    CASE_ACTIONS: CaseAction,
-    ATTENDANCE_REGISTERS: AttendanceRegister,
-}
+RECORD_TYPES: dict[str, type[InputRecord]] = dict(INPUT_RECORD_TYPES)
 
 
 @dataclass
