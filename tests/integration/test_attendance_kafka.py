@@ -22,7 +22,14 @@ from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from schemas.codec import AvroCodec
 from schemas.jsonfields import alert_to_json
 from streams.topics import ensure_worker_topics
-from tests.integration.test_scenarios_kafka import read_alerts, replayed, segments_of, send_in_rounds
+from tests.integration.test_scenarios_kafka import (
+    Case,
+    read_alerts,
+    replayed,
+    scenario_cases,
+    segments_of,
+    send_in_rounds,
+)
 from tests.integration.workers import WorkerProcess
 from tests.scenarios.attendance import ATTENDANCE_SCENARIOS
 from tests.scenarios.builder import upn
@@ -31,17 +38,10 @@ from tests.shared import SHARED_SCENARIOS
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 64
-Case = tuple[str, list[str], Counter[tuple[str, ...]]]
 
 
 def _cases() -> list[Case]:
-    cases: list[Case] = []
-    for path in sorted(SHARED_SCENARIOS.glob("v2/p0[78]*.jsonl")):
-        expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
-        cases.append((path.stem, path.read_text().splitlines(), Counter(tuple(e) for e in expected)))
-    for scenario in ATTENDANCE_SCENARIOS:
-        cases.append((scenario.name, scenario.lines(), Counter(scenario.expected)))
-    return cases
+    return scenario_cases(sorted(SHARED_SCENARIOS.glob("v2/p0[78]*.jsonl")), ATTENDANCE_SCENARIOS)
 
 
 def _upns_of(lines: list[str]) -> list[str]:

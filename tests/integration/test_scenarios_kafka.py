@@ -26,6 +26,7 @@ from schemas.jsonfields import alert_to_json
 from schemas.jsonformat import parse_line
 from streams.topics import ensure_worker_topics
 from tests.integration.workers import WorkerProcess
+from tests.scenarios.builder import Scenario
 from tests.scenarios.catalogue import SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 
@@ -34,14 +35,23 @@ pytestmark = pytest.mark.integration
 SHARED = SHARED_SCENARIOS
 
 
-def all_scenarios() -> list[tuple[str, list[str], Counter[tuple[str, ...]]]]:
-    cases = []
-    for path in sorted(SHARED.glob("*.jsonl")):
+Case = tuple[str, list[str], Counter[tuple[str, ...]]]
+
+
+def scenario_cases(files: list[Path], scenarios: list[Scenario]) -> list[Case]:
+    """Worked example files (NAME.jsonl beside NAME.expected.json) and catalogue scenarios, as name, lines and
+    the alerts expected."""
+    cases: list[Case] = []
+    for path in files:
         expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
         cases.append((path.stem, path.read_text().splitlines(), Counter(tuple(e) for e in expected)))
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         cases.append((scenario.name, scenario.lines(), Counter(scenario.expected)))
     return cases
+
+
+def all_scenarios() -> list[Case]:
+    return scenario_cases(sorted(SHARED.glob("*.jsonl")), SCENARIOS)
 
 
 def replayed(lines: list[str]) -> list[dict[str, Any]]:
