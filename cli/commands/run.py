@@ -271,6 +271,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     printer: threading.Thread | None = None
     exit_code = 0
+    interrupted = False
     try:
         try:
             # A node this run starts dies with it, even if it is killed outright (SIGKILL, OOM) and so never
@@ -364,9 +365,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"rollwatch run: the {stopped[0]} stopped; see {stopped[1]}", file=sys.stderr)
             exit_code = 1
     except KeyboardInterrupt:
-        print("\nStopping...", flush=True)
+        interrupted = True
     finally:
         with _ignoring_interrupts():
+            if interrupted:
+                print("\nStopping...", flush=True)
             stop.set()
             if children is not None:
                 children.stop_all()
