@@ -79,6 +79,8 @@ class Rule(StrEnum):
     NOT_RETURNED_FROM_LEAVE = "NOT_RETURNED_FROM_LEAVE"
     ABSENCE_REMOVAL_UNSUPPORTED = "ABSENCE_REMOVAL_UNSUPPORTED"
     NO_SHOW_AFTER_ADMISSION = "NO_SHOW_AFTER_ADMISSION"
+    REFERRAL_NOT_ON_ROLL = "REFERRAL_NOT_ON_ROLL"
+    REFERRAL_ON_ROLL = "REFERRAL_ON_ROLL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,21 +204,118 @@ class ClockTick:
     today: date
 
 
+class ReferralConcern(StrEnum):
+    NOT_IN_SCHOOL = "NOT_IN_SCHOOL"
+    NOT_ATTENDING = "NOT_ATTENDING"
+    EDUCATION_UNSUITABLE = "EDUCATION_UNSUITABLE"
+    NEW_TO_AREA = "NEW_TO_AREA"
+    OTHER = "OTHER"
+
+
+class ReferrerAgency(StrEnum):
+    SCHOOL = "SCHOOL"
+    HEALTH = "HEALTH"
+    HOUSING = "HOUSING"
+    POLICE = "POLICE"
+    YOUTH_JUSTICE = "YOUTH_JUSTICE"
+    SOCIAL_CARE = "SOCIAL_CARE"
+    VOLUNTARY = "VOLUNTARY"
+    PUBLIC = "PUBLIC"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralChild:
+    """A referred child as the referrer knows them."""
+
+    forename: str
+    surname: str
+    date_of_birth: date | None = None
+    postcode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """Who referred; anonymous when neither name nor contact is given."""
+
+    agency: ReferrerAgency
+    name: str | None = None
+    contact: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.name and not self.contact
+
+
+@dataclass(frozen=True, slots=True)
+class CMEReferral:
+    """A practitioner's or the public's report of a child who may be missing education."""
+
+    referral_id: str
+    received_on: date
+    la_code: str
+    upn: str | None
+    child: ReferralChild
+    concern: ReferralConcern
+    referrer: Referrer
+    details: str | None = None
+
+
 class CaseActionType(StrEnum):
     CLOSE = "CLOSE"
+    NOTE = "NOTE"
+    ASSIGN = "ASSIGN"
+    LINK = "LINK"
+
+
+class CloseReason(StrEnum):
+    LOCATED_AT_SCHOOL = "LOCATED_AT_SCHOOL"
+    HOME_EDUCATION_CONFIRMED = "HOME_EDUCATION_CONFIRMED"
+    LEFT_ENGLAND_CONFIRMED = "LEFT_ENGLAND_CONFIRMED"
+    MOVED_TO_OTHER_LA = "MOVED_TO_OTHER_LA"
+    DIED = "DIED"
+    OTHER = "OTHER"
+
+
+class EnquiryKind(StrEnum):
+    SCHOOL_CONTACTED = "SCHOOL_CONTACTED"
+    FAMILY_CONTACTED = "FAMILY_CONTACTED"
+    HOME_VISIT = "HOME_VISIT"
+    OTHER_LA_CONTACTED = "OTHER_LA_CONTACTED"
+    LOST_PUPIL_DATABASE_CHECKED = "LOST_PUPIL_DATABASE_CHECKED"
+    HEALTH_OR_HOUSING_CHECKED = "HEALTH_OR_HOUSING_CHECKED"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEnquiry:
+    """One reasonable enquiry an officer made on a case, and what it found."""
+
+    kind: EnquiryKind
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True)
 class CaseAction:
-    """An officer's decision on a CME case, applied by the worker to the child's state."""
+    """An officer's work on a CME case: closing and linking change the child's state; every action is recorded."""
 
     action_id: str
-    upn: str
+    upn: str | None
     case_id: str
     action: CaseActionType
     reason: str
     by: str
     at: datetime
+    referral_id: str | None = None
+    close_reason: CloseReason | None = None
+    enquiry: CaseEnquiry | None = None
+    assignee: str | None = None
+    la_code: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The message key on case.actions: the UPN, else the referral id."""
+        return self.upn or self.referral_id or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +334,19 @@ class Alert:
     recipient: Recipient
     la_code: str
     severity: Severity
-    upn: str
+    upn: str | None
     child: AlertChild | None
     school_urn: str | None
     raised_on: date
     reason: str
     trigger_event_ids: tuple[str, ...] = field(default_factory=tuple)
     case_id: str | None = None
+    referral_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The message key on the alert topics: the UPN, else the referral id."""
+        return self.upn or self.referral_id or ""
 
     @property
     def topic(self) -> str:
@@ -267,6 +372,7 @@ SAFEGUARDING_STATUS = "safeguarding.status"
 CLOCK_TICKS = "clock.ticks"
 CASE_ACTIONS = "case.actions"
 ATTENDANCE_REGISTERS = "attendance.registers"
+CME_REFERRALS = "cme.referrals"
 #: The record each input topic carries.
 INPUT_RECORD_TYPES: dict[str, type[InputRecord]] = {
     ROLL_EVENTS: RollEvent,

@@ -356,7 +356,8 @@ def _status_problems(status: SafeguardingStatus) -> list[Problem]:
 
 def _case_action_problems(action: CaseAction) -> list[Problem]:
     problems = _uuid_problems(action.action_id, "action_id")
-    problems += upn_problems(action.upn, "upn")
+    if action.upn is not None:
+        problems += upn_problems(action.upn, "upn")
     if not _UUID.fullmatch(action.case_id):
         problems.append(
             Problem(

@@ -93,7 +93,7 @@ def _run_shard(path: Path, shard: int, shards: int, config: RuleConfig, out: Pat
                 result.dead_letters[refused.code] += 1
             for alert in applied.alerts:
                 result.alerts += 1
-                rows.write(b"%012d\t%s\t%s\n" % (number, alert.upn.encode(), alert_to_line(alert)))
+                rows.write(b"%012d\t%s\t%s\n" % (number, alert.key.encode(), alert_to_line(alert)))
             if shard == 0 and progress_every and number and number % progress_every == 0:
                 rate = number / (time.perf_counter() - started)
                 print(f"replay: about {number:,} lines read, {rate:,.0f} lines/s", file=sys.stderr, flush=True)

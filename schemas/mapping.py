@@ -18,16 +18,24 @@ from processors.records import (
     AttendanceRegister,
     CaseAction,
     CaseActionType,
+    CaseEnquiry,
     Child,
     ClockTick,
+    CloseReason,
+    CMEReferral,
     DeadLetter,
     Destination,
     DestinationKind,
     EHEMethod,
     EHENotification,
+    EnquiryKind,
     EventType,
     Ground,
     Recipient,
+    ReferralChild,
+    ReferralConcern,
+    Referrer,
+    ReferrerAgency,
     RollEvent,
     Rule,
     SafeguardingStatus,
@@ -40,7 +48,15 @@ NAMESPACE = "uk.rollwatch"
 
 AvroDict = dict[str, Any]
 AvroRecord = (
-    RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | AttendanceRegister | Alert | DeadLetter
+    RollEvent
+    | EHENotification
+    | SafeguardingStatus
+    | ClockTick
+    | CaseAction
+    | AttendanceRegister
+    | CMEReferral
+    | Alert
+    | DeadLetter
 )
 
 # Naming the union branch of an optional nested record (fastavro's tuple notation) saves fastavro from
@@ -48,6 +64,8 @@ AvroRecord = (
 _DESTINATION_BRANCH = f"{NAMESPACE}.Destination"
 _SOCIAL_WORKER_BRANCH = f"{NAMESPACE}.SocialWorker"
 _ALERT_CHILD_BRANCH = f"{NAMESPACE}.AlertChild"
+_CLOSE_REASON_BRANCH = f"{NAMESPACE}.CloseReason"
+_CASE_ENQUIRY_BRANCH = f"{NAMESPACE}.CaseEnquiry"
 
 # Enum lookups by symbol: a dict hit is several times cheaper than calling the enum class.
 _EVENT_TYPES = {member.value: member for member in EventType}
@@ -58,6 +76,10 @@ _RULES = {member.value: member for member in Rule}
 _RECIPIENTS = {member.value: member for member in Recipient}
 _SEVERITIES = {member.value: member for member in Severity}
 _CASE_ACTION_TYPES = {member.value: member for member in CaseActionType}
+_CLOSE_REASONS = {member.value: member for member in CloseReason}
+_ENQUIRY_KINDS = {member.value: member for member in EnquiryKind}
+_CONCERNS = {member.value: member for member in ReferralConcern}
+_AGENCIES = {member.value: member for member in ReferrerAgency}
 
 
 def _school_to_avro(school: School) -> AvroDict:
@@ -199,6 +221,13 @@ def _case_action_to_avro(action: CaseAction) -> AvroDict:
         "reason": action.reason,
         "by": action.by,
         "at": action.at,
+        "referral_id": action.referral_id,
+        "close_reason": None if action.close_reason is None else (_CLOSE_REASON_BRANCH, action.close_reason),
+        "enquiry": None
+        if action.enquiry is None
+        else (_CASE_ENQUIRY_BRANCH, {"kind": action.enquiry.kind, "outcome": action.enquiry.outcome}),
+        "assignee": action.assignee,
+        "la_code": action.la_code,
     }
 
 
@@ -211,6 +240,51 @@ def _case_action_from_avro(fields: AvroDict) -> CaseAction:
         reason=fields["reason"],
         by=fields["by"],
         at=fields["at"],
+        referral_id=fields.get("referral_id"),
+        close_reason=None if fields.get("close_reason") is None else _CLOSE_REASONS[fields["close_reason"]],
+        enquiry=None
+        if (enquiry := fields.get("enquiry")) is None
+        else CaseEnquiry(kind=_ENQUIRY_KINDS[enquiry["kind"]], outcome=enquiry["outcome"]),
+        assignee=fields.get("assignee"),
+        la_code=fields.get("la_code"),
+    )
+
+
+def _referral_to_avro(referral: CMEReferral) -> AvroDict:
+    child, referrer = referral.child, referral.referrer
+    return {
+        "referral_id": referral.referral_id,
+        "received_on": referral.received_on,
+        "la_code": referral.la_code,
+        "upn": referral.upn,
+        "child": {
+            "forename": child.forename,
+            "surname": child.surname,
+            "date_of_birth": child.date_of_birth,
+            "postcode": child.postcode,
+        },
+        "concern": referral.concern,
+        "details": referral.details,
+        "referrer": {"agency": referrer.agency, "name": referrer.name, "contact": referrer.contact},
+    }
+
+
+def _referral_from_avro(fields: AvroDict) -> CMEReferral:
+    child, referrer = fields["child"], fields["referrer"]
+    return CMEReferral(
+        referral_id=fields["referral_id"],
+        received_on=fields["received_on"],
+        la_code=fields["la_code"],
+        upn=fields["upn"],
+        child=ReferralChild(
+            forename=child["forename"],
+            surname=child["surname"],
+            date_of_birth=child["date_of_birth"],
+            postcode=child["postcode"],
+        ),
+        concern=_CONCERNS[fields["concern"]],
+        details=fields["details"],
+        referrer=Referrer(agency=_AGENCIES[referrer["agency"]], name=referrer["name"], contact=referrer["contact"]),
     )
 
 
@@ -254,6 +328,7 @@ def _alert_to_avro(alert: Alert) -> AvroDict:
         "raised_on": alert.raised_on,
         "reason": alert.reason,
         "trigger_event_ids": alert.trigger_event_ids,
+        "referral_id": alert.referral_id,
     }
 
 
@@ -274,6 +349,7 @@ def _alert_from_avro(fields: AvroDict) -> Alert:
         reason=fields["reason"],
         trigger_event_ids=tuple(fields["trigger_event_ids"]),
         case_id=fields["case_id"],
+        referral_id=fields.get("referral_id"),
     )
 
 
@@ -319,6 +395,7 @@ MAPPINGS: Mapping[str, RecordMapping] = {
     f"{NAMESPACE}.AttendanceRegister": RecordMapping(
         AttendanceRegister, _attendance_register_to_avro, _attendance_register_from_avro
     ),
+    f"{NAMESPACE}.CMEReferral": RecordMapping(CMEReferral, _referral_to_avro, _referral_from_avro),
     f"{NAMESPACE}.Alert": RecordMapping(Alert, _alert_to_avro, _alert_from_avro),
     f"{NAMESPACE}.DeadLetter": RecordMapping(DeadLetter, _dead_letter_to_avro, _dead_letter_from_avro),
 }

@@ -51,7 +51,7 @@ class KafkaAlertSink(_OutboxSink):
 
     async def send(self, alert: Alert) -> None:
         topic = await self.topics.get(alert.topic)
-        self.outbox.stage(topic.get_topic_name(), alert.upn.encode(), self.codec.encode(alert))
+        self.outbox.stage(topic.get_topic_name(), alert.key.encode(), self.codec.encode(alert))
 
 
 #: Largest dead letter sent, in bytes: under Kafka's default message size (1,048,588) with room for the key

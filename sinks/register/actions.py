@@ -84,7 +84,7 @@ def publish_case_action(settings: Settings, action: CaseAction) -> str:
         admin.close()
     producer = KafkaProducer(acks="all", retries=10, **options)
     try:
-        producer.send(topic, key=action.upn.encode(), value=AvroCodec().encode(action)).get(timeout=30)
+        producer.send(topic, key=action.key.encode(), value=AvroCodec().encode(action)).get(timeout=30)
     finally:
         producer.close()
     return topic
