@@ -200,7 +200,7 @@ async def test_the_page_shows_the_roles_trends_only(dashboard: LADashboard) -> N
         "MISSING_NO_DESTINATION", "TRANSITION_NOT_COMPLETED", "CHILD_LOCATED"}
     assert [point.get("data-count") for point in cases_svg.iter(f"{SVG}circle")][-3:] == ["1", "1", "2"]
     trends = section(reply.body)
-    assert '<table class="visually-hidden trend-alerts">' in trends
+    assert '<div class="visually-hidden"><table class="trend-alerts">' in trends
     assert "<th scope=\"row\">Week of 10 Mar 2025 (2025-W11), to date</th><td>0</td><td>1</td><td>0</td>" in trends
     # Counts only: no child's name or UPN in the section.
     assert "Okafor" not in trends and "A331200001001" not in trends
