@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Protocol, TypeVar
@@ -30,8 +30,9 @@ from processors.identifiers import la_name
 from processors.records import Alert, Recipient, Rule, Severity
 from sinks.register.audit import DASHBOARD, DASHBOARD_JSON, AuditEvent, events_for
 from sinks.register.engine import RegisterNotReady
-from sinks.register.queries import LARegisterView, OpenCase
+from sinks.register.queries import LARegisterView, LATrends, OpenCase
 from sinks.register.store import Register, open_register
+from web.trends import TrendsReader, load_trends, trend_view, trends_viewed
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
@@ -95,13 +96,14 @@ class LAOverview:
     alerts: list[Alert]
     alerts_total: int
     generated_at: datetime
+    trends: LATrends | None = None
 
     @property
     def la_name(self) -> str:
         return la_name(self.la_code) or f"LA {self.la_code}"
 
 
-class RegisterReader(Protocol):
+class RegisterReader(TrendsReader, Protocol):
     """What the dashboard reads from the register, and where it records who saw what."""
 
     def la_register_view(
@@ -318,6 +320,7 @@ def render_page(
         json_url=page_url(overview.la_code, filters, "cases.json"),
         alert_limit=alert_limit,
         recipient_labels=RECIPIENT_LABELS,
+        trends=trend_view(overview.trends),
     )
 
 
@@ -513,10 +516,14 @@ class LADashboard:
         overview = load_overview(
             reader, principal.la_code, filters, self.alert_limit, self.clock(), principal.recipient
         )
+        if not as_json:  # the page's trends, scoped as its lists are
+            today = overview.generated_at.date()
+            overview = replace(overview, trends=load_trends(reader, principal.la_code, today, principal.recipient))
         # Written before the reply leaves: a view the trail cannot record is not shown.
         channel = DASHBOARD_JSON if as_json else DASHBOARD
         reader.record_audit(
             events_for(principal.name, principal.la_code, principal.role, channel, shown_records(overview))
+            + trends_viewed(overview.trends, principal.name, principal.la_code, principal.role)
         )
         return overview
 

@@ -21,6 +21,7 @@ from sinks.register.queries import (
     CaseQuery,
     CaseSummary,
     LARegisterView,
+    LATrends,
     OpenCase,
 )
 from sinks.register.retention import PurgeItem, PurgeReport, RetentionPolicy, add_years
@@ -42,6 +43,7 @@ __all__ = [
     "DeliveryRecord",
     "FeedStats",
     "LARegisterView",
+    "LATrends",
     "MemoryDeliveryLog",
     "MemoryRegisterWriter",
     "OpenCase",

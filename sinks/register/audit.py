@@ -15,10 +15,12 @@ from sinks.register.schema import AuditEventRow, DeliveryOutcome
 
 DASHBOARD = "dashboard"
 DASHBOARD_JSON = "dashboard-json"
+#: The dashboard's trend charts: counts only, so their row names no case and no child.
+DASHBOARD_TRENDS = "dashboard-trends"
 CLI_CASES_LIST = "cli cases list"
 CLI_CASES_SHOW = "cli cases show"
 WEBHOOK = "webhook"
-CHANNELS = (DASHBOARD, DASHBOARD_JSON, CLI_CASES_LIST, CLI_CASES_SHOW, WEBHOOK)
+CHANNELS = (DASHBOARD, DASHBOARD_JSON, DASHBOARD_TRENDS, CLI_CASES_LIST, CLI_CASES_SHOW, WEBHOOK)
 #: The dashboard role whose work each recipient's alerts are; a webhook delivery is audited under it.
 ROLE_OF_RECIPIENT = {
     Recipient.CME_OFFICER: "cme-officer",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy import case as sql_case
-from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
@@ -19,6 +19,8 @@ from sinks.register.schema import TABLES, AlertRow, CaseHolderRow, CaseRow, Case
 SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
 #: Cases are looked up in chunks of this many ids, to stay within SQLite's parameter limit.
 ID_CHUNK = 500
+#: ISO weeks the dashboard's trends cover, the current one included.
+TREND_WEEKS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,27 @@ class LARegisterView:
     alerts_total: int
 
 
+@dataclass(frozen=True, slots=True)
+class LATrends:
+    """One LA's alerts and cases as one role may see them, per ISO week (Mondays, oldest first; the last is
+    the current week, up to `today`): alerts raised each week by rule (only rules with any, in Rule order),
+    and the cases open at each week's end. `open_cases` is None for a role that works no cases."""
+
+    today: date
+    weeks: tuple[date, ...]
+    alerts: dict[Rule, tuple[int, ...]]
+    open_cases: tuple[int, ...] | None
+
+    @property
+    def week_ends(self) -> tuple[date, ...]:
+        """Each week's Sunday; today for the current week, whose end has not come yet."""
+        return tuple(min(monday + timedelta(days=6), self.today) for monday in self.weeks)
+
+    @property
+    def alerts_total(self) -> int:
+        return sum(sum(counts) for counts in self.alerts.values())
+
+
 def _severity_rank_expression() -> Any:
     return sql_case(
         *[(AlertRow.severity == severity.value, rank) for severity, rank in SEVERITY_RANK.items()],
@@ -135,17 +158,45 @@ def cases(sessions: sessionmaker[Session], query: CaseQuery | None = None) -> li
     if query.until is not None:
         statement = statement.where(CaseRow.opened_on <= query.until)
     if query.la_code is not None:
-        statement = statement.where(exists().where(
-            CaseHolderRow.case_id == CaseRow.case_id, CaseHolderRow.la_code == query.la_code
-        ))
+        statement = statement.where(_held_by(query.la_code))
     if query.severity is not None:
-        most_urgent = (
-            select(func.min(_severity_rank_expression()))
-            .where(AlertRow.case_id == CaseRow.case_id)
-            .scalar_subquery()
-        )
-        statement = statement.where(most_urgent == SEVERITY_RANK[query.severity])
+        statement = statement.where(_most_urgent_is(query.severity))
     return _summaries(sessions, statement)
+
+
+def _held_by(la_code: str) -> ColumnElement[bool]:
+    return exists().where(CaseHolderRow.case_id == CaseRow.case_id, CaseHolderRow.la_code == la_code)
+
+
+def _most_urgent_is(severity: Severity) -> ColumnElement[bool]:
+    """The case's most urgent alert (of any LA) has this severity."""
+    most_urgent = (
+        select(func.min(_severity_rank_expression())).where(AlertRow.case_id == CaseRow.case_id).scalar_subquery()
+    )
+    return most_urgent == SEVERITY_RANK[severity]
+
+
+def _alert_scope(la_code: str, recipient: Recipient | None) -> list[ColumnElement[bool]]:
+    """The alerts an LA's dashboard role sees: the LA's own, and of those only its recipient's."""
+    conditions = [AlertRow.la_code == la_code]
+    if recipient is not None:
+        conditions.append(AlertRow.recipient == recipient.value)
+    return conditions
+
+
+def _case_scope(la_code: str, recipient: Recipient | None) -> ColumnElement[bool] | None:
+    """The cases an LA's dashboard role works, as a condition on cases; None when it works none. A CME officer
+    (or no role) the cases the LA holds, social care the cases of children it was alerted about (protected
+    children), whichever LAs hold them, the EHE service none."""
+    if recipient is Recipient.EHE_SERVICE:
+        return None
+    if recipient is Recipient.SOCIAL_CARE:
+        return exists().where(
+            AlertRow.case_id == CaseRow.case_id,
+            AlertRow.la_code == la_code,
+            AlertRow.recipient == Recipient.SOCIAL_CARE.value,
+        )
+    return _held_by(la_code)
 
 
 def _summaries(sessions: sessionmaker[Session], statement: Any) -> list[CaseSummary]:
@@ -208,17 +259,10 @@ def la_register_view(
 ) -> LARegisterView:
     """The LA's open cases (most recently opened first) and its newest alerts (at most `alert_limit`), both
     filtered by severity and rule when given. With a recipient, only that recipient's alerts, and only the
-    cases that recipient works: a CME officer the cases the LA holds, social care the open cases of children
-    it was alerted about (protected children), the EHE service none."""
-    if recipient is Recipient.EHE_SERVICE:
-        summaries: list[CaseSummary] = []
-    else:
-        summaries = cases(
-            sessions, CaseQuery(la_code=la_code, status=CaseStatus.OPEN, rule=rule, severity=severity)
-        ) if recipient is not Recipient.SOCIAL_CARE else _social_care_cases(sessions, la_code, rule, severity)
-    conditions = [AlertRow.la_code == la_code]
-    if recipient is not None:
-        conditions.append(AlertRow.recipient == recipient.value)
+    cases that recipient works (see _case_scope)."""
+    scope = _case_scope(la_code, recipient)
+    summaries = [] if scope is None else _open_cases_in(sessions, scope, rule, severity)
+    conditions = _alert_scope(la_code, recipient)
     if severity is not None:
         conditions.append(AlertRow.severity == severity.value)
     if rule is not None:
@@ -241,22 +285,15 @@ def la_register_view(
     return LARegisterView(open_cases, newest, total)
 
 
-def _social_care_cases(
-    sessions: sessionmaker[Session], la_code: str, rule: Rule | None, severity: Severity | None
+def _open_cases_in(
+    sessions: sessionmaker[Session], scope: ColumnElement[bool], rule: Rule | None, severity: Severity | None
 ) -> list[CaseSummary]:
-    """Open cases with an alert to this LA's social care, whichever LAs hold them."""
-    statement = select(CaseRow).where(
-        CaseRow.status == CaseStatus.OPEN.value,
-        exists().where(
-            AlertRow.case_id == CaseRow.case_id,
-            AlertRow.la_code == la_code,
-            AlertRow.recipient == Recipient.SOCIAL_CARE.value,
-        ),
-    )
+    statement = select(CaseRow).where(CaseRow.status == CaseStatus.OPEN.value, scope)
     if rule is not None:
         statement = statement.where(CaseRow.opening_rule == rule.value)
-    found = _summaries(sessions, statement)
-    return found if severity is None else [summary for summary in found if summary.severity is severity]
+    if severity is not None:
+        statement = statement.where(_most_urgent_is(severity))
+    return _summaries(sessions, statement)
 
 
 def _first_alerts_of_cases(
@@ -264,9 +301,7 @@ def _first_alerts_of_cases(
 ) -> dict[str, tuple[str | None, str]]:
     """School URN and reason of the LA's earliest alert of each case (to `recipient`, when given)."""
     found: dict[str, tuple[str | None, str]] = {}
-    conditions = [AlertRow.la_code == la_code]
-    if recipient is not None:
-        conditions.append(AlertRow.recipient == recipient.value)
+    conditions = _alert_scope(la_code, recipient)
     for chunk in _chunks(case_ids, ID_CHUNK):
         rows = session.execute(
             select(AlertRow.case_id, AlertRow.school_urn, AlertRow.reason)
@@ -277,6 +312,51 @@ def _first_alerts_of_cases(
             if case_id is not None and case_id not in found:
                 found[case_id] = (school_urn, reason)
     return found
+
+
+def la_trends(
+    sessions: sessionmaker[Session],
+    la_code: str,
+    today: date,
+    recipient: Recipient | None = None,
+    weeks: int = TREND_WEEKS,
+) -> LATrends:
+    """The LA's alerts per ISO week by rule (by `raised_on`) and its open cases at each week's end, over the
+    `weeks` weeks up to `today`, scoped to what `recipient` sees exactly as la_register_view scopes its lists.
+    The page's severity and rule filters do not apply: trends show the role's whole workload."""
+    if weeks < 1:
+        raise ValueError(f"weeks must be at least 1, not {weeks}")
+    first = today - timedelta(days=today.weekday(), weeks=weeks - 1)
+    mondays = tuple(first + timedelta(weeks=index) for index in range(weeks))
+    per_rule: dict[Rule, list[int]] = {}
+    case_scope = _case_scope(la_code, recipient)
+    with sessions() as session:
+        # Grouped by day, bucketed into weeks here: SQLite and PostgreSQL name ISO weeks differently.
+        for raised_on, rule, count in session.execute(
+            select(AlertRow.raised_on, AlertRow.rule, func.count())
+            .where(*_alert_scope(la_code, recipient), AlertRow.raised_on >= first, AlertRow.raised_on <= today)
+            .group_by(AlertRow.raised_on, AlertRow.rule)
+        ):
+            per_rule.setdefault(Rule(rule), [0] * weeks)[(raised_on - first).days // 7] += count
+        spans: list[tuple[date, date | None]] = []
+        if case_scope is not None:
+            rows = session.execute(
+                select(CaseRow.opened_on, CaseRow.closed_on).where(
+                    case_scope,
+                    CaseRow.opened_on <= today,
+                    or_(CaseRow.status == CaseStatus.OPEN.value, CaseRow.closed_on >= first),
+                )
+            )
+            # A case without an opening date has had no opening alert yet: it belongs to no week.
+            spans = [(opened_on, closed_on) for opened_on, closed_on in rows if opened_on is not None]
+    trends = LATrends(today, mondays, {rule: tuple(per_rule[rule]) for rule in Rule if rule in per_rule}, None)
+    if case_scope is None:
+        return trends
+    open_at_ends = tuple(
+        sum(1 for opened_on, closed_on in spans if opened_on <= end and (closed_on is None or closed_on > end))
+        for end in trends.week_ends
+    )
+    return LATrends(trends.today, trends.weeks, trends.alerts, open_at_ends)
 
 
 def counts(sessions: sessionmaker[Session]) -> dict[str, int]:

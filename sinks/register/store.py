@@ -13,7 +13,7 @@ from sinks.register import audit, deliveries, queries, retention, writer
 from sinks.register.audit import AuditEvent
 from sinks.register.deliveries import DeliveryRecord, PendingDelivery
 from sinks.register.engine import check_schema, create_register_engine
-from sinks.register.queries import CaseDetails, CaseQuery, CaseSummary, LARegisterView
+from sinks.register.queries import TREND_WEEKS, CaseDetails, CaseQuery, CaseSummary, LARegisterView, LATrends
 from sinks.register.retention import PurgeReport, RetentionPolicy
 from sinks.register.schema import DeliveryOutcome
 from sinks.register.writer import BatchResult
@@ -72,6 +72,11 @@ class Register:
         recipient: Recipient | None = None,
     ) -> LARegisterView:
         return queries.la_register_view(self._sessions, la_code, severity, rule, alert_limit, recipient)
+
+    def la_trends(
+        self, la_code: str, today: date, recipient: Recipient | None = None, weeks: int = TREND_WEEKS
+    ) -> LATrends:
+        return queries.la_trends(self._sessions, la_code, today, recipient, weeks)
 
     def deliveries(self, alert_ids: Iterable[str] | None = None) -> list[DeliveryRecord]:
         return deliveries.deliveries(self._sessions, alert_ids)

@@ -17,8 +17,9 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -39,6 +40,15 @@ CREDENTIALS = {
     for la, token in TOKENS.items()
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The alerts fall on Wednesdays of recent weeks, so the trend charts (the last 12 weeks to the worker's today)
+#: count them whichever day the test runs, even if the worker's clock is a day off this one.
+TODAY = datetime.now(tz=ZoneInfo("Europe/London")).date()
+THIS_MONDAY = TODAY - timedelta(days=TODAY.weekday())
+
+
+def weeks_ago(weeks: int) -> date:
+    return THIS_MONDAY - timedelta(weeks=weeks) + timedelta(days=2)
+
 
 COVENTRY_CHILDREN = [
     ("A331200001001", AlertChild("Amelia", "Okafor", date(2014, 5, 2))),
@@ -68,12 +78,12 @@ def register_contents() -> list[Alert]:
             alerts.append(Alert(
                 alert_id=str(uuid.UUID(int=number)), rule=rule, recipient=Recipient.CME_OFFICER, la_code=la,
                 severity=severity, upn=upn, child=child, school_urn=f"14{number:04d}",
-                raised_on=date(2025, 3, 3 + index), reason=reason, case_id=str(uuid.UUID(int=1000 + number)),
+                raised_on=weeks_ago(1 + 2 * index), reason=reason, case_id=str(uuid.UUID(int=1000 + number)),
             ))
     upn, child = COVENTRY_CHILDREN[0]
     alerts.append(Alert(
         alert_id=str(uuid.UUID(int=99)), rule=Rule.EHE_NOTIFIED, recipient=Recipient.EHE_SERVICE, la_code=COVENTRY,
-        severity=Severity.INFO, upn=upn, child=child, school_urn="140001", raised_on=date(2025, 3, 12),
+        severity=Severity.INFO, upn=upn, child=child, school_urn="140001", raised_on=weeks_ago(2),
         reason="Removed from roll for elective home education (ground F).",
     ))
     return alerts
@@ -310,3 +320,81 @@ async def test_screenshot_artifact(dashboard_server: DashboardServer, browser: B
     assert png_size(data) == (1280, 900)
     # A blank or error page compresses to a few kilobytes; tables of text and coloured badges do not.
     assert len(data) > 30_000, len(data)
+
+
+#: What the Trends section shows, read from the rendered page: charts, their labels and counts, and the table.
+TRENDS_IN_THE_PAGE = """(() => {
+  const section = document.querySelector('section.trends');
+  if (!section) return null;
+  const charts = [...section.querySelectorAll('svg[role=img]')];
+  const box = (element) => { const r = element.getBoundingClientRect(); return [r.width, r.height]; };
+  const counts = (selector) => [...section.querySelectorAll(selector)].map((e) => Number(e.dataset.count));
+  const rows = (selector) => [...section.querySelectorAll(selector + ' tbody tr')].map(
+    (tr) => [tr.querySelector('th').textContent, ...[...tr.querySelectorAll('td')].map((td) => td.textContent)]);
+  const at = section.getBoundingClientRect();
+  return {
+    labels: charts.map((svg) => svg.getAttribute('aria-label')),
+    titles: charts.map((svg) => svg.querySelector('title').textContent),
+    sizes: charts.map(box),
+    bars: [...section.querySelectorAll('rect.bar')].map((r) => [r.dataset.series, Number(r.dataset.count)]),
+    points: counts('circle.point'),
+    legend: [...section.querySelectorAll('g.legend text')].map((t) => t.textContent),
+    alertRows: rows('table.trend-alerts'),
+    caseRows: rows('table.trend-cases'),
+    tableSize: box(section.querySelector('table.trend-alerts').parentElement),
+    scripts: document.scripts.length,
+    violations: window.cspViolations || [],
+    clip: [at.left + window.scrollX - 8, at.top + window.scrollY - 8, at.width + 16, at.height + 16],
+  };
+})()"""
+
+
+def monday_of(week_name: str) -> date:
+    """The Monday of a table row's week, from its ISO week: "Week of 3 Mar 2025 (2025-W10)" -> 3 Mar 2025."""
+    found = re.search(r"\((\d{4})-W(\d{2})\)", week_name)
+    assert found is not None, week_name
+    return date.fromisocalendar(int(found.group(1)), int(found.group(2)), 1)
+
+
+async def test_trend_charts_render_the_las_own_counts(dashboard_server: DashboardServer, browser: Browser) -> None:
+    # Records any Content-Security-Policy violation from the first byte of each page on.
+    await browser.call("Page.addScriptToEvaluateOnNewDocument", source=(
+        "window.cspViolations = []; document.addEventListener('securitypolicyviolation', "
+        "(e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    ))
+    await sign_in(browser, dashboard_server.base_url, COVENTRY, TOKENS[COVENTRY])
+    shown = await browser.evaluate(TRENDS_IN_THE_PAGE)
+    assert isinstance(shown, dict), "no Trends section on the page"
+    assert shown["scripts"] == 0 and shown["violations"] == []
+    assert shown["titles"] == ["Alerts per week by rule", "Open cases at each week's end"]
+    # Coventry's officer: three alerts, three open cases; Dudley's two and the EHE notice are not counted.
+    coventry = [alert for alert in register_contents() if alert.la_code == COVENTRY
+                and alert.recipient is Recipient.CME_OFFICER]
+    rules = {alert.rule.value: 1 for alert in coventry}
+    assert shown["labels"][0].startswith("Alerts per week by rule. 3 alerts in the last 12 weeks: ")
+    assert sorted(shown["bars"]) == sorted([rule, 1] for rule in rules)
+    assert sorted(shown["legend"]) == sorted(f"{rule} (1)" for rule in rules)
+    assert shown["points"][-1] == 3 and "3 open today" in shown["labels"][1]
+    # The screen readers' tables hold the same numbers, week by week.
+    assert len(shown["alertRows"]) == len(shown["caseRows"]) == len(shown["points"]) == 12
+    for alert_row, case_row, point in zip(shown["alertRows"], shown["caseRows"], shown["points"], strict=True):
+        monday = monday_of(alert_row[0])
+        in_week = [alert for alert in coventry if monday <= alert.raised_on <= monday + timedelta(days=6)]
+        assert int(alert_row[-1]) == len(in_week), alert_row
+        opened = [alert for alert in coventry if alert.raised_on <= monday + timedelta(days=6)]
+        assert int(case_row[1]) == point == len(opened), case_row
+    # Drawn at a readable size; the tables are out of sight.
+    for width, height in shown["sizes"]:
+        assert width > 400 and height > 150, shown["sizes"]
+    assert shown["tableSize"] == [1, 1]
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard-la-331-trends.png"
+    shot.unlink(missing_ok=True)
+    x, y, width, height = shown["clip"]
+    captured = await browser.call("Page.captureScreenshot", format="png",
+                                  clip={"x": x, "y": y, "width": width, "height": height, "scale": 1})
+    data = base64.b64decode(str(captured["data"]))
+    shot.write_bytes(data)
+    assert png_size(data) == (round(width), round(height))
+    # Two charts of coloured bars, a line and labels; an empty or unstyled section is far smaller.
+    assert len(data) > 15_000, len(data)

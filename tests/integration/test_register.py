@@ -410,6 +410,25 @@ def test_a_register_at_the_first_schema_migrates_to_this_release(register_url: s
         engine.dispose()
 
 
+# --- trends ----------------------------------------------------------------------------------------------
+
+
+def test_trends_count_alike_on_both_databases(register: Register) -> None:
+    """The dashboard's trend query groups by day and compares dates; PostgreSQL must agree with SQLite."""
+    from tests.unit import test_trends_query as seeded
+
+    register.record(seeded.ALERTS)
+    officer = register.la_trends(seeded.COVENTRY, seeded.TODAY, Recipient.CME_OFFICER)
+    assert officer.alerts == {
+        Rule.MISSING_NO_DESTINATION: seeded.weekly(w2=1, w10=1, w11=1),
+        Rule.TRANSITION_NOT_COMPLETED: seeded.weekly(w0=1),
+        Rule.CHILD_LOCATED: seeded.weekly(w7=1),
+    }
+    assert officer.open_cases == (1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 2, 3)
+    social_care = register.la_trends(seeded.COVENTRY, seeded.TODAY, Recipient.SOCIAL_CARE)
+    assert social_care.open_cases == seeded.weekly(w6=1, w7=1, w8=1, w9=1, w10=1, w11=1)
+
+
 # --- audit -----------------------------------------------------------------------------------------------
 
 
