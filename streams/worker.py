@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from datetime import date, datetime
@@ -30,7 +31,7 @@ from streams.tables import (
     TablePartitionCounts,
     TablePresentDays,
 )
-from streams.topics import mark_batches_topic
+from streams.topics import mark_batches_topic, wait_until_served
 from web.dashboard import install_dashboard
 from web.views import KafkaBrokerProbe, install_views
 
@@ -101,11 +102,14 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
             timelines[partition] = timeline
         return timeline
 
+    async def served(topic: str) -> None:
+        await asyncio.to_thread(wait_until_served, settings, [topic])
+
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix),
-        KafkaDeadLetterSink(app, codec, partitions, outbox),
+        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, served),
+        KafkaDeadLetterSink(app, codec, partitions, outbox, served=served),
         record_types,
         metrics,
         counts,
