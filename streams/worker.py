@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 import mode
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
@@ -17,6 +18,7 @@ from processors.config import RuleConfig
 from processors.records import ATTENDANCE_REGISTERS, CLOCK_TICKS, ClockTick
 from processors.timeline import Timeline
 from schemas.codec import AvroCodec
+from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
 from sinks.metrics import Metrics, PartitionState
 from streams.app import create_app
@@ -32,6 +34,7 @@ from streams.tables import (
     TablePresentDays,
 )
 from streams.topics import mark_batches_topic, wait_until_served
+from streams.tracing import TracedAlerts, TracedDeadLetters, install_tracing
 from web.dashboard import install_dashboard
 from web.views import KafkaBrokerProbe, install_views
 
@@ -59,11 +62,17 @@ class WallClockTicker:
 
 
 
-def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Collection[str] = ()) -> faust.App:
+def build_worker(
+    settings: Settings,
+    rule_config: RuleConfig,
+    ready_topics: Collection[str] = (),
+    tracer: TracerProvider | None = None,
+) -> faust.App:
     """The whole worker: an App whose single agent applies every input record in partition order.
 
     `ready_topics` are the topics known to exist (streams.topics.ensure_worker_topics): the worker neither
-    declares them again nor makes its producers learn them one at a time."""
+    declares them again nor makes its producers learn them one at a time. Each input record is traced with
+    `tracer`, or, without one, over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (streams/tracing.py)."""
     app = create_app(settings, known_topics=ready_topics)
     codec = AvroCodec()
     partitions = settings.topic_partitions
@@ -105,11 +114,15 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
     async def served(topic: str) -> None:
         await asyncio.to_thread(wait_until_served, settings, [topic])
 
+    alerts: AlertSink = KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, served)
+    dead_letters: DeadLetterSink = KafkaDeadLetterSink(app, codec, partitions, outbox, served=served)
+    if install_tracing(app, tracer):
+        alerts, dead_letters = TracedAlerts(alerts), TracedDeadLetters(dead_letters)
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, served),
-        KafkaDeadLetterSink(app, codec, partitions, outbox, served=served),
+        alerts,
+        dead_letters,
         record_types,
         metrics,
         counts,
