@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaConsumer
-from kafka.errors import AuthorizationError, SaslAuthenticationFailedError, TopicAuthorizationFailedError
+from kafka.errors import AuthorizationError, Cancelled, SaslAuthenticationFailedError, TopicAuthorizationFailedError
 
 from config.settings import Settings
 
@@ -33,7 +33,23 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 def network_options() -> dict[str, Any]:
     """kafka-python options of Rollwatch's own beyond servers and security (the MIS client takes them too)."""
+    quiet_cancelled_refresh()
     return {"kafka_client": _network_client}
+
+
+def _not_a_cancelled_refresh(record: logging.LogRecord) -> bool:
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (str(record.msg).startswith("Metadata refresh: failed") and any(isinstance(a, Cancelled) for a in args))
+
+
+def quiet_cancelled_refresh() -> None:
+    """Keeps kafka-python from logging its own close as an ERROR. A client that closes cancels the metadata
+    request it has in flight, and kafka-python then logs `Metadata refresh: failed Cancelled` at ERROR: a
+    consumer refreshing every few seconds (`rollwatch alerts`) often closes during one. A connection lost or
+    refused fails the request with another error, which is still logged."""
+    logger = logging.getLogger("kafka.cluster")
+    if _not_a_cancelled_refresh not in logger.filters:
+        logger.addFilter(_not_a_cancelled_refresh)
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
 
 import faust
@@ -11,17 +11,25 @@ from processors.records import Alert, DeadLetter, dead_letter_topic
 from schemas.codec import AvroCodec
 from sinks.alerts import Outbox
 
+#: Waits until a topic just declared is served by its partitions' leaders (streams.topics.wait_until_served).
+Served = Callable[[str], Awaitable[None]]
+
 
 class _TopicCache:
     """Declares each output topic once (so it gets the configured partitions), then reuses it; topics created
     before the worker started (`ready`, full names) are not declared again, which would cost the record that
-    first meets one a round trip to the controller."""
+    first meets one a round trip to the controller. A topic declared here is awaited with `served` before its
+    first message is staged: the controller answers the creation before the new partitions' leaders serve
+    them, and a send meanwhile is turned away (NotLeaderForPartition) and retried with a warning each time."""
 
-    def __init__(self, app: faust.App, partitions: int, prefix: str, ready: Collection[str] = ()) -> None:
+    def __init__(
+        self, app: faust.App, partitions: int, prefix: str, ready: Collection[str] = (), served: Served | None = None
+    ) -> None:
         self.app = app
         self.partitions = partitions
         self.prefix = prefix
         self.ready = frozenset(ready)
+        self.served = served
         self.topics: dict[str, faust.TopicT] = {}
 
     async def get(self, name: str) -> faust.TopicT:
@@ -32,18 +40,29 @@ class _TopicCache:
             )
             if topic.get_topic_name() not in self.ready:
                 await topic.maybe_declare()
+                if self.served is not None:
+                    await self.served(topic.get_topic_name())
             self.topics[name] = topic
         return topic
 
 
 class _OutboxSink:
     """Stages Avro-encoded messages for output topics in the input record's outbox; `prefix` goes before each
-    topic name, and the topics the outbox knows to exist are not declared again."""
+    topic name, the topics the outbox knows to exist are not declared again, and one declared is awaited with
+    `served`."""
 
-    def __init__(self, app: faust.App, codec: AvroCodec, partitions: int, outbox: Outbox, prefix: str = "") -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        codec: AvroCodec,
+        partitions: int,
+        outbox: Outbox,
+        prefix: str = "",
+        served: Served | None = None,
+    ) -> None:
         self.codec = codec
         self.outbox = outbox
-        self.topics = _TopicCache(app, partitions, prefix, outbox.known_topics)
+        self.topics = _TopicCache(app, partitions, prefix, outbox.known_topics, served)
 
 
 class KafkaAlertSink(_OutboxSink):

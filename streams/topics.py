@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupIdNotFoundError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TransactionalIdNotFoundError,
+)
 
 from config.kafka import client_options
 from config.settings import Settings
@@ -96,7 +103,9 @@ def ensure_worker_topics(settings: Settings, timeout: float = 60.0) -> TopicRepo
     """Creating topics in advance spares the first rebalance a race with topic creation, and lets a
     mismatched partition count fail loudly before any record is applied. Output topics are keyed by UPN but
     read by LA consumers only, so an existing one may have any partition count (an LA's own choice)."""
-    return ensure_topics(settings, worker_topics(settings), timeout, copartitioned=copartitioned_topics(settings))
+    return ensure_topics(
+        settings, worker_topics(settings), timeout, copartitioned=copartitioned_topics(settings), coordinators=True
+    )
 
 
 def ensure_topics(
@@ -104,10 +113,13 @@ def ensure_topics(
     wanted: dict[str, dict[str, str]],
     timeout: float = 60.0,
     copartitioned: Collection[str] | None = None,
+    *,
+    coordinators: bool = False,
 ) -> TopicReport:
     """Creates the missing topics with the settings' partition count and replication factor, then waits
-    until every partition has a leader; an existing topic of `copartitioned` (by default all of them) with
-    another partition count is refused."""
+    until every partition has a leader (every new one its replicas in sync, and serving), and, with
+    `coordinators`, until the worker's group and transaction coordinators answer; an existing topic of
+    `copartitioned` (by default all of them) with another partition count is refused."""
     must_match = set(wanted if copartitioned is None else copartitioned)
     admin = KafkaAdminClient(**client_options(settings))
     try:
@@ -141,13 +153,11 @@ def ensure_topics(
                     f"topics must all have {settings.topic_partitions} partitions (ROLLWATCH_TOPIC_PARTITIONS) to be "
                     f"co-partitioned by UPN, but {', '.join(wrong)}; set the setting to match or recreate them"
                 )
-            ready = all(
-                t["error_code"] == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
-                for t in described
-            )
-            if ready:
+            if all(_has_leaders(t, in_sync=t["name"] in missing) for t in described):
                 if missing:
                     _wait_for_leaders_to_serve(admin, described, deadline)
+                    if coordinators:
+                        _wait_for_coordinators(admin, settings, deadline)
                 return TopicReport(
                     created=tuple(name for name in wanted if name in missing),
                     existing=tuple(name for name in wanted if name not in missing),
@@ -158,6 +168,76 @@ def ensure_topics(
             time.sleep(0.2)
     finally:
         admin.close()
+
+
+def wait_until_served(settings: Settings, names: Collection[str], timeout: float = 30.0) -> None:
+    """Returns once every partition of the named topics, just created by someone else (the worker declaring
+    an output topic as its first record arrives), has a leader with all its replicas in sync, and that
+    leader serves it; a send before then is turned away and retried, with a warning each time."""
+    admin = KafkaAdminClient(**client_options(settings))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            described = admin.describe_topics(sorted(names))
+            if all(_has_leaders(topic, in_sync=True) for topic in described):
+                _wait_for_leaders_to_serve(admin, described, deadline)
+                return
+            if time.monotonic() > deadline:
+                listed = ", ".join(sorted(names))
+                raise TopicLayoutError(f"topics {listed} have no partition leaders after {timeout:.0f} s")
+            time.sleep(0.1)
+    finally:
+        admin.close()
+
+
+def _has_leaders(topic: dict[str, Any], *, in_sync: bool) -> bool:
+    """Whether every partition of a described topic has a leader and, if `in_sync`, every replica in sync: a
+    new partition's followers join its ISR only after their first fetch, and a transactional or acks=all
+    send meanwhile may be turned away with NotEnoughReplicas."""
+    partitions = topic["partitions"]
+    return (
+        topic["error_code"] == 0
+        and bool(partitions)
+        and all(
+            p["leader_id"] >= 0 and (not in_sync or len(p["isr_nodes"]) >= len(p["replica_nodes"]))
+            for p in partitions
+        )
+    )
+
+
+def _wait_for_coordinators(admin: KafkaAdminClient, settings: Settings, deadline: float) -> None:
+    """Returns once the worker's group coordinator and its partitions' transaction coordinators answer. On a
+    cluster no group or transaction has used yet, the first request for a coordinator makes the broker create
+    `__consumer_offsets` or `__transaction_state` and load it: seconds on end (12 s on a fresh three-node
+    cluster) in which a starting worker's transactional producers wait inside its first rebalance, long enough
+    to miss heartbeats and join again, with warnings all along. Waiting here costs the same seconds, quietly."""
+    # Faust names each input partition's transactional producer `<app id>-<group>-<partition>`; the
+    # co-partitioned inputs are group 0.
+    transactions = [f"{settings.app_id}-0-{partition}" for partition in range(settings.topic_partitions)]
+    pending: list[Callable[[], object]] = [partial(_describe_group, admin, settings.app_id)]
+    pending += [partial(admin.describe_transactions, [transaction]) for transaction in transactions]
+    while pending:
+        try:
+            pending[0]()
+        except (TransactionalIdNotFoundError, GroupIdNotFoundError):
+            pass  # the coordinator answered: it knows nothing of this id yet
+        except KafkaError as error:
+            if not getattr(error, "retriable", False):
+                log.info("not waiting for coordinators: %s", type(error).__name__)
+                return
+            if time.monotonic() > deadline:
+                log.info("coordinators not ready before the deadline (%s); starting anyway", type(error).__name__)
+                return
+            time.sleep(0.2)
+            continue
+        pending.pop(0)
+
+
+def _describe_group(admin: KafkaAdminClient, group: str) -> None:
+    """Raises, as retriable, what the group's coordinator answered for it unless it answered for it."""
+    error = admin.describe_groups([group])[group]["error"]
+    if error is not None and GroupIdNotFoundError.__name__ not in error:
+        raise CoordinatorLoadInProgressError(error)
 
 
 def _wait_for_leaders_to_serve(admin: KafkaAdminClient, described: list[dict[str, Any]], deadline: float) -> None:

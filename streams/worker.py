@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from datetime import date, datetime
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 import mode
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
@@ -16,6 +18,7 @@ from processors.config import RuleConfig
 from processors.records import ATTENDANCE_REGISTERS, CLOCK_TICKS, ClockTick
 from processors.timeline import Timeline
 from schemas.codec import AvroCodec
+from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
 from sinks.metrics import Metrics, PartitionState
 from streams.app import create_app
@@ -30,7 +33,8 @@ from streams.tables import (
     TablePartitionCounts,
     TablePresentDays,
 )
-from streams.topics import mark_batches_topic
+from streams.topics import mark_batches_topic, wait_until_served
+from streams.tracing import TracedAlerts, TracedDeadLetters, install_tracing
 from web.dashboard import install_dashboard
 from web.views import KafkaBrokerProbe, install_views
 
@@ -58,11 +62,17 @@ class WallClockTicker:
 
 
 
-def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Collection[str] = ()) -> faust.App:
+def build_worker(
+    settings: Settings,
+    rule_config: RuleConfig,
+    ready_topics: Collection[str] = (),
+    tracer: TracerProvider | None = None,
+) -> faust.App:
     """The whole worker: an App whose single agent applies every input record in partition order.
 
     `ready_topics` are the topics known to exist (streams.topics.ensure_worker_topics): the worker neither
-    declares them again nor makes its producers learn them one at a time."""
+    declares them again nor makes its producers learn them one at a time. Each input record is traced with
+    `tracer`, or, without one, over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (streams/tracing.py)."""
     app = create_app(settings, known_topics=ready_topics)
     codec = AvroCodec()
     partitions = settings.topic_partitions
@@ -101,11 +111,18 @@ def build_worker(settings: Settings, rule_config: RuleConfig, ready_topics: Coll
             timelines[partition] = timeline
         return timeline
 
+    async def served(topic: str) -> None:
+        await asyncio.to_thread(wait_until_served, settings, [topic])
+
+    alerts: AlertSink = KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix, served)
+    dead_letters: DeadLetterSink = KafkaDeadLetterSink(app, codec, partitions, outbox, served=served)
+    if install_tracing(app, tracer):
+        alerts, dead_letters = TracedAlerts(alerts), TracedDeadLetters(dead_letters)
     handler = RecordHandler(
         codec,
         timeline_for,
-        KafkaAlertSink(app, codec, partitions, outbox, settings.topic_prefix),
-        KafkaDeadLetterSink(app, codec, partitions, outbox),
+        alerts,
+        dead_letters,
         record_types,
         metrics,
         counts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from streams.runtime.consumer import WorkerConsumer, WorkerConsumerThread
+from streams.runtime.retries import install_retry_logging
 from streams.runtime.transactions import CommitHooks, RevocationSafeTransactionManager, WorkerProducer
 
 
@@ -12,6 +13,7 @@ def install_runtime(app: faust.App, hooks: CommitHooks, *, fetch_max_wait: float
     """Makes the app's transport build the worker's own classes, which call `hooks` around each commit.
 
     Building the transport object opens no connection; it only picks the classes the worker will use."""
+    install_retry_logging()
     transport = app.transport
     transport.TransactionManager = type(  # type: ignore[misc]
         "RevocationSafeTransactionManager", (RevocationSafeTransactionManager,), {"hooks": hooks}

@@ -22,16 +22,18 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """One `rollwatch worker` subprocess with its log in a file, for tests to start, kill and read."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
+        #: Variables beyond the settings, such as OpenTelemetry's.
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker"],
-            cwd=ROOT, env=worker_env(self.settings), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**worker_env(self.settings), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
         return self
