@@ -12,18 +12,21 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from processors import attendance, wording
-from processors.cases import CASE_OPENING_RULES, action_closes_case, holds_case, opens_case
+from processors.cases import CASE_OPENING_RULES, action_changes_state, action_closes_case, holds_case, opens_case
 from processors.config import RuleConfig
 from processors.records import (
     Alert,
     AlertChild,
     CaseAction,
+    CaseActionType,
+    CMEReferral,
     DestinationKind,
     EHEMethod,
     EHENotification,
     EventType,
     Ground,
     Recipient,
+    ReferralConcern,
     RollEvent,
     Rule,
     SafeguardingStatus,
@@ -86,6 +89,11 @@ def case_id_for(upn: str, removal: Removal) -> str:
     return uuid5_text(CASE_NAMESPACE, f"{upn}|{removal.school_urn}|{removal.effective_date.isoformat()}")
 
 
+def referral_case_id(referral_id: str) -> str:
+    """The id of a case a referral opens: the referral id is unique, so it alone names the case."""
+    return uuid5_text(CASE_NAMESPACE, f"referral|{referral_id}")
+
+
 def roll_trigger(school_urn: str, effective_date: date) -> str:
     return f"{school_urn}|{effective_date.isoformat()}"
 
@@ -113,16 +121,20 @@ class _Decision:
         targets: Iterable[_Target],
         severity: Severity,
         *,
-        school_urn: str,
+        school_urn: str | None,
         raised_on: date,
         reason: str,
         trigger: str,
         trigger_ids: tuple[str, ...],
         case_id: str | None = None,
         named: bool = True,
+        referral_id: str | None = None,
     ) -> None:
-        """`named=False` for the attendance rules, which may know a pupil from registers alone."""
+        """`named=False` for the attendance and referral rules, which may know a child from registers alone,
+        or from a referral that gives no date of birth. The alert id takes the state's key, which is the
+        referral id for a referral without a UPN, as design.md's Guarantees say."""
         child = self.child() if named else self.state.child
+        upn = None if self.state.by_referral else self.state.upn
         for target in targets:
             self.alerts.append(
                 Alert(
@@ -131,13 +143,14 @@ class _Decision:
                     recipient=target.recipient,
                     la_code=target.la_code,
                     severity=severity,
-                    upn=self.state.upn,
+                    upn=upn,
                     child=child,
                     school_urn=school_urn,
                     raised_on=raised_on,
                     reason=reason,
                     trigger_event_ids=trigger_ids,
                     case_id=case_id,
+                    referral_id=referral_id,
                 )
             )
 
@@ -145,8 +158,6 @@ class _Decision:
         """Open the child's case, or add holders to the open one: every alerted CME officer's LA holds it."""
         if not opens_case(rule):
             raise ValueError(f"{rule} does not open a case")
-        officer_las = [t.la_code for t in targets if holds_case(rule, t.recipient)]
-        social_care_las = [t.la_code for t in targets if t.recipient is Recipient.SOCIAL_CARE]
         case = self.state.case
         if case is None:
             case = Case(
@@ -156,6 +167,27 @@ class _Decision:
                 opening_rule=rule,
                 holders=(),
             )
+        return self._hold(case, rule, targets)
+
+    def open_or_join_referral_case(self, referral: CMEReferral, targets: list[_Target]) -> str:
+        """A referral's case: the child's open one joined, else a new one opened by the referral (for a
+        referral without a UPN, always a new one: its state holds nothing else)."""
+        case = self.state.case
+        if case is None:
+            case = Case(
+                case_id=referral_case_id(referral.referral_id),
+                opened_by=None,
+                opened_on=referral.received_on,
+                opening_rule=Rule.REFERRAL_NOT_ON_ROLL,
+                holders=(),
+                referral_id=referral.referral_id,
+            )
+        return self._hold(case, Rule.REFERRAL_NOT_ON_ROLL, targets)
+
+    def _hold(self, case: Case, rule: Rule, targets: list[_Target]) -> str:
+        """Every alerted CME officer's LA holds the case; a SOCIAL_CARE alert counts as its social care alert."""
+        officer_las = [t.la_code for t in targets if holds_case(rule, t.recipient)]
+        social_care_las = [t.la_code for t in targets if t.recipient is Recipient.SOCIAL_CARE]
         case = replace(
             case,
             holders=_merge(case.holders, officer_las),
@@ -202,6 +234,7 @@ def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) ->
         effective_date=event.effective_date,
         seq=len(state.rolls),
         event_id=event.event_id,
+        school_la=event.school.la_code,
     )
     known, given = state.child, event.child
     child = (
@@ -224,8 +257,9 @@ def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Out
         return decision.outcome()
     opening = case.opened_by
     state = decision.state
-    located = event.effective_date >= opening.effective_date
-    if not located and event.school.urn != opening.school_urn:
+    # A case a referral opened has no removal to date the ADDED against: any ADDED finds the child.
+    located = opening is None or event.effective_date >= opening.effective_date
+    if not located and opening is not None and event.school.urn != opening.school_urn:
         calendar = config.calendar_for(opening.school_la)
         lengths = config.lengths_for(opening.school_la)
         located = event.effective_date >= calendar.nth_school_day_before(
@@ -241,7 +275,7 @@ def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Out
         Severity.INFO,
         school_urn=event.school.urn,
         raised_on=event.effective_date,
-        reason=wording.child_located(event.school.name, event.school.urn, event.effective_date, opening),
+        reason=wording.child_located(event.school.name, event.school.urn, event.effective_date, case),
         trigger=roll_trigger(event.school.urn, event.effective_date),
         trigger_ids=(event.event_id,),
         case_id=case.case_id,
@@ -250,7 +284,7 @@ def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Out
         decision.state,
         case=None,
         deadlines=_removal_checks(decision.state.deadlines),
-        closed_case_ids=(*decision.state.closed_case_ids, case.case_id),
+        closed_case_ids=(*decision.state.closed_case_ids, case.case_id, *case.linked),
     )
     return decision.outcome()
 
@@ -534,11 +568,11 @@ def apply_status(state: ChildState, status: SafeguardingStatus, config: RuleConf
             Rule.OPEN_CASE_PROTECTED,
             [_Target(Recipient.SOCIAL_CARE, entry.la_code)],
             Severity.IMMEDIATE,
-            school_urn=case.opened_by.school_urn,
+            school_urn=case.opened_by.school_urn if case.opened_by is not None else None,
             raised_on=status.updated_at.astimezone(LONDON).date(),
             reason=wording.open_case_protected(case, entry),
             trigger=case.case_id,
-            trigger_ids=(case.opened_by.event_id,),
+            trigger_ids=_case_trigger_ids(case),
             case_id=case.case_id,
         )
         decision.state = replace(
@@ -552,12 +586,29 @@ def apply_status(state: ChildState, status: SafeguardingStatus, config: RuleConf
 
 def apply_case_action(state: ChildState, action: CaseAction, config: RuleConfig) -> Outcome:
     """Closing the open case ends its deadlines, so a later ADDED no longer raises CHILD_LOCATED for it.
-    An action for a case that is not the child's open one changes nothing (it was closed already)."""
+    An action for a case that is not the child's open one changes nothing (it was closed already).
+
+    Notes and assignments are the register's to record: the worker applies them and changes nothing, not
+    even the ids it remembers (a busy case would otherwise fill them). A LINK, keyed by the child's UPN,
+    makes a referral's case the child's open case, or adds its LA to the open one (docs/decisions/015)."""
+    if not action_changes_state(action):
+        return Outcome(state)
     if action.action_id in state.seen_ids:
         return Outcome(state, applied=False)
     seen = state.seen_ids | {action.action_id}
+    if action.action is CaseActionType.LINK:
+        return _apply_link(state, action, seen)
     case = state.case
-    if not action_closes_case(action) or case is None or case.case_id != action.case_id:
+    if not action_closes_case(action) or case is None:
+        return Outcome(replace(state, seen_ids=seen), applied=False)
+    if action.case_id in case.linked:
+        # A linked referral's case closed on its own: the child's case goes on.
+        linked = tuple(c for c in case.linked if c != action.case_id)
+        return Outcome(replace(
+            state, case=replace(case, linked=linked), seen_ids=seen,
+            closed_case_ids=(*state.closed_case_ids, action.case_id),
+        ))
+    if case.case_id != action.case_id:
         return Outcome(replace(state, seen_ids=seen), applied=False)
     return Outcome(
         replace(
@@ -565,6 +616,96 @@ def apply_case_action(state: ChildState, action: CaseAction, config: RuleConfig)
             case=None,
             deadlines=_removal_checks(state.deadlines),
             seen_ids=seen,
-            closed_case_ids=(*state.closed_case_ids, case.case_id),
+            closed_case_ids=(*state.closed_case_ids, case.case_id, *case.linked),
         )
     )
+
+
+def _apply_link(state: ChildState, action: CaseAction, seen: frozenset[str]) -> Outcome:
+    """The referral's case becomes the child's open case, held by the LA that linked it; with a case already
+    open, that LA joins its holders and the referral's case ends with it."""
+    case = state.case
+    holder = action.la_code
+    if (
+        holder is None
+        or action.case_id in state.closed_case_ids
+        or (case is not None and (case.case_id == action.case_id or action.case_id in case.linked))
+    ):
+        return Outcome(replace(state, seen_ids=seen), applied=False)
+    if case is None:
+        case = Case(
+            case_id=action.case_id,
+            opened_by=None,
+            opened_on=action.at.astimezone(LONDON).date(),
+            opening_rule=Rule.REFERRAL_NOT_ON_ROLL,
+            holders=(holder,),
+            referral_id=action.referral_id,
+        )
+    else:
+        case = replace(case, holders=_merge(case.holders, [holder]), linked=(*case.linked, action.case_id))
+    return Outcome(replace(state, case=case, seen_ids=seen))
+
+
+def _case_trigger_ids(case: Case) -> tuple[str, ...]:
+    """The record that opened a case: its removal, else its referral."""
+    if case.opened_by is not None:
+        return (case.opened_by.event_id,)
+    return (case.referral_id,) if case.referral_id is not None else ()
+
+
+# --- referrals ---------------------------------------------------------------------------------------------
+
+
+def apply_referral(state: ChildState, referral: CMEReferral, config: RuleConfig) -> Outcome:
+    """A practitioner's or the public's referral: REFERRAL_NOT_ON_ROLL (opening or joining a case) when the
+    child is on roll nowhere, or has no UPN to tell; else REFERRAL_ON_ROLL to the LAs involved."""
+    if referral.referral_id in state.seen_ids:
+        return Outcome(state, applied=False)
+    given = referral.child
+    child = state.child
+    if child is None and given.date_of_birth is not None:
+        # What the referrer knows, until a roll event gives the name the school holds.
+        child = AlertChild(given.forename, given.surname, given.date_of_birth)
+    state = replace(
+        state, child=child, seen_ids=state.seen_ids | {referral.referral_id}, by_referral=referral.upn is None
+    )
+    decision = _Decision(state)
+    la = referral.la_code
+    rid = referral.referral_id
+    on_roll = state.on_roll_schools() if referral.upn is not None else []
+    if not on_roll:
+        protected = state.protected
+        targets = [_Target(Recipient.CME_OFFICER, la)]
+        if referral.concern is ReferralConcern.EDUCATION_UNSUITABLE:
+            targets.append(_Target(Recipient.EHE_SERVICE, la))
+        targets = _protected_targets(state, targets)
+        case_id = decision.open_or_join_referral_case(referral, targets)
+        decision.emit(
+            Rule.REFERRAL_NOT_ON_ROLL,
+            targets,
+            Severity.IMMEDIATE if protected else Severity.HIGH,
+            school_urn=None,
+            raised_on=referral.received_on,
+            reason=wording.referral_not_on_roll(referral, protected, named=state.child is not None),
+            trigger=rid,
+            trigger_ids=(rid,),
+            case_id=case_id,
+            named=False,
+            referral_id=rid,
+        )
+        return decision.outcome()
+    latest = max(on_roll, key=lambda entry: (entry.effective_date, entry.seq))
+    other_las = sorted({entry.school_la for entry in on_roll if entry.school_la and entry.school_la != la})
+    decision.emit(
+        Rule.REFERRAL_ON_ROLL,
+        [_Target(Recipient.CME_OFFICER, code) for code in (la, *other_las)],
+        Severity.INFO,
+        school_urn=latest.school_urn,
+        raised_on=referral.received_on,
+        reason=wording.referral_on_roll(referral, [entry.school_urn for entry in on_roll], other_las),
+        trigger=rid,
+        trigger_ids=(rid,),
+        named=False,
+        referral_id=rid,
+    )
+    return decision.outcome()

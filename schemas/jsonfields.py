@@ -263,7 +263,7 @@ def topic_of(record: InputRecord) -> str:
         raise CodecError(
             CodecErrorCode.WRONG_RECORD_TYPE,
             f"a {type(record).__name__} is not an input record; expected RollEvent, EHENotification, "
-            "SafeguardingStatus, ClockTick, CaseAction or AttendanceRegister",
+            "SafeguardingStatus, ClockTick, CaseAction, AttendanceRegister or CMEReferral",
         )
     return topic
 
