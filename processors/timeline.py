@@ -33,12 +33,11 @@ from processors.records import (
     RollEvent,
     SafeguardingStatus,
 )
+from processors.referrals import apply_case_action, apply_referral
 from processors.registers import MarkRejection, batch_of, check_marks
 from processors.rules import (
     Outcome,
-    apply_case_action,
     apply_ehe_notification,
-    apply_referral,
     apply_roll_event,
     apply_status,
     attendance_alerts,

@@ -221,6 +221,9 @@ def line_owner(line: str | bytes) -> str | None:
     upn = route.value.upn
     if upn is None and route.topic in _KEYED_BY_REFERRAL:
         upn = route.value.referral_id
+        if upn is None:
+            # A case action naming neither: validation refuses it (ACTION_INCOMPLETE) wherever it is read.
+            return None
     if type(upn) is not str:
         raise CodecError(CodecErrorCode.BAD_JSON, "line has no text 'upn' to route it by")
     return upn
