@@ -249,8 +249,9 @@ def referral_not_on_roll(referral: CMEReferral, protected: bool, named: bool) ->
         roll = "The child is not on roll at any school Rollwatch knows of"
     text = (
         f"{_referred(referral)}. {roll}. Add the child to the CME register and make reasonable enquiries: "
-        "contact the family and the referrer's agency, check with schools and with other LAs (regionally or "
-        "nationally) and the Lost Pupil Database, and record each enquiry on the case."
+        f"contact the family{'' if referral.referrer.anonymous else ' and the referrer'}, check with schools and "
+        "with other LAs (regionally or nationally) and the Lost Pupil Database, and record each enquiry on the "
+        "case."
     )
     if referral.concern is ReferralConcern.EDUCATION_UNSUITABLE:
         text += (
