@@ -1,5 +1,4 @@
-"""Referrals and officers' case work: the referral rules, and what closing, noting, assigning and linking do
-to a child's (or a referral's) state."""
+"""Referrals and officers' case work: the referral rules, and what case actions do to a state."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The referral scenarios through the real broker and worker: the alerts of the in-process replay, field for
-field, with referrals and case actions keyed by UPN, else by referral id, and bad referrals dead-lettered."""
+"""The referral scenarios through a real broker and worker: the in-process replay's alerts, field for field."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""Replay scenarios for the referral rules of design.md "Rules (v2)": REFERRAL_NOT_ON_ROLL, REFERRAL_ON_ROLL, the
-cases they open and join, referrals without a UPN (a case of their own, keyed by the referral id), and the
-officers' actions on them (CLOSE, NOTE, ASSIGN, LINK).
+"""Replay scenarios for the referral rules of design.md "Rules (v2)" and the officers' actions on their cases."""
 
-Expected alerts are (rule, recipient, LA, UPN), each once; an alert about a referral without a UPN has None
-for the UPN. Dates fall in the spring term of 2024/25; LA codes: 330 Birmingham, 331 Coventry, 332 Dudley,
-336 Wolverhampton, 860 Staffordshire.
-"""
+# Expected alerts are (rule, recipient, LA, UPN), each once; an alert about a referral without a UPN has None for
+# the UPN. Dates fall in the spring term of 2024/25; LA codes: 330 Birmingham, 331 Coventry, 332 Dudley, 336
+# Wolverhampton, 860 Staffordshire.
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Referrals and case work in the worker: validation, the two referral rules, cases keyed by referral id, and
-what CLOSE, NOTE, ASSIGN and LINK do (and do not do) to the state."""
+"""Referrals and case work in the worker: validation, the referral rules, and CLOSE, NOTE, ASSIGN, LINK."""
 
 from __future__ import annotations
 
