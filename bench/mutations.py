@@ -16,14 +16,20 @@ from generator.options import GeneratorOptions
 from processors.records import (
     CASE_ACTIONS,
     CLOCK_TICKS,
+    CME_REFERRALS,
     EHE_NOTIFICATIONS,
     INPUT_TOPICS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     CaseAction,
     CaseActionType,
+    CMEReferral,
     EHENotification,
     InputRecord,
+    ReferralChild,
+    ReferralConcern,
+    Referrer,
+    ReferrerAgency,
     RollEvent,
     SafeguardingStatus,
     SocialWorker,
@@ -41,7 +47,10 @@ BIG_STRING_LENGTH = 1_000_000
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 #: The worker gives up nothing silently: with no progress at all for this long, the run is declared stuck.
 
-TOPIC_WEIGHTS = {ROLL_EVENTS: 40, EHE_NOTIFICATIONS: 15, SAFEGUARDING_STATUS: 15, CLOCK_TICKS: 15, CASE_ACTIONS: 15}
+TOPIC_WEIGHTS = {
+    ROLL_EVENTS: 40, EHE_NOTIFICATIONS: 15, SAFEGUARDING_STATUS: 15, CLOCK_TICKS: 15, CASE_ACTIONS: 15,
+    CME_REFERRALS: 10,
+}
 #: Characters of garbage UPNs: digits, letters, punctuation, controls, non-Latin and astral code points.
 GARBAGE_UPN_CHARACTERS = "0123456789ABZaz !\"#%'*/;<>?\\{}~\t\n\x00\x7f\u00e9\u00df\u0416\u4e2d\u202e\ufeff\U0001f600"
 #: Huge values put in place of a body's first length or number: past every sane size, and negative.
@@ -110,10 +119,27 @@ def seed_records(pupils: int = SEED_PUPILS, seed: int = 0) -> dict[str, list[Inp
                     at=record.recorded_at,
                 )
             )
+            # A referral about the removed child, every other one without its UPN (a case of its own).
+            by_topic[CME_REFERRALS].append(
+                CMEReferral(
+                    referral_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fuzz-referral:{record.event_id}")),
+                    received_on=record.effective_date,
+                    la_code=record.school.la_code,
+                    upn=record.upn if len(by_topic[CME_REFERRALS]) % 2 == 0 else None,
+                    child=ReferralChild(record.child.forename, record.child.surname, record.child.date_of_birth),
+                    concern=ReferralConcern.NOT_IN_SCHOOL,
+                    referrer=Referrer(ReferrerAgency.HEALTH, "Fuzz Nurse", "fuzz@example.org"),
+                    details="Seen at home on a school day.",
+                )
+            )
     empty = [topic for topic, records in by_topic.items() if not records]
     if empty:
         raise RuntimeError(f"the generated data has no records for {', '.join(empty)}")
     return by_topic
+
+
+def _key_of(record: InputRecord) -> str:
+    return getattr(record, "upn", None) or getattr(record, "referral_id", None) or ""
 
 
 def zigzag_varint(value: int) -> bytes:
@@ -215,9 +241,10 @@ class Mutator:
         if topic == CLOCK_TICKS:
             return Mutant(topic, mutation, None, value, self.random.randrange(self.partitions))
         # The key is the UPN the record carries, as the publisher sets it, unless that UPN is the 1 MB string.
-        upn = getattr(record if record is not None else original, "upn", "")
+        # A referral or case action without one is keyed by its referral id.
+        upn = _key_of(record if record is not None else original)
         if len(upn) > 64:
-            upn = getattr(original, "upn", "")
+            upn = _key_of(original)
         # safeguarding.status is compacted, and a compacted topic refuses a record without a key.
         return Mutant(topic, mutation, upn.encode() or b"-", value)
 

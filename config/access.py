@@ -10,6 +10,7 @@ from processors.records import (
     ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
+    CME_REFERRALS,
     EHE_NOTIFICATIONS,
     INPUT_TOPICS,
     ROLL_EVENTS,
@@ -42,7 +43,8 @@ ROLE_HELP = {
     "ehe-service": "read the LA's la.<LA>.alerts.ehe-service topic",
     "mis": "write the input topics roll.events, ehe.notifications, safeguarding.status, clock.ticks",
     "worker": "the stream worker: read inputs, write alerts and dead letters, its changelogs, group and transactions",
-    "register": "register sync and cases close: read every alert topic and case.actions, write case.actions",
+    "register": "register sync, case work and referral intake: read every alert topic and case.actions, write "
+    "case.actions and cme.referrals",
     "ops": "read the dead-letter topics (<input>.dlq)",
 }
 
@@ -114,6 +116,9 @@ def role_bindings(
     elif role == "register":
         bindings += _grant("TOPIC", topic("la."), "PREFIXED", "READ", "DESCRIBE")
         bindings += _grant("TOPIC", topic(CASE_ACTIONS), "LITERAL", "READ", "WRITE", "DESCRIBE")
+        # The LA's own intake (the dashboard's referral form and the partners' endpoint) publishes referrals
+        # for the worker to decide; partner agencies never reach Kafka themselves.
+        bindings += _grant("TOPIC", topic(CME_REFERRALS), "LITERAL", "WRITE", "DESCRIBE")
         bindings += _grant("GROUP", register_group, "LITERAL", "READ", "DESCRIBE")
     else:
         for name in INPUT_TOPICS:

@@ -7,7 +7,7 @@ from processors.records import CaseAction, CaseActionType, Recipient, Rule
 #: Rules whose alerts open the child's case, or add holders to the open one (design.md, "Cases").
 CASE_OPENING_RULES = frozenset({
     Rule.MISSING_NO_DESTINATION, Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED,
-    Rule.EHE_NOT_CONFIRMED, Rule.EXCLUDED_NO_PROVISION,
+    Rule.EHE_NOT_CONFIRMED, Rule.EXCLUDED_NO_PROVISION, Rule.REFERRAL_NOT_ON_ROLL,
 })
 #: The closing reason of a case that CHILD_LOCATED closed.
 CHILD_LOCATED_REASON = "child located"
@@ -31,3 +31,9 @@ def closes_case(rule: Rule) -> bool:
 def action_closes_case(action: CaseAction) -> bool:
     """An officer's CLOSE action closes the case it names, if that case is still open."""
     return action.action is CaseActionType.CLOSE
+
+
+def action_changes_state(action: CaseAction) -> bool:
+    """Closing and linking change what the worker knows of a case; notes and assignments are the register's
+    alone, so the worker applies them without touching any state."""
+    return action.action in (CaseActionType.CLOSE, CaseActionType.LINK)

@@ -260,6 +260,11 @@ class CMEReferral:
     referrer: Referrer
     details: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The message key on cme.referrals: the UPN, else the referral id."""
+        return self.upn or self.referral_id
+
 
 class CaseActionType(StrEnum):
     CLOSE = "CLOSE"
@@ -363,7 +368,9 @@ class DeadLetter:
     message: str
 
 
-InputRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | AttendanceRegister
+InputRecord = (
+    RollEvent | EHENotification | SafeguardingStatus | ClockTick | CaseAction | AttendanceRegister | CMEReferral
+)
 
 #: Input topic names, the public contract of design.md.
 ROLL_EVENTS = "roll.events"
@@ -381,6 +388,7 @@ INPUT_RECORD_TYPES: dict[str, type[InputRecord]] = {
     CLOCK_TICKS: ClockTick,
     CASE_ACTIONS: CaseAction,
     ATTENDANCE_REGISTERS: AttendanceRegister,
+    CME_REFERRALS: CMEReferral,
 }
 INPUT_TOPICS = tuple(INPUT_RECORD_TYPES)
 #: The worker's own topic of register marks split by the partition of each child (key: register id), named

@@ -12,12 +12,12 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from processors import attendance, wording
-from processors.cases import CASE_OPENING_RULES, action_closes_case, holds_case, opens_case
+from processors.cases import CASE_OPENING_RULES, holds_case, opens_case
 from processors.config import RuleConfig
 from processors.records import (
     Alert,
     AlertChild,
-    CaseAction,
+    CMEReferral,
     DestinationKind,
     EHEMethod,
     EHENotification,
@@ -86,16 +86,21 @@ def case_id_for(upn: str, removal: Removal) -> str:
     return uuid5_text(CASE_NAMESPACE, f"{upn}|{removal.school_urn}|{removal.effective_date.isoformat()}")
 
 
+def referral_case_id(referral_id: str) -> str:
+    """The id of a case a referral opens: the referral id is unique, so it alone names the case."""
+    return uuid5_text(CASE_NAMESPACE, f"referral|{referral_id}")
+
+
 def roll_trigger(school_urn: str, effective_date: date) -> str:
     return f"{school_urn}|{effective_date.isoformat()}"
 
 
-class _Target(Struct, frozen=True, gc=False):
+class Target(Struct, frozen=True, gc=False):
     recipient: Recipient
     la_code: str
 
 
-class _Decision:
+class Decision:
     """Collects the alerts of one record and the case changes they imply."""
 
     def __init__(self, state: ChildState) -> None:
@@ -110,19 +115,23 @@ class _Decision:
     def emit(
         self,
         rule: Rule,
-        targets: Iterable[_Target],
+        targets: Iterable[Target],
         severity: Severity,
         *,
-        school_urn: str,
+        school_urn: str | None,
         raised_on: date,
         reason: str,
         trigger: str,
         trigger_ids: tuple[str, ...],
         case_id: str | None = None,
         named: bool = True,
+        referral_id: str | None = None,
     ) -> None:
-        """`named=False` for the attendance rules, which may know a pupil from registers alone."""
+        """`named=False` for the attendance and referral rules, which may know a child from registers alone,
+        or from a referral that gives no date of birth. The alert id takes the state's key, which is the
+        referral id for a referral without a UPN, as design.md's Guarantees say."""
         child = self.child() if named else self.state.child
+        upn = None if self.state.by_referral else self.state.upn
         for target in targets:
             self.alerts.append(
                 Alert(
@@ -131,22 +140,21 @@ class _Decision:
                     recipient=target.recipient,
                     la_code=target.la_code,
                     severity=severity,
-                    upn=self.state.upn,
+                    upn=upn,
                     child=child,
                     school_urn=school_urn,
                     raised_on=raised_on,
                     reason=reason,
                     trigger_event_ids=trigger_ids,
                     case_id=case_id,
+                    referral_id=referral_id,
                 )
             )
 
-    def open_or_join_case(self, rule: Rule, removal: Removal, targets: list[_Target], on: date) -> str:
+    def open_or_join_case(self, rule: Rule, removal: Removal, targets: list[Target], on: date) -> str:
         """Open the child's case, or add holders to the open one: every alerted CME officer's LA holds it."""
         if not opens_case(rule):
             raise ValueError(f"{rule} does not open a case")
-        officer_las = [t.la_code for t in targets if holds_case(rule, t.recipient)]
-        social_care_las = [t.la_code for t in targets if t.recipient is Recipient.SOCIAL_CARE]
         case = self.state.case
         if case is None:
             case = Case(
@@ -156,10 +164,31 @@ class _Decision:
                 opening_rule=rule,
                 holders=(),
             )
+        return self._hold(case, rule, targets)
+
+    def open_or_join_referral_case(self, referral: CMEReferral, targets: list[Target]) -> str:
+        """A referral's case: the child's open one joined, else a new one opened by the referral (for a
+        referral without a UPN, always a new one: its state holds nothing else)."""
+        case = self.state.case
+        if case is None:
+            case = Case(
+                case_id=referral_case_id(referral.referral_id),
+                opened_by=None,
+                opened_on=referral.received_on,
+                opening_rule=Rule.REFERRAL_NOT_ON_ROLL,
+                holders=(),
+                referral_id=referral.referral_id,
+            )
+        return self._hold(case, Rule.REFERRAL_NOT_ON_ROLL, targets)
+
+    def _hold(self, case: Case, rule: Rule, targets: list[Target]) -> str:
+        """Every alerted CME officer's LA holds the case; a SOCIAL_CARE alert counts as its social care alert."""
+        officer_las = [t.la_code for t in targets if holds_case(rule, t.recipient)]
+        social_care_las = [t.la_code for t in targets if t.recipient is Recipient.SOCIAL_CARE]
         case = replace(
             case,
-            holders=_merge(case.holders, officer_las),
-            social_care_alerted=_merge(case.social_care_alerted, social_care_las),
+            holders=merge_las(case.holders, officer_las),
+            social_care_alerted=merge_las(case.social_care_alerted, social_care_las),
         )
         self.state = replace(self.state, case=case)
         return case.case_id
@@ -168,21 +197,21 @@ class _Decision:
         return Outcome(self.state, tuple(self.alerts), new_due_dates)
 
 
-def _merge(existing: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
+def merge_las(existing: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(existing).union(more)))
 
 
-def _protected_targets(state: ChildState, targets: list[_Target]) -> list[_Target]:
+def protected_targets(state: ChildState, targets: list[Target]) -> list[Target]:
     """Adds the social care LA's SOCIAL_CARE recipient when the child is protected."""
     if state.status is not None and state.status.protected:
-        targets.append(_Target(Recipient.SOCIAL_CARE, state.status.la_code))
+        targets.append(Target(Recipient.SOCIAL_CARE, state.status.la_code))
     return targets
 
 
-def _officer_targets(school_la: str, destination_la: str | None = None) -> list[_Target]:
-    targets = [_Target(Recipient.CME_OFFICER, school_la)]
+def _officer_targets(school_la: str, destination_la: str | None = None) -> list[Target]:
+    targets = [Target(Recipient.CME_OFFICER, school_la)]
     if destination_la and destination_la != school_la:
-        targets.append(_Target(Recipient.CME_OFFICER, destination_la))
+        targets.append(Target(Recipient.CME_OFFICER, destination_la))
     return targets
 
 
@@ -202,6 +231,7 @@ def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) ->
         effective_date=event.effective_date,
         seq=len(state.rolls),
         event_id=event.event_id,
+        school_la=event.school.la_code,
     )
     known, given = state.child, event.child
     child = (
@@ -218,14 +248,15 @@ def apply_roll_event(state: ChildState, event: RollEvent, config: RuleConfig) ->
 
 
 def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Outcome:
-    decision = _Decision(state)
+    decision = Decision(state)
     case = decision.state.case
     if case is None:
         return decision.outcome()
     opening = case.opened_by
     state = decision.state
-    located = event.effective_date >= opening.effective_date
-    if not located and event.school.urn != opening.school_urn:
+    # A case a referral opened has no removal to date the ADDED against: any ADDED finds the child.
+    located = opening is None or event.effective_date >= opening.effective_date
+    if not located and opening is not None and event.school.urn != opening.school_urn:
         calendar = config.calendar_for(opening.school_la)
         lengths = config.lengths_for(opening.school_la)
         located = event.effective_date >= calendar.nth_school_day_before(
@@ -233,15 +264,15 @@ def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Out
         )
     if not located:
         return decision.outcome()
-    targets = [_Target(Recipient.CME_OFFICER, la) for la in case.holders]
-    targets = _protected_targets(state, targets)
+    targets = [Target(Recipient.CME_OFFICER, la) for la in case.holders]
+    targets = protected_targets(state, targets)
     decision.emit(
         Rule.CHILD_LOCATED,
         targets,
         Severity.INFO,
         school_urn=event.school.urn,
         raised_on=event.effective_date,
-        reason=wording.child_located(event.school.name, event.school.urn, event.effective_date, opening),
+        reason=wording.child_located(event.school.name, event.school.urn, event.effective_date, case),
         trigger=roll_trigger(event.school.urn, event.effective_date),
         trigger_ids=(event.event_id,),
         case_id=case.case_id,
@@ -249,13 +280,13 @@ def _apply_added(state: ChildState, event: RollEvent, config: RuleConfig) -> Out
     decision.state = replace(
         decision.state,
         case=None,
-        deadlines=_removal_checks(decision.state.deadlines),
-        closed_case_ids=(*decision.state.closed_case_ids, case.case_id),
+        deadlines=removal_checks(decision.state.deadlines),
+        closed_case_ids=(*decision.state.closed_case_ids, case.case_id, *case.linked),
     )
     return decision.outcome()
 
 
-def _removal_checks(deadlines: tuple[Deadline, ...]) -> tuple[Deadline, ...]:
+def removal_checks(deadlines: tuple[Deadline, ...]) -> tuple[Deadline, ...]:
     """The deadlines that outlive the child's case: whether a register supports a removal does not depend on
     where the child is now."""
     return tuple(d for d in deadlines if d.rule is Rule.ABSENCE_REMOVAL_UNSUPPORTED)
@@ -285,9 +316,9 @@ def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> O
     trigger = roll_trigger(school.urn, removed_on)
     trigger_ids = (event.event_id,)
     protected = state.protected
-    decision = _Decision(state)
+    decision = Decision(state)
 
-    def emit(rule: Rule, targets: list[_Target], severity: Severity, reason: str, case_id: str | None = None) -> None:
+    def emit(rule: Rule, targets: list[Target], severity: Severity, reason: str, case_id: str | None = None) -> None:
         decision.emit(
             rule, targets, severity, school_urn=school.urn, raised_on=removed_on, reason=reason,
             trigger=trigger, trigger_ids=trigger_ids, case_id=case_id,
@@ -301,7 +332,7 @@ def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> O
             e for e in state.on_roll_schools() if e.school_urn != school.urn and e.effective_date >= earliest
         ]
         if not elsewhere:
-            targets = _protected_targets(state, [_Target(Recipient.CME_OFFICER, school_la)])
+            targets = protected_targets(state, [Target(Recipient.CME_OFFICER, school_la)])
             case_id = decision.open_or_join_case(Rule.MISSING_NO_DESTINATION, removal, targets, removed_on)
             severity = Severity.IMMEDIATE if protected else Severity.HIGH
             emit(Rule.MISSING_NO_DESTINATION, targets, severity,
@@ -309,19 +340,19 @@ def _apply_removed(state: ChildState, event: RollEvent, config: RuleConfig) -> O
 
     if not transition and ground not in NO_MOVE_GROUNDS and destination_la and destination_la != school_la:
         severity = Severity.MEDIUM if kind is DestinationKind.OTHER_LA else Severity.INFO
-        emit(Rule.MOVED_OUT_OF_AREA, [_Target(Recipient.CME_OFFICER, destination_la)], severity,
+        emit(Rule.MOVED_OUT_OF_AREA, [Target(Recipient.CME_OFFICER, destination_la)], severity,
              wording.moved_out_of_area(removal, kind))
 
     if ground is Ground.F_HOME_EDUCATION:
-        emit(Rule.EHE_NOTIFIED, [_Target(Recipient.EHE_SERVICE, school_la)], Severity.INFO,
+        emit(Rule.EHE_NOTIFIED, [Target(Recipient.EHE_SERVICE, school_la)], Severity.INFO,
              wording.ehe_notified(removal))
         attendance_order = state.status is not None and state.status.school_attendance_order
         if school.special or attendance_order:
             emit(Rule.EHE_CONSENT_REQUIRED,
-                 [_Target(Recipient.EHE_SERVICE, school_la), _Target(Recipient.CME_OFFICER, school_la)],
+                 [Target(Recipient.EHE_SERVICE, school_la), Target(Recipient.CME_OFFICER, school_la)],
                  Severity.HIGH, wording.ehe_consent_required(removal, school.special, attendance_order))
         if protected and state.status is not None:
-            emit(Rule.EHE_PROTECTED_CHILD, [_Target(Recipient.SOCIAL_CARE, state.status.la_code)],
+            emit(Rule.EHE_PROTECTED_CHILD, [Target(Recipient.SOCIAL_CARE, state.status.la_code)],
                  Severity.IMMEDIATE, wording.ehe_protected_child(removal))
 
     deadlines: list[Deadline] = []
@@ -377,7 +408,7 @@ def check_deadlines(
     if not due:
         return Outcome(state)
     remaining = tuple(d for d in state.deadlines if d.due >= business_date)
-    decision = _Decision(replace(state, deadlines=remaining))
+    decision = Decision(replace(state, deadlines=remaining))
     for deadline in sorted(due, key=lambda d: (d.due, d.removal.effective_date, d.rule)):
         if deadline.rule is Rule.ABSENCE_REMOVAL_UNSUPPORTED:
             _check_removal(decision, deadline, business_date, config, unsupported(deadline.removal))
@@ -415,14 +446,14 @@ _DEADLINE_SEVERITY = {
 }
 
 
-def _fire_deadline(decision: _Decision, deadline: Deadline, business_date: date) -> None:
+def _fire_deadline(decision: Decision, deadline: Deadline, business_date: date) -> None:
     removal = deadline.removal
     state = decision.state
     if deadline.rule in (Rule.TRANSITION_NOT_COMPLETED, Rule.TRANSFER_NOT_STARTED):
         targets = _officer_targets(removal.school_la, removal.destination_la)
     else:
         targets = _officer_targets(removal.school_la)
-    targets = _protected_targets(state, targets)
+    targets = protected_targets(state, targets)
     protected = state.protected
     case_id = decision.open_or_join_case(deadline.rule, removal, targets, business_date)
     decision.emit(
@@ -439,7 +470,7 @@ def _fire_deadline(decision: _Decision, deadline: Deadline, business_date: date)
 
 
 def _check_removal(
-    decision: _Decision,
+    decision: Decision,
     deadline: Deadline,
     business_date: date,
     config: RuleConfig,
@@ -456,7 +487,7 @@ def _check_removal(
     case = decision.state.case
     decision.emit(
         Rule.ABSENCE_REMOVAL_UNSUPPORTED,
-        [_Target(Recipient.CME_OFFICER, removal.school_la)],
+        [Target(Recipient.CME_OFFICER, removal.school_la)],
         Severity.HIGH,
         school_urn=removal.school_urn,
         raised_on=business_date,
@@ -476,10 +507,10 @@ def attendance_alerts(
 ) -> tuple[Alert, ...]:
     """The alerts of what the attendance rules decided, addressed by the child's state: the school LA's CME
     officer, and social care if the child is protected (then IMMEDIATE for everyone)."""
-    decision = _Decision(state)
+    decision = Decision(state)
     protected = state.protected
     for alert in decided:
-        targets = _protected_targets(state, [_Target(Recipient.CME_OFFICER, alert.school_la)])
+        targets = protected_targets(state, [Target(Recipient.CME_OFFICER, alert.school_la)])
         decision.emit(
             alert.rule,
             targets,
@@ -504,14 +535,14 @@ def apply_ehe_notification(state: ChildState, notice: EHENotification, config: R
     state = replace(
         state, notices=(*state.notices, entry), seen_ids=state.seen_ids | {notice.notification_id}
     )
-    decision = _Decision(state)
+    decision = Decision(state)
     if notice.method is EHEMethod.ORAL:
         on_roll = state.on_roll_schools()
         if on_roll and state.child is not None:
             school_urn = notice.school_urn or on_roll[0].school_urn
             decision.emit(
                 Rule.ORAL_EHE_INDICATION,
-                [_Target(Recipient.EHE_SERVICE, notice.la_code)],
+                [Target(Recipient.EHE_SERVICE, notice.la_code)],
                 Severity.INFO,
                 school_urn=school_urn,
                 raised_on=notice.received_on,
@@ -527,44 +558,28 @@ def apply_status(state: ChildState, status: SafeguardingStatus, config: RuleConf
         status.la_code, status.child_protection_plan, status.looked_after, status.school_attendance_order
     )
     state = replace(state, status=entry)
-    decision = _Decision(state)
+    decision = Decision(state)
     case = state.case
     if entry.protected and case is not None and entry.la_code not in case.social_care_alerted:
         decision.emit(
             Rule.OPEN_CASE_PROTECTED,
-            [_Target(Recipient.SOCIAL_CARE, entry.la_code)],
+            [Target(Recipient.SOCIAL_CARE, entry.la_code)],
             Severity.IMMEDIATE,
-            school_urn=case.opened_by.school_urn,
+            school_urn=case.opened_by.school_urn if case.opened_by is not None else None,
             raised_on=status.updated_at.astimezone(LONDON).date(),
             reason=wording.open_case_protected(case, entry),
             trigger=case.case_id,
-            trigger_ids=(case.opened_by.event_id,),
+            trigger_ids=_case_trigger_ids(case),
             case_id=case.case_id,
         )
         decision.state = replace(
-            state, case=replace(case, social_care_alerted=_merge(case.social_care_alerted, [entry.la_code]))
+            state, case=replace(case, social_care_alerted=merge_las(case.social_care_alerted, [entry.la_code]))
         )
     return decision.outcome()
 
 
-# --- officers' case actions --------------------------------------------------------------------------------
-
-
-def apply_case_action(state: ChildState, action: CaseAction, config: RuleConfig) -> Outcome:
-    """Closing the open case ends its deadlines, so a later ADDED no longer raises CHILD_LOCATED for it.
-    An action for a case that is not the child's open one changes nothing (it was closed already)."""
-    if action.action_id in state.seen_ids:
-        return Outcome(state, applied=False)
-    seen = state.seen_ids | {action.action_id}
-    case = state.case
-    if not action_closes_case(action) or case is None or case.case_id != action.case_id:
-        return Outcome(replace(state, seen_ids=seen), applied=False)
-    return Outcome(
-        replace(
-            state,
-            case=None,
-            deadlines=_removal_checks(state.deadlines),
-            seen_ids=seen,
-            closed_case_ids=(*state.closed_case_ids, case.case_id),
-        )
-    )
+def _case_trigger_ids(case: Case) -> tuple[str, ...]:
+    """The record that opened a case: its removal, else its referral."""
+    if case.opened_by is not None:
+        return (case.opened_by.event_id,)
+    return (case.referral_id,) if case.referral_id is not None else ()

@@ -41,6 +41,8 @@ class RollEntry(Struct, frozen=True, gc=False, array_like=True):
     effective_date: date
     seq: int
     event_id: str
+    #: The school's LA (its LAESTAB's first three digits); empty in entries stored before it was kept.
+    school_la: str = ""
 
 
 class NoticeEntry(Struct, frozen=True, gc=False, array_like=True):
@@ -87,17 +89,26 @@ class Deadline(Struct, frozen=True, gc=False, array_like=True):
 
 
 class Case(Struct, frozen=True, gc=False, array_like=True):
-    """The child's open CME case, and every LA that holds it."""
+    """The child's open CME case, and every LA that holds it.
+
+    A case opened by a referral (or linked to the child from one) has no removal: `opened_by` is None and
+    `referral_id` names the referral. `linked` lists the cases of referrals without a UPN that an officer
+    linked to this child while this case was open: they end with it."""
 
     case_id: str
-    opened_by: Removal
+    opened_by: Removal | None
     opened_on: date
     opening_rule: Rule
     holders: tuple[str, ...]
     social_care_alerted: tuple[str, ...] = ()
+    referral_id: str | None = None
+    linked: tuple[str, ...] = ()
 
 
 class ChildState(Struct, frozen=True, gc=False, array_like=True):
+    """What is known of one child. `upn` is the key the state is stored under: the child's UPN, or, for a
+    referral without a UPN (`by_referral`), that referral's id, whose case the state then holds alone."""
+
     upn: str
     child: AlertChild | None = None
     rolls: tuple[RollEntry, ...] = ()
@@ -107,6 +118,7 @@ class ChildState(Struct, frozen=True, gc=False, array_like=True):
     deadlines: tuple[Deadline, ...] = ()
     seen_ids: frozenset[str] = frozenset()
     closed_case_ids: tuple[str, ...] = ()
+    by_referral: bool = False
 
     @property
     def protected(self) -> bool:

@@ -23,7 +23,9 @@ from processors.records import (
     Alert,
     AttendanceRegister,
     CaseAction,
+    CaseActionType,
     ClockTick,
+    CMEReferral,
     EHENotification,
     EventType,
     InputRecord,
@@ -31,10 +33,10 @@ from processors.records import (
     RollEvent,
     SafeguardingStatus,
 )
+from processors.referrals import apply_case_action, apply_referral
 from processors.registers import MarkRejection, batch_of, check_marks
 from processors.rules import (
     Outcome,
-    apply_case_action,
     apply_ehe_notification,
     apply_roll_event,
     apply_status,
@@ -214,8 +216,10 @@ class Timeline:
         rule = _APPLY.get(type(record))
         if rule is None:
             raise TypeError(f"cannot apply {type(record).__name__}")
-        stored = self.children.get(record.upn)
-        state = stored or ChildState(upn=record.upn)
+        # A referral or a case action without a UPN lives under its referral id (design.md, Rules (v2)).
+        key = record.key if isinstance(record, CaseAction | CMEReferral) else record.upn
+        stored = self.children.get(key)
+        state = stored or ChildState(upn=key)
         outcome: Outcome = rule(state, record, self.config)
         changes = NO_CHANGES
         if outcome.state is not state:
@@ -234,9 +238,12 @@ class Timeline:
                 alerts = (*alerts, *attendance_alerts(outcome.state, watched.decided, (record.event_id,)))
         if outcome.state is not state:
             self.children.put(outcome.state)
-            changes = changes_between(stored, outcome.state)
+            if not (isinstance(record, CaseAction) and record.action is CaseActionType.LINK):
+                # A linked case is already counted open where its referral opened it (under the referral id,
+                # on another partition); it is counted closed when the child's roll event closes it.
+                changes = changes_between(stored, outcome.state)
         for due in outcome.new_due_dates:
-            self.index.add(due, record.upn)
+            self.index.add(due, key)
         return Applied(alerts, outcome.applied, changes)
 
     def apply_register(self, register: AttendanceRegister) -> Applied:
@@ -329,6 +336,7 @@ _APPLY: dict[type, Callable[[ChildState, Any, RuleConfig], Outcome]] = {
     EHENotification: apply_ehe_notification,
     SafeguardingStatus: apply_status,
     CaseAction: apply_case_action,
+    CMEReferral: apply_referral,
 }
 
 

@@ -18,7 +18,9 @@ from processors.records import (
     AttendanceMark,
     AttendanceRegister,
     CaseAction,
+    CaseActionType,
     ClockTick,
+    CMEReferral,
     Destination,
     DestinationKind,
     EHENotification,
@@ -46,9 +48,18 @@ MAX_TEXT = {
     "social_worker.email": 254,
     "reason": 2000,
     "by": 200,
+    "assignee": 200,
+    "enquiry.outcome": 500,
+    "details": 2000,
+    "referrer.name": 200,
+    "referrer.contact": 254,
 }
+#: Fields an officer or a referrer writes as prose, which may run over several lines.
+PROSE = frozenset({"reason", "details"})
 # Control characters have no place in a name, and an unpaired surrogate cannot be written as UTF-8 at all.
 _NOT_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# Prose keeps its line breaks and tabs; other control characters are still not text.
+_NOT_PROSE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 #: A roll change may be recorded ahead of its date (a September start entered in July), but not by years.
 MAX_EFFECTIVE_AHEAD = timedelta(days=366)
 #: Late recording of an old change happens (backlogs, corrections), within limits.
@@ -74,6 +85,8 @@ def validate(record: InputRecord) -> list[Problem]:
         return _case_action_problems(record)
     if isinstance(record, AttendanceRegister):
         return _register_problems(record)
+    if isinstance(record, CMEReferral):
+        return _referral_problems(record)
     raise TypeError(f"not an input record: {type(record).__name__}")
 
 
@@ -165,7 +178,7 @@ def _text_problems(value: str, field: str) -> list[Problem]:
                 field,
             )
         ]
-    if _NOT_TEXT.search(value):
+    if (_NOT_PROSE if field in PROSE else _NOT_TEXT).search(value):
         return [
             Problem(
                 ProblemCode.TEXT_INVALID,
@@ -358,6 +371,14 @@ def _case_action_problems(action: CaseAction) -> list[Problem]:
     problems = _uuid_problems(action.action_id, "action_id")
     if action.upn is not None:
         problems += upn_problems(action.upn, "upn")
+    if action.referral_id is not None:
+        problems += _uuid_problems(action.referral_id, "referral_id")
+    if action.la_code is not None:
+        problems += _la_code_problems(action.la_code, "la_code")
+    if action.upn is None and action.referral_id is None:
+        problems.append(_incomplete(
+            "upn", "a case action names the child's UPN, or, for a case opened by a referral without one, "
+            "the referral_id"))
     if not _UUID.fullmatch(action.case_id):
         problems.append(
             Problem(
@@ -372,12 +393,93 @@ def _case_action_problems(action: CaseAction) -> list[Problem]:
             problems.append(
                 Problem(
                     ProblemCode.TEXT_EMPTY,
-                    f"{field} must say something: the register records who closed a case and why",
+                    f"{field} must say something: the register records who acted on a case and why",
                     field,
                 )
             )
     problems += _texts_problems((action.reason, "reason"), (action.by, "by"))
     problems += _date_range_problems(action.at.date(), "at")
+    problems += _action_fields_problems(action)
+    return problems
+
+
+def _action_fields_problems(action: CaseAction) -> list[Problem]:
+    """What each kind of action needs, and the fields that belong to another kind. A CLOSE without a
+    close_reason stays valid: closing actions of the first release carried none."""
+    kind = action.action
+    problems: list[Problem] = []
+    if action.close_reason is not None and kind is not CaseActionType.CLOSE:
+        problems.append(_misplaced("close_reason", kind, "CLOSE"))
+    if action.enquiry is not None and kind is not CaseActionType.NOTE:
+        problems.append(_misplaced("enquiry", kind, "NOTE"))
+    if action.assignee is not None and kind is not CaseActionType.ASSIGN:
+        problems.append(_misplaced("assignee", kind, "ASSIGN"))
+    if kind is CaseActionType.NOTE:
+        if action.enquiry is None:
+            problems.append(_incomplete(
+                "enquiry", "a NOTE records one enquiry: give its kind and outcome, and the note as reason"))
+        else:
+            problems += _required_text(action.enquiry.outcome, "enquiry.outcome")
+    elif kind is CaseActionType.ASSIGN:
+        if action.assignee is None:
+            problems.append(_incomplete("assignee", "an ASSIGN names the officer the case is assigned to"))
+        else:
+            problems += _required_text(action.assignee, "assignee")
+    elif kind is CaseActionType.LINK:
+        for field, value in (("upn", action.upn), ("referral_id", action.referral_id), ("la_code", action.la_code)):
+            if value is None:
+                problems.append(_incomplete(
+                    field, "a LINK names the child's upn, the referral_id whose case is linked and the la_code "
+                    "of the LA holding that case"))
+    return problems
+
+
+def _incomplete(field: str, message: str) -> Problem:
+    return Problem(ProblemCode.ACTION_INCOMPLETE, f"{field} is missing: {message}", field)
+
+
+def _misplaced(field: str, kind: CaseActionType, belongs: str) -> Problem:
+    return Problem(
+        ProblemCode.ACTION_FIELD_MISPLACED,
+        f"{field} belongs to a {belongs} action, not a {kind.value}; leave it out",
+        field,
+    )
+
+
+def _required_text(value: str, field: str) -> list[Problem]:
+    """A text field that must say something, within its bound; the value is never quoted."""
+    if not value.strip():
+        return [Problem(ProblemCode.TEXT_EMPTY, f"{field} must not be blank", field)]
+    return _text_problems(value, field)
+
+
+def _referral_problems(referral: CMEReferral) -> list[Problem]:
+    problems = _uuid_problems(referral.referral_id, "referral_id")
+    problems += _la_code_problems(referral.la_code, "la_code")
+    if referral.upn is not None:
+        problems += upn_problems(referral.upn, "upn")
+    received = _date_range_problems(referral.received_on, "received_on")
+    problems += received
+    child = referral.child
+    problems += _required_text(child.forename, "child.forename")
+    problems += _required_text(child.surname, "child.surname")
+    problems += _texts_problems((child.postcode, "child.postcode"), (referral.details, "details"))
+    if child.date_of_birth is not None:
+        born = _date_range_problems(child.date_of_birth, "child.date_of_birth", quote=False)
+        if not born and not received and _age_on(child.date_of_birth, referral.received_on) not in range(MAX_AGE + 1):
+            # The message must not echo the date of birth: it is personal data and ends up in logs.
+            born.append(Problem(
+                ProblemCode.DATE_IMPLAUSIBLE,
+                f"child.date_of_birth gives an age outside 0-{MAX_AGE} on received_on; check it, or leave it out "
+                "if it is not known",
+                "child.date_of_birth",
+            ))
+        problems += born
+    referrer = referral.referrer
+    for value, field in ((referrer.name, "referrer.name"), (referrer.contact, "referrer.contact")):
+        if value is not None:
+            # Blank is not anonymous: an anonymous referral leaves name and contact out.
+            problems += _required_text(value, field)
     return problems
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from datetime import date
 
-from processors.records import DestinationKind, Ground, Rule
+from processors.records import CMEReferral, DestinationKind, Ground, ReferralConcern, ReferrerAgency, Rule
 from processors.state import Case, Deadline, Removal, StatusEntry
 
 GROUND_WORDS = {
@@ -100,11 +100,17 @@ def oral_indication(school_urn: str, received_on: date) -> str:
     )
 
 
-def child_located(school_name: str, school_urn: str, starting: date, opening: Removal) -> str:
+def _case_opening(case: Case) -> str:
+    """What opened a case, as the end of "The CME case opened ...": a removal, or a referral."""
+    if case.opened_by is not None:
+        return f"after the removal from {case.opened_by.school_name} on {day(case.opened_by.effective_date)}"
+    return f"on {day(case.opened_on)} after a referral"
+
+
+def child_located(school_name: str, school_urn: str, starting: date, case: Case) -> str:
     return (
-        f"On roll at {school_name} (URN {school_urn}) from {day(starting)}. The CME case opened after the "
-        f"removal from {opening.school_name} on {day(opening.effective_date)} is closed: no further action "
-        "unless there are other concerns."
+        f"On roll at {school_name} (URN {school_urn}) from {day(starting)}. The CME case opened "
+        f"{_case_opening(case)} is closed: no further action unless there are other concerns."
     )
 
 
@@ -137,9 +143,15 @@ def open_case_protected(case: Case, status: StatusEntry) -> str:
     plan = "has a child protection plan" if status.child_protection_plan else "is looked after"
     return (
         f"The child {plan} (LA {status.la_code}) and has had an open CME case since "
-        f"{day(case.opened_on)}. {_removed(case.opened_by)}. Tell the allocated social worker today and "
+        f"{day(case.opened_on)}. {_opened_by(case)}. Tell the allocated social worker today and "
         "agree who leads the enquiries."
     )
+
+
+def _opened_by(case: Case) -> str:
+    if case.opened_by is not None:
+        return _removed(case.opened_by)
+    return "The case was opened by a referral to the CME officer, not by a removal from roll"
 
 
 # --- attendance (design v2) --------------------------------------------------------------------------------
@@ -191,3 +203,77 @@ def absence_removal_unsupported(removal: Removal, run: int, needed: int, after_l
         "made with the LA before deleting the pupil; a deletion the register does not support may be an "
         "illegal removal from roll. Treat the child as missing until located."
     )
+
+
+# --- referrals (design v2) ---------------------------------------------------------------------------------
+
+AGENCY_WORDS = {
+    ReferrerAgency.SCHOOL: "a school",
+    ReferrerAgency.HEALTH: "a health practitioner",
+    ReferrerAgency.HOUSING: "a housing officer",
+    ReferrerAgency.POLICE: "the police",
+    ReferrerAgency.YOUTH_JUSTICE: "a youth justice worker",
+    ReferrerAgency.SOCIAL_CARE: "children's social care",
+    ReferrerAgency.VOLUNTARY: "a voluntary organisation",
+    ReferrerAgency.PUBLIC: "a member of the public",
+    ReferrerAgency.OTHER: "another agency",
+}
+
+CONCERN_WORDS = {
+    ReferralConcern.NOT_IN_SCHOOL: "the child is thought not to be in any school",
+    ReferralConcern.NOT_ATTENDING: "the child is thought to be on a school's roll but not attending",
+    ReferralConcern.EDUCATION_UNSUITABLE: "the child's education is thought not to be suitable or full-time",
+    ReferralConcern.NEW_TO_AREA: "the child is thought to be new to the area without a school place",
+    ReferralConcern.OTHER: "another concern about the child's education (see the referral's details)",
+}
+
+
+def _referred(referral: CMEReferral) -> str:
+    """Who referred and why. The referrer's name and contact stay in the register, never in an alert."""
+    referrer = referral.referrer
+    who = AGENCY_WORDS[referrer.agency]
+    if referrer.anonymous:
+        who += ", who asked to stay anonymous"
+    else:
+        who += " (their contact details are in the CME register)"
+    return f"Referred to the CME officer on {day(referral.received_on)} by {who}: {CONCERN_WORDS[referral.concern]}"
+
+
+def referral_not_on_roll(referral: CMEReferral, protected: bool, named: bool) -> str:
+    if referral.upn is None:
+        roll = (
+            "The referral gives no UPN, so no school roll can be checked: it has a CME case of its own until "
+            "an officer links it to the child's UPN or closes it"
+        )
+    else:
+        roll = "The child is not on roll at any school Rollwatch knows of"
+    text = (
+        f"{_referred(referral)}. {roll}. Add the child to the CME register and make reasonable enquiries: "
+        f"contact the family{'' if referral.referrer.anonymous else ' and the referrer'}, check with schools and "
+        "with other LAs (regionally or nationally) and the Lost Pupil Database, and record each enquiry on the "
+        "case."
+    )
+    if referral.concern is ReferralConcern.EDUCATION_UNSUITABLE:
+        text += (
+            " The EHE service should find out where and how the child is educated and whether it is suitable "
+            "(an unregistered setting may be an illegal school)."
+        )
+    if not named:
+        text += " The referral gives no date of birth, so this alert names no child: see the referral in the register."
+    return text + (PROTECTED_NOTE if protected else "")
+
+
+def referral_on_roll(referral: CMEReferral, school_urns: list[str], other_las: list[str]) -> str:
+    schools = ", ".join(f"URN {urn}" for urn in school_urns)
+    text = (
+        f"{_referred(referral)}. The child is on roll at {schools}. Ask the school whether the child attends "
+        "and share the concern; if the school has not seen the child, it and the LA must make reasonable "
+        "enquiries together."
+    )
+    if other_las:
+        las = ", ".join(other_las)
+        text += (
+            f" The referral went to LA {referral.la_code} and the child is on roll in LA {las}: the CME officers "
+            "of these LAs should agree who follows it up."
+        )
+    return text

@@ -214,6 +214,9 @@ def _write_record(fields: JsonObject, schema: JsonObject, keep_nulls: bool) -> J
         kind = field["type"]
         if isinstance(kind, list):
             kind = next(branch for branch in kind if branch != "null")
+            if isinstance(value, tuple):
+                # fastavro's (branch name, value) notation for an optional record or enum.
+                value = value[1]
         if isinstance(kind, str):
             result[key] = value
         elif kind.get("logicalType") == "date":
@@ -226,8 +229,7 @@ def _write_record(fields: JsonObject, schema: JsonObject, keep_nulls: bool) -> J
             items = kind["items"]
             result[key] = list(value) if items == "string" else [_write_record(v, items, keep_nulls) for v in value]
         else:
-            # A nested record, perhaps in fastavro's (branch name, fields) notation for an optional one.
-            result[key] = _write_record(value[1] if isinstance(value, tuple) else value, kind, keep_nulls)
+            result[key] = _write_record(value, kind, keep_nulls)
     return result
 
 
@@ -263,7 +265,7 @@ def topic_of(record: InputRecord) -> str:
         raise CodecError(
             CodecErrorCode.WRONG_RECORD_TYPE,
             f"a {type(record).__name__} is not an input record; expected RollEvent, EHENotification, "
-            "SafeguardingStatus, ClockTick, CaseAction or AttendanceRegister",
+            "SafeguardingStatus, ClockTick, CaseAction, AttendanceRegister or CMEReferral",
         )
     return topic
 

@@ -12,6 +12,7 @@ from processors.records import (
     ATTENDANCE_REGISTERS,
     CASE_ACTIONS,
     CLOCK_TICKS,
+    CME_REFERRALS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
@@ -19,6 +20,7 @@ from processors.records import (
     AttendanceRegister,
     CaseAction,
     ClockTick,
+    CMEReferral,
     EHENotification,
     InputRecord,
     RollEvent,
@@ -52,6 +54,10 @@ class _AttendanceRegisterLine(msgspec.Struct, tag_field="topic", tag=ATTENDANCE_
     value: AttendanceRegister
 
 
+class _CMEReferralLine(msgspec.Struct, tag_field="topic", tag=CME_REFERRALS):
+    value: CMEReferral
+
+
 # Decodes a well-formed line straight into the record dataclasses in C. It accepts only what the field readers
 # of schemas.jsonfields accept with the same result (tests/unit/test_jsonformat.py compares the two on valid
 # and broken lines); anything it refuses, or a timestamp without an offset, takes the field readers' path,
@@ -63,6 +69,7 @@ _FAST_LINE = msgspec.json.Decoder(
     | _ClockTickLine
     | _CaseActionLine
     | _AttendanceRegisterLine
+    | _CMEReferralLine
 )
 _TOPIC_OF_LINE: Mapping[type, str] = {
     _RollEventLine: ROLL_EVENTS,
@@ -71,6 +78,7 @@ _TOPIC_OF_LINE: Mapping[type, str] = {
     _ClockTickLine: CLOCK_TICKS,
     _CaseActionLine: CASE_ACTIONS,
     _AttendanceRegisterLine: ATTENDANCE_REGISTERS,
+    _CMEReferralLine: CME_REFERRALS,
 }
 
 
@@ -179,6 +187,7 @@ def _parse_by_fields(line: str | bytes) -> tuple[str, InputRecord]:
 class _Owner(msgspec.Struct):
     # Any value: a tick carrying a stray non-text "upn" is still a tick.
     upn: Any = None
+    referral_id: Any = None
 
 
 class _Route(msgspec.Struct):
@@ -192,8 +201,9 @@ _NO_OWNER = object()
 
 
 def line_owner(line: str | bytes) -> str | None:
-    """The UPN of the child a replay line concerns, or None for a tick or a register (which concern many),
-    read from its topic and UPN only; raises CodecError when the line names neither.
+    """The UPN of the child a replay line concerns (for a referral or case action without one, its referral
+    id), or None for a tick or a register (which concern many), read from its topic and those ids only;
+    raises CodecError when the line names none.
 
     The line is decoded as JSON (not searched for text), so a UPN written with escapes is still its child's and
     a field that merely mentions a topic cannot pass for one. For every line parse_line accepts, this is
@@ -209,6 +219,11 @@ def line_owner(line: str | bytes) -> str | None:
     if route.topic in _EVERY_CHILD:
         return None
     upn = route.value.upn
+    if upn is None and route.topic in _KEYED_BY_REFERRAL:
+        upn = route.value.referral_id
+        if upn is None:
+            # A case action naming neither: validation refuses it (ACTION_INCOMPLETE) wherever it is read.
+            return None
     if type(upn) is not str:
         raise CodecError(CodecErrorCode.BAD_JSON, "line has no text 'upn' to route it by")
     return upn
@@ -217,11 +232,18 @@ def line_owner(line: str | bytes) -> str | None:
 #: Topics whose records concern many children: a tick every child, a register each child it marks (every
 #: shard reads it and applies the marks of its own children).
 _EVERY_CHILD = frozenset({CLOCK_TICKS, ATTENDANCE_REGISTERS})
+#: Topics whose records without a UPN belong to the case of their referral, keyed by its referral id.
+_KEYED_BY_REFERRAL = frozenset({CME_REFERRALS, CASE_ACTIONS})
 
 
 def record_owner(record: InputRecord) -> str | None:
-    """The UPN of the child a record concerns, or None for a record about many (a tick, a register)."""
-    return None if type(record) in (ClockTick, AttendanceRegister) else record.upn  # type: ignore[union-attr]
+    """The UPN of the child a record concerns (else its referral id), or None for a record about many (a tick,
+    a register)."""
+    if type(record) in (ClockTick, AttendanceRegister):
+        return None
+    if type(record) in (CMEReferral, CaseAction) and record.upn is None:  # type: ignore[union-attr]
+        return record.referral_id  # type: ignore[union-attr]
+    return record.upn  # type: ignore[union-attr]
 
 
 _encode_json = msgspec.json.Encoder().encode

@@ -9,7 +9,8 @@ Two passes over the file, so memory stays flat however large it is:
    a crash: text that is not UTF-8, JSON that is not a record, rows csv cannot read.
 2. Sending: the input topics are created if missing (co-partitioned: `topic_partitions` each), then every
    good record goes, in file order, through one function (`_record_sender`) to the SDK's idempotent
-   producer, keyed by UPN; a clock tick goes to every partition of `clock.ticks`.
+   producer, keyed by UPN (a `cme.referrals` line without one by its referral id); a clock tick goes to every
+   partition of `clock.ticks`.
 
 A CSV whose header names the columns school_urn, school_laestab, school_name, date, upn, am, pm holds attendance
 marks, one a row: consecutive rows of one school and day are sent as one register (a new one past 5,000 marks),
@@ -129,8 +130,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="validate a replay or roll-events CSV file, then publish it to the input topics",
         description=(
             "Validate every line of FILE, then publish its records to Kafka in file order: Avro "
-            "single-object encoded, keyed by UPN, through an idempotent producer; clock ticks go to every "
-            "partition of clock.ticks."
+            "single-object encoded, keyed by UPN (a referral without one by its referral id), through an "
+            "idempotent producer; clock ticks go to every partition of clock.ticks."
         ),
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,

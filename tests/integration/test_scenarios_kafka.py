@@ -16,7 +16,7 @@ from cli.commands.publish import connection_of
 from config.settings import Settings
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
-from processors.records import CLOCK_TICKS, Alert, AttendanceRegister
+from processors.records import CLOCK_TICKS, Alert, AttendanceRegister, CaseAction, CMEReferral
 from processors.timeline import memory_timeline
 from replay.run import replay
 from rollwatch_client.ordering import AppliedOffsets, OrderedSender
@@ -76,11 +76,14 @@ Item = tuple[str, bytes | None, bytes]
 
 
 def message_key(topic: str, record: object) -> bytes | None:
-    """A record's key as its sender gives it: none for a tick, the school's URN for a register, else the UPN."""
+    """A record's key as its sender gives it: none for a tick, the school's URN for a register, else the UPN
+    (for a referral or case action without one, its referral id)."""
     if topic == CLOCK_TICKS:
         return None
     if isinstance(record, AttendanceRegister):
         return record.school.urn.encode()
+    if isinstance(record, CMEReferral | CaseAction):
+        return record.key.encode()
     return record.upn.encode()  # type: ignore[attr-defined]
 
 

@@ -62,12 +62,16 @@ def test_worker_register_and_ops_get_what_they_run_on() -> None:
     register = role_bindings("register", register_group="reg")
     assert Binding("TOPIC", "la.", "PREFIXED", "READ") in register
     assert Binding("TOPIC", "case.actions", "LITERAL", "WRITE") in register
+    assert Binding("TOPIC", "cme.referrals", "LITERAL", "WRITE") in register
+    assert not any(b.operation == "READ" and b.name == "cme.referrals" for b in register)
+    assert Binding("TOPIC", "p.cme.referrals", "LITERAL", "READ") in worker
+    assert Binding("TOPIC", "p.cme.referrals.dlq", "LITERAL", "WRITE") in worker
     assert Binding("GROUP", "reg", "LITERAL", "READ") in register
     assert not any(b.operation == "WRITE" and b.name.startswith("la.") for b in register)
     ops = role_bindings("ops")
     assert {b.name for b in ops} == {f"{t}.dlq" for t in
                                      ("roll.events", "ehe.notifications", "safeguarding.status", "clock.ticks",
-                                      "case.actions", "attendance.registers")}
+                                      "case.actions", "attendance.registers", "cme.referrals")}
     assert {b.operation for b in ops} == {"READ", "DESCRIBE"}
 
 

@@ -38,8 +38,10 @@ PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "str
 # SchemaNormalization.parsingFingerprint64, bytes least significant first). A change here is a change of the
 # wire contract: consumers must learn the new schema before producers use it.
 JAVA_FINGERPRINTS = {
-    "Alert": "8dae572b6707a7e2",
+    "Alert": "e2abe2ae010ec219",
     "AttendanceRegister": "7bb7b49f21181341",
+    "CaseAction": "4b6b5c3571192d0c",
+    "CMEReferral": "d16472a9808fafcf",
     "ClockTick": "0c3613a60ea0de67",
     "DeadLetter": "3eb3b05ea46b4d05",
     "EHENotification": "e7a10975adc04a24",

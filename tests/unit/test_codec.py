@@ -18,16 +18,24 @@ from processors.records import (
     AttendanceRegister,
     CaseAction,
     CaseActionType,
+    CaseEnquiry,
     Child,
     ClockTick,
+    CloseReason,
+    CMEReferral,
     DeadLetter,
     Destination,
     DestinationKind,
     EHEMethod,
     EHENotification,
+    EnquiryKind,
     EventType,
     Ground,
     Recipient,
+    ReferralChild,
+    ReferralConcern,
+    Referrer,
+    ReferrerAgency,
     RollEvent,
     Rule,
     SafeguardingStatus,
@@ -170,6 +178,74 @@ def sample_records() -> list[AvroRecord]:
             reason="Absent without authorisation for 10 school days in a row.",
             trigger_event_ids=("00000000-0000-4000-a000-000000000001",),
         ),
+        Alert(
+            alert_id="7d9f3a52-0000-5000-8000-000000000004",
+            rule=Rule.REFERRAL_NOT_ON_ROLL,
+            recipient=Recipient.CME_OFFICER,
+            la_code="336",
+            severity=Severity.HIGH,
+            upn=None,
+            child=None,
+            school_urn=None,
+            raised_on=date(2025, 1, 15),
+            reason="Referred by a member of the public, who asked to stay anonymous.",
+            trigger_event_ids=("00000000-0000-4000-b000-000000000001",),
+            case_id="00000000-0000-5000-8000-00000000ca5e",
+            referral_id="00000000-0000-4000-b000-000000000001",
+        ),
+        CMEReferral(
+            referral_id="00000000-0000-4000-b000-000000000001",
+            received_on=date(2025, 1, 15),
+            la_code="336",
+            upn="W330215224052",
+            child=ReferralChild(forename=FORENAME, surname=SURNAME, date_of_birth=BIRTH_DATE, postcode=POSTCODE),
+            concern=ReferralConcern.EDUCATION_UNSUITABLE,
+            referrer=Referrer(agency=ReferrerAgency.HEALTH, name="A Nurse", contact="hv@example.org"),
+            details="Seen at home on school days.\nSays she goes to a 'tuition centre'.",
+        ),
+        CMEReferral(
+            referral_id="00000000-0000-4000-b000-000000000002",
+            received_on=date(2025, 1, 16),
+            la_code="330",
+            upn=None,
+            child=ReferralChild(forename=FORENAME, surname=SURNAME),
+            concern=ReferralConcern.NOT_IN_SCHOOL,
+            referrer=Referrer(agency=ReferrerAgency.PUBLIC),
+        ),
+        CaseAction(
+            action_id="00000000-0000-4000-c000-000000000001",
+            upn="W330215224052",
+            case_id="00000000-0000-5000-8000-00000000ca5e",
+            action=CaseActionType.CLOSE,
+            reason="Confirmed on roll in Wales.",
+            by="officer.336",
+            at=datetime(2025, 2, 3, 10, 30, tzinfo=UTC),
+        ),
+        CaseAction(
+            action_id="00000000-0000-4000-c000-000000000002",
+            upn=None,
+            case_id="00000000-0000-5000-8000-00000000ca5e",
+            action=CaseActionType.NOTE,
+            reason="Phoned the family twice; no answer.",
+            by="officer.336",
+            at=datetime(2025, 2, 3, 10, 30, tzinfo=UTC),
+            referral_id="00000000-0000-4000-b000-000000000002",
+            enquiry=CaseEnquiry(kind=EnquiryKind.FAMILY_CONTACTED, outcome="no answer"),
+            la_code="336",
+        ),
+        CaseAction(
+            action_id="00000000-0000-4000-c000-000000000003",
+            upn="W330215224052",
+            case_id="00000000-0000-5000-8000-00000000ca5e",
+            action=CaseActionType.CLOSE,
+            reason="Family moved to Leeds; handed over.",
+            by="officer.336",
+            at=datetime(2025, 2, 4, 10, 30, tzinfo=UTC),
+            referral_id="00000000-0000-4000-b000-000000000002",
+            close_reason=CloseReason.MOVED_TO_OTHER_LA,
+            assignee=None,
+            la_code="336",
+        ),
         DeadLetter(
             raw=b"\xc3\x01\x00\xff not avro",
             source_topic="roll.events",
@@ -232,8 +308,8 @@ def test_each_record_type_has_its_own_fingerprint(codec: AvroCodec) -> None:
 
     fingerprints = {codec.fingerprint(record_type) for record_type in record_types}
 
-    assert len(record_types) == 7
-    assert len(fingerprints) == 7
+    assert len(record_types) == 9
+    assert len(fingerprints) == 9
     assert all(len(fingerprint) == 8 for fingerprint in fingerprints)
 
 
@@ -253,6 +329,7 @@ SCHEMA_FOR_TYPE = {
     "ClockTick": ClockTick,
     "CaseAction": CaseAction,
     "AttendanceRegister": AttendanceRegister,
+    "CMEReferral": CMEReferral,
     "Alert": Alert,
     "DeadLetter": DeadLetter,
 }
@@ -263,6 +340,9 @@ NESTED_TYPES: dict[str, type] = {
     "SocialWorker": SocialWorker,
     "AlertChild": AlertChild,
     "AttendanceMark": AttendanceMark,
+    "ReferralChild": ReferralChild,
+    "Referrer": Referrer,
+    "CaseEnquiry": CaseEnquiry,
 }
 ENUM_TYPES: dict[str, type[StrEnum]] = {
     "EventType": EventType,
@@ -273,6 +353,10 @@ ENUM_TYPES: dict[str, type[StrEnum]] = {
     "Recipient": Recipient,
     "Severity": Severity,
     "CaseActionType": CaseActionType,
+    "CloseReason": CloseReason,
+    "EnquiryKind": EnquiryKind,
+    "ReferralConcern": ReferralConcern,
+    "ReferrerAgency": ReferrerAgency,
 }
 
 

@@ -67,7 +67,7 @@ def test_since_takes_a_date_a_timestamp_or_an_age() -> None:
 
 def test_topics_are_every_inputs_dlq_or_the_one_named_under_the_prefix() -> None:
     every = dlq_topics(SETTINGS)
-    assert len(every) == 6 and all(t.startswith("t1.") and t.endswith(".dlq") for t in every)
+    assert len(every) == 7 and all(t.startswith("t1.") and t.endswith(".dlq") for t in every)
     for name in ("roll.events", "roll.events.dlq", "t1.roll.events", "t1.roll.events.dlq"):
         assert dlq_topics(SETTINGS, name) == ["t1.roll.events.dlq"]
     with pytest.raises(DlqError, match="not an input topic"):

@@ -214,6 +214,7 @@ def test_alert_round_trips(alert: Alert) -> None:
         "raised_on",
         "reason",
         "trigger_event_ids",
+        "referral_id",
     ]
     assert isinstance(value["trigger_event_ids"], list)
     assert value["case_id"] == alert.case_id
@@ -394,3 +395,68 @@ def test_a_timestamp_without_offset_is_local_time_in_england() -> None:
     assert winter.recorded_at == datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
     assert summer.recorded_at == datetime(2025, 7, 4, 8, 0, tzinfo=UTC)
     assert summer.recorded_at.tzinfo == ZoneInfo("Europe/London")
+
+
+# --- referrals (design.md, Rules (v2)) ---------------------------------------------------------------------
+
+ANONYMOUS_REFERRAL = (
+    '{"topic": "cme.referrals", "value": {"referral_id": "00000000-0000-4000-b000-000000000009", '
+    '"received_on": "2025-01-20", "la_code": "330", "child": {"forename": "Amir", "surname": "Khan"}, '
+    '"concern": "NOT_IN_SCHOOL", "referrer": {"agency": "PUBLIC"}}}'
+)
+
+
+def test_a_referral_line_without_upn_or_referrer_is_a_referral_owned_by_its_referral_id() -> None:
+    from processors.records import CME_REFERRALS, CMEReferral, ReferralConcern, ReferrerAgency
+    from schemas.jsonformat import line_owner, parse_line_by_fields, record_owner
+
+    topic, record = parse_line(ANONYMOUS_REFERRAL)
+
+    assert topic == CME_REFERRALS and isinstance(record, CMEReferral)
+    assert record.upn is None and record.child.date_of_birth is None and record.details is None
+    assert record.concern is ReferralConcern.NOT_IN_SCHOOL and record.referrer.agency is ReferrerAgency.PUBLIC
+    assert record.referrer.anonymous
+    assert line_owner(ANONYMOUS_REFERRAL) == record_owner(record) == record.key == record.referral_id
+    assert parse_line_by_fields(ANONYMOUS_REFERRAL) == (topic, record)
+    assert parse_line(record_to_line(topic, record)) == (topic, record)
+
+
+def test_a_case_action_without_upn_is_owned_by_its_referral_id_and_one_with_a_upn_by_the_upn() -> None:
+    from schemas.jsonformat import line_owner
+
+    base = {"action_id": "a-1", "case_id": "c-1", "action": "CLOSE", "reason": "r", "by": "b",
+            "at": "2025-03-05T10:00:00Z", "referral_id": "00000000-0000-4000-b000-000000000009"}
+    by_referral = json.dumps({"topic": "case.actions", "value": base})
+    linked = json.dumps({"topic": "case.actions", "value": {**base, "action": "LINK", "upn": "W330215224052"}})
+
+    assert line_owner(by_referral) == "00000000-0000-4000-b000-000000000009"
+    assert line_owner(linked) == "W330215224052"
+    assert parse_line(by_referral)[1].key == "00000000-0000-4000-b000-000000000009"  # type: ignore[union-attr]
+
+
+def test_referral_lines_check_their_fields() -> None:
+    value = json.loads(ANONYMOUS_REFERRAL)
+    bad_concern = copy.deepcopy(value)
+    bad_concern["value"]["concern"] = "TRUANCY"
+    no_forename = copy.deepcopy(value)
+    del no_forename["value"]["child"]["forename"]
+    bad_agency = copy.deepcopy(value)
+    bad_agency["value"]["referrer"]["agency"] = "NEIGHBOUR"
+
+    concern = raised(parse_line, json.dumps(bad_concern))
+    forename = raised(parse_line, json.dumps(no_forename))
+    agency = raised(parse_line, json.dumps(bad_agency))
+
+    assert (concern.code, forename.code, agency.code) == (
+        CodecErrorCode.BAD_FIELD, CodecErrorCode.MISSING_FIELD, CodecErrorCode.BAD_FIELD)
+    assert "'concern'" in concern.message and "EDUCATION_UNSUITABLE" in concern.message
+    assert "'child.forename'" in forename.message
+    assert "'referrer.agency'" in agency.message and "TRUANCY" not in concern.message
+
+
+def test_the_new_case_action_fields_round_trip_through_json() -> None:
+    from processors.records import CASE_ACTIONS, CaseAction
+
+    for record in sample_records():
+        if isinstance(record, CaseAction):
+            assert parse_line(record_to_line(CASE_ACTIONS, record)) == (CASE_ACTIONS, record)

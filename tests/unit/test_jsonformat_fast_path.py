@@ -45,7 +45,27 @@ ACTION_LINE: dict[str, Any] = {
         "reason": "found at a school in Wales", "by": "officer@la333.example.org", "at": "2025-03-05T10:00:00Z",
     },
 }
-LINES = [ROLL_LINE, EHE_LINE, STATUS_LINE, TICK_LINE, ACTION_LINE]
+REFERRAL_LINE: dict[str, Any] = {
+    "topic": "cme.referrals",
+    "value": {
+        "referral_id": "00000000-0000-4000-b000-000000000001", "received_on": "2025-01-15", "la_code": "336",
+        "upn": "W330215224052",
+        "child": {"forename": "Zo\u00eb", "surname": "O'Connor", "date_of_birth": "2013-02-21", "postcode": "B66 1AA"},
+        "concern": "EDUCATION_UNSUITABLE", "details": "Seen at home\non school days.",
+        "referrer": {"agency": "HEALTH", "name": "A Nurse", "contact": "hv@example.org"},
+    },
+}
+NOTE_LINE: dict[str, Any] = {
+    "topic": "case.actions",
+    "value": {
+        "action_id": "a-2", "case_id": "c-1", "action": "NOTE", "reason": "two calls, no answer",
+        "by": "officer@la333.example.org", "at": "2025-03-05T10:00:00Z",
+        "referral_id": "00000000-0000-4000-b000-000000000001",
+        "enquiry": {"kind": "FAMILY_CONTACTED", "outcome": "no answer"},
+        "close_reason": "OTHER", "assignee": "officer2", "la_code": "333",
+    },
+}
+LINES = [ROLL_LINE, EHE_LINE, STATUS_LINE, TICK_LINE, ACTION_LINE, REFERRAL_LINE, NOTE_LINE]
 
 # Values a sender might put in any field: every JSON type, empty and odd strings, near-miss dates and times.
 ODD_VALUES: list[Any] = [

@@ -74,3 +74,13 @@ def test_ticks_go_to_every_shard_and_children_stay_on_one() -> None:
     assert shard_of(named_like_a_tick.encode(), 4) == shard_of(line.encode(), 4)
     stray_upn_on_tick = '{"topic": "clock.ticks", "value": {"today": "2025-01-06", "upn": 7}}'
     assert shard_of(stray_upn_on_tick.encode(), 4) is None
+
+
+def test_referral_scenarios_give_identical_output_sharded_by_upn_or_referral_id(tmp_path: Path) -> None:
+    from tests.scenarios.referrals import REFERRAL_SCENARIOS
+
+    lines = [line for s in REFERRAL_SCENARIOS for line in s.lines()]
+    lines += [p.read_text().strip() for p in sorted(SHARED.glob("v2/p09*.jsonl"))]
+    expected = single(lines)
+    assert len(expected[0]) > 30 and not expected[1]
+    assert parallel(lines, 3, tmp_path) == expected

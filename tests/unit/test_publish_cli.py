@@ -358,3 +358,28 @@ def test_a_register_is_keyed_by_its_school_and_sent_as_avro() -> None:
     assert message["topic"] == "t1.attendance.registers"
     assert message["key"] == b"140501"
     assert AvroCodec().decode_any(message["value"]) == register
+
+
+def test_referrals_are_keyed_by_upn_else_by_referral_id_and_a_replay_file_of_them_is_checked(tmp_path: Path) -> None:
+    from rollwatch_client.publisher import InvalidRecordError, ReferralPublisher
+    from schemas.jsonformat import parse_line as parse
+    from tests.scenarios.referrals import referral
+
+    with_upn = parse((SHARED_SCENARIOS / "v2" / "p09_referral_not_on_roll.jsonl").read_text().strip())[1]
+    without = parse(json.dumps(referral(None, "331", "2025-03-03", anonymous=True)))[1]
+    producer = FakeProducer()
+    with ReferralPublisher(CONNECTION, topic_prefix="t1.", producer=producer) as publisher:  # type: ignore[arg-type]
+        publisher.publish(with_upn)  # type: ignore[arg-type]
+        publisher.publish(without)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError):
+            publisher.publish(replace(without, la_code="999"))  # type: ignore[type-var]
+    assert [(m["topic"], m["key"]) for m in producer.sent] == [
+        ("t1.cme.referrals", b"Q330317324073"), ("t1.cme.referrals", without.referral_id.encode()),  # type: ignore[union-attr]
+    ]
+    assert AvroCodec().decode_any(producer.sent[1]["value"]) == without
+    path = tmp_path / "referrals.jsonl"
+    path.write_text(json.dumps(referral(None, "331", "2025-03-03")) + "\n" + json.dumps(
+        referral(None, "999", "2025-03-03")) + "\n", encoding="utf-8")
+    scan = scan_file(path, "jsonl")
+    assert scan.valid == 1 and [(r.line_number, r.reasons[0].split(" ")[0]) for r in scan.rejects] == [
+        (2, "LA_CODE_UNKNOWN")]

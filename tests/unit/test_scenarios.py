@@ -15,10 +15,11 @@ from processors.timeline import memory_timeline
 from replay.run import replay
 from tests.scenarios.attendance import ATTENDANCE_SCENARIOS
 from tests.scenarios.catalogue import SCENARIOS
+from tests.scenarios.referrals import REFERRAL_SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 
 SHARED = SHARED_SCENARIOS
-SHARED_FILES = sorted([*SHARED.glob("*.jsonl"), *SHARED.glob("v2/p0[78]*.jsonl")])
+SHARED_FILES = sorted([*SHARED.glob("*.jsonl"), *SHARED.glob("v2/*.jsonl")])
 
 
 def run(lines: list[str]) -> list[Alert]:
@@ -43,7 +44,7 @@ def test_shared_scenario(path: Path) -> None:
     assert len({a.alert_id for a in alerts}) == len(alerts)
 
 
-@pytest.mark.parametrize("scenario", [*SCENARIOS, *ATTENDANCE_SCENARIOS], ids=lambda s: s.name)
+@pytest.mark.parametrize("scenario", [*SCENARIOS, *ATTENDANCE_SCENARIOS, *REFERRAL_SCENARIOS], ids=lambda s: s.name)
 def test_own_scenario(scenario: object) -> None:
     from tests.scenarios.builder import Scenario
 
@@ -56,6 +57,13 @@ def test_own_scenario(scenario: object) -> None:
 def test_there_are_at_least_thirty_own_scenarios_covering_every_rule() -> None:
     from processors.records import Rule
 
-    assert len(SCENARIOS) >= 30 and len(ATTENDANCE_SCENARIOS) >= 30
-    covered = {rule for s in [*SCENARIOS, *ATTENDANCE_SCENARIOS] for rule, *_ in s.expected}
+    assert len(SCENARIOS) >= 30 and len(ATTENDANCE_SCENARIOS) >= 30 and len(REFERRAL_SCENARIOS) >= 15
+    covered = {rule for s in [*SCENARIOS, *ATTENDANCE_SCENARIOS, *REFERRAL_SCENARIOS] for rule, *_ in s.expected}
     assert covered == {str(rule) for rule in Rule}
+
+
+def test_own_scenarios_apply_every_record_they_hold_unless_they_test_refusals() -> None:
+    # A referral scenario whose case action were refused would still pass on its alerts alone.
+    for scenario in REFERRAL_SCENARIOS:
+        stats = replay(scenario.lines(), memory_timeline(RuleConfig(default_calendar())), lambda alert: None)
+        assert not stats.dead_letters, (scenario.name, stats.dead_letters)

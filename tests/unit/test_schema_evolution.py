@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 from datetime import date
 from typing import Any
 
+import avro.errors
+import avro.io
+import avro.schema
 import fastavro
 import pytest
 
@@ -190,3 +194,151 @@ def test_alerts_written_by_the_previous_release_still_read_without_registering_a
 
     assert data[2:10] != AvroCodec().fingerprint(Alert)
     assert AvroCodec().decode(data, Alert) == alert
+
+
+# --- referrals: the Alert's optional UPN and referral id, the CaseAction's new actions (design.md, v2) ---------
+
+#: Java reference fingerprints (Apache Avro 1.12.0, SchemaNormalization.parsingFingerprint64, least significant
+#: byte first) of the schemas earlier releases wrote with: messages still in the topics carry them.
+HISTORY_JAVA_FINGERPRINTS = {
+    "Alert.1": "7bd57ee018b87494",
+    "Alert.2": "8dae572b6707a7e2",
+    "CaseAction.1": "901a31d5145d7b66",
+}
+
+
+def history_schema(name: str) -> dict[str, Any]:
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files("schemas").joinpath(f"history/{name}.avsc").read_text(encoding="utf-8"))
+
+
+def referral_alert(**changes: Any) -> Any:
+    """A REFERRAL_NOT_ON_ROLL alert about a child with a UPN: it carries the referral id as well."""
+    from processors.records import Rule
+
+    return named_alert(rule=Rule.REFERRAL_NOT_ON_ROLL, school_urn=None,
+                       referral_id="00000000-0000-4000-b000-000000000001", **changes)
+
+
+@pytest.mark.parametrize("name", sorted(HISTORY_JAVA_FINGERPRINTS))
+def test_history_schemas_keep_the_fingerprints_the_java_reference_gives_them(name: str) -> None:
+    assert schema_fingerprint(history_schema(name)).hex() == HISTORY_JAVA_FINGERPRINTS[name]
+
+
+@pytest.mark.parametrize("previous", ["Alert.1", "Alert.2"])
+def test_a_reader_of_a_previous_alert_schema_reads_new_alerts_that_have_a_upn(previous: str) -> None:
+    from processors.records import Alert
+
+    old_reader = AvroCodec(current_schemas={"Alert": history_schema(previous)})
+    old_reader.register_writer_schema(load_schema("Alert"))
+    for alert in (named_alert(), named_alert(child=None) if previous == "Alert.2" else named_alert()):
+        assert old_reader.decode(AvroCodec().encode(alert), Alert) == alert
+
+
+@pytest.mark.parametrize("previous", ["Alert.1", "Alert.2"])
+@pytest.mark.parametrize("upn", [None, "W330215224052"], ids=["without-upn", "with-upn"])
+def test_a_reader_of_a_previous_alert_schema_refuses_referral_alerts_with_a_code(
+    previous: str, upn: str | None
+) -> None:
+    # A previous reader knows neither referral rule (an enum has no default to fall back to), nor an alert
+    # without a UPN: LA consumers take the new schema before referrals are sent (docs/decisions/015).
+    from processors.records import Alert
+
+    old_reader = AvroCodec(current_schemas={"Alert": history_schema(previous)})
+    old_reader.register_writer_schema(load_schema("Alert"))
+
+    with pytest.raises(CodecError) as caught:
+        old_reader.decode(AvroCodec().encode(referral_alert(upn=upn)), Alert)
+
+    assert caught.value.code == CodecErrorCode.INCOMPATIBLE_SCHEMA
+
+
+@pytest.mark.parametrize("previous", ["Alert.1", "Alert.2"])
+def test_a_reader_of_a_previous_alert_schema_refuses_a_missing_upn_itself_with_a_code(previous: str) -> None:
+    # The UPN alone, on a rule the old reader knows: the null branch has nowhere to go in a plain string.
+    from processors.records import Alert
+
+    old_reader = AvroCodec(current_schemas={"Alert": history_schema(previous)})
+    old_reader.register_writer_schema(load_schema("Alert"))
+
+    with pytest.raises(CodecError) as caught:
+        old_reader.decode(AvroCodec().encode(named_alert(upn=None, referral_id="r-1")), Alert)
+
+    assert caught.value.code == CodecErrorCode.INCOMPATIBLE_SCHEMA
+
+
+@pytest.mark.parametrize("previous", ["Alert.1", "Alert.2"])
+def test_the_reference_library_resolves_new_alerts_that_have_a_upn_once_its_union_departure_is_undone(
+    previous: str,
+) -> None:
+    # The Python `avro` library departs from the specification here: it refuses a writer's union against a
+    # reader's plain type before looking at the branch written, where the specification (and the Java
+    # implementation, tests/integration/test_avro_java_resolution.py) resolves the branch. Undone by giving
+    # its reader the branch the writer chose, the rest of the resolution is the library's own.
+    from tests.unit.test_avro_interop import plain
+
+    writer = avro.schema.parse(json.dumps(load_schema("Alert")))
+    reader = avro.schema.parse(json.dumps(history_schema(previous)))
+    alert = named_alert()
+    body = io.BytesIO(AvroCodec().encode(alert)[10:])
+
+    with pytest.raises(avro.errors.SchemaResolutionException, match="Schemas do not match"):
+        avro.io.DatumReader(writer, reader).read(avro.io.BinaryDecoder(io.BytesIO(body.getvalue())))
+    datum = _read_with_union_branch_resolved(writer, reader, body)
+
+    expected = plain(alert)
+    del expected["referral_id"]
+    assert datum == expected
+
+
+class _SpecReader(avro.io.DatumReader):  # type: ignore[misc]
+    """The reference library's reader, resolving a writer's union against a reader's plain type as the
+    specification says: read the branch written, then resolve that branch against the reader's type."""
+
+    def read_data(self, writers_schema: Any, readers_schema: Any, decoder: Any) -> Any:
+        if isinstance(writers_schema, avro.schema.UnionSchema) and not isinstance(
+            readers_schema, avro.schema.UnionSchema
+        ):
+            branch = writers_schema.schemas[int(decoder.read_long())]
+            return self.read_data(branch, readers_schema, decoder)
+        return super().read_data(writers_schema, readers_schema, decoder)
+
+
+def _read_with_union_branch_resolved(writer: Any, reader: Any, body: io.BytesIO) -> Any:
+    return _SpecReader(writer, reader).read(avro.io.BinaryDecoder(body))
+
+
+@pytest.mark.parametrize("upn", [None, "W330215224052"], ids=["without-upn", "with-upn"])
+def test_the_reference_library_refuses_referral_alerts_with_the_previous_reader(upn: str | None) -> None:
+    # Refused by the specification's resolution too (_SpecReader): an unknown rule symbol, or a null UPN.
+    writer = avro.schema.parse(json.dumps(load_schema("Alert")))
+    reader = avro.schema.parse(json.dumps(history_schema("Alert.2")))
+    for alert in (referral_alert(upn=upn), named_alert(upn=upn, referral_id="r-1")):
+        if alert.upn is not None and alert.rule == "MISSING_NO_DESTINATION":
+            continue  # an old rule with a UPN is simply readable, as tested above
+        body = io.BytesIO(AvroCodec().encode(alert)[10:])
+        with pytest.raises(avro.errors.AvroException):
+            _read_with_union_branch_resolved(writer, reader, body)
+
+
+def test_case_actions_of_the_first_release_still_read_and_a_close_reads_with_the_first_schema() -> None:
+    from datetime import UTC, datetime
+
+    from processors.records import CaseAction, CaseActionType
+    from schemas.mapping import to_fields
+
+    first_release = CaseAction(
+        action_id="00000000-0000-4000-c000-000000000001", upn="W330215224052",
+        case_id="00000000-0000-5000-8000-00000000ca5e", action=CaseActionType.CLOSE, reason="Found in Wales.",
+        by="officer.336", at=datetime(2025, 2, 3, 10, 30, tzinfo=UTC),
+    )
+    old_fields = {key: value for key, value in to_fields(first_release).items()
+                  if key in {f["name"] for f in history_schema("CaseAction.1")["fields"]}}
+    old_message = write_single_object(history_schema("CaseAction.1"), old_fields)
+    old_reader = AvroCodec(current_schemas={"CaseAction": history_schema("CaseAction.1")})
+    old_reader.register_writer_schema(load_schema("CaseAction"))
+
+    assert AvroCodec().decode(old_message, CaseAction) == first_release
+    assert old_reader.decode(AvroCodec().encode(first_release), CaseAction) == first_release

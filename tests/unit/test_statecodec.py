@@ -88,9 +88,14 @@ def test_every_field_of_every_state_survives_a_round_trip(states: list[ChildStat
         assert decode_state(encode_state(state)) == state
 
 
+def as_version_1(state: ChildState) -> ChildState:
+    """What version 1 kept of a state: roll changes without their school's LA (kept since referrals)."""
+    return replace(state, rolls=tuple(replace(entry, school_la="") for entry in state.rolls))
+
+
 def test_states_written_by_earlier_releases_still_read(states: list[ChildState]) -> None:
     for state in states:
-        assert decode_state(encode_state_v1(state)) == state
+        assert decode_state(encode_state_v1(state)) == as_version_1(state)
 
 
 def test_equal_states_are_stored_as_equal_bytes_whatever_the_order_of_their_event_ids(
@@ -114,7 +119,7 @@ def test_a_version_1_state_written_with_ascii_escapes_reads_the_same(states: lis
     assert decode_state(encode_state(state)) == state
     escaped = json.dumps(json.loads(encode_state_v1(state)), separators=(",", ":")).encode()
     assert b"\\u00eb" in escaped
-    assert decode_state(escaped) == state
+    assert decode_state(escaped) == as_version_1(state)
 
 
 @pytest.mark.parametrize("stored", [b'{"v":3,"upn":"A123456789012"}', b"\x03\x91\xadA123456789012", b""])

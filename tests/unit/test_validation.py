@@ -17,6 +17,7 @@ from processors.records import (
     CaseActionType,
     Child,
     ClockTick,
+    CloseReason,
     Destination,
     DestinationKind,
     EHEMethod,
@@ -302,6 +303,23 @@ BAD_RECORDS: list[tuple[str, InputRecord, ProblemCode]] = [
             CaseActionType.CLOSE, " ", "A. Officer", datetime(2025, 3, 12, 10, 30, tzinfo=UTC),
         ),
         ProblemCode.TEXT_EMPTY,
+    ),
+    (
+        "case action naming neither a UPN nor a referral",
+        CaseAction(
+            "0b6f7a1c-2d3e-4f50-8a9b-c0d1e2f30405", None, "6f1c2d3e-4b5a-5c6d-8e7f-0a1b2c3d4e5f",
+            CaseActionType.CLOSE, "Left England", "A. Officer", datetime(2025, 3, 12, 10, 30, tzinfo=UTC),
+        ),
+        ProblemCode.ACTION_INCOMPLETE,
+    ),
+    (
+        "case action assigning with a close reason",
+        CaseAction(
+            "0b6f7a1c-2d3e-4f50-8a9b-c0d1e2f30405", "L330210024001", "6f1c2d3e-4b5a-5c6d-8e7f-0a1b2c3d4e5f",
+            CaseActionType.ASSIGN, "Cover", "A. Officer", datetime(2025, 3, 12, 10, 30, tzinfo=UTC),
+            assignee="B. Officer", close_reason=CloseReason.OTHER,
+        ),
+        ProblemCode.ACTION_FIELD_MISPLACED,
     ),
 ]
 

@@ -39,11 +39,13 @@ from processors.identifiers import Problem
 from processors.records import (
     ATTENDANCE_REGISTERS,
     CLOCK_TICKS,
+    CME_REFERRALS,
     EHE_NOTIFICATIONS,
     ROLL_EVENTS,
     SAFEGUARDING_STATUS,
     AttendanceRegister,
     ClockTick,
+    CMEReferral,
     EHENotification,
     InputRecord,
     RollEvent,
@@ -56,8 +58,10 @@ from schemas.errors import CodecError, CodecErrorCode
 from schemas.jsonfields import record_from_json
 
 #: The records this SDK publishes (the MIS-facing input topics).
-PublishableRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | AttendanceRegister
-PUBLISHABLE_TYPES: tuple[type, ...] = (RollEvent, EHENotification, SafeguardingStatus, ClockTick, AttendanceRegister)
+PublishableRecord = RollEvent | EHENotification | SafeguardingStatus | ClockTick | AttendanceRegister | CMEReferral
+PUBLISHABLE_TYPES: tuple[type, ...] = (
+    RollEvent, EHENotification, SafeguardingStatus, ClockTick, AttendanceRegister, CMEReferral,
+)
 
 R = TypeVar("R", bound=PublishableRecord)
 
@@ -163,6 +167,8 @@ class _Publisher(Generic[R]):
             return record.upn.encode("ascii")
         if isinstance(record, AttendanceRegister):
             return record.school.urn.encode("ascii")
+        if isinstance(record, CMEReferral):
+            return record.key.encode("ascii")
         return None
 
     def flush(self, timeout: float | None = None) -> None:
@@ -245,6 +251,20 @@ class AttendancePublisher(_Publisher[AttendanceRegister]):
     base_topic = ATTENDANCE_REGISTERS
 
 
+class ReferralPublisher(_Publisher[CMEReferral]):
+    """Referrals of children who may be missing education onto `cme.referrals`, keyed by the UPN when the
+    referral gives one, else by its referral id (so a referral without a UPN and the officer's later actions
+    on its case share a partition).
+
+    For the LA's own intake (a form its CME officers fill in for phone and email referrals, a partner
+    agency's system through the LA): each referral under a new UUID, sent again under the same one if in
+    doubt (the worker ignores a referral it has applied). A referral without referrer name and contact is
+    anonymous, and valid."""
+
+    record_type = CMEReferral
+    base_topic = CME_REFERRALS
+
+
 class ClockPublisher(_Publisher[ClockTick]):
     """Business-date ticks onto `clock.ticks`: one copy of each tick to EVERY partition.
 
@@ -313,6 +333,7 @@ class InputPublisher:
             SafeguardingStatus: SafeguardingStatusPublisher(connection, **options),
             ClockTick: ClockPublisher(connection, **options),
             AttendanceRegister: AttendancePublisher(connection, **options),
+            CMEReferral: ReferralPublisher(connection, **options),
         }
 
     def publisher_for(self, record: InputRecord) -> _Publisher[Any]:
