@@ -207,6 +207,16 @@ def referral(sessions: sessionmaker[Session], referral_id: str) -> ReferralRecor
         return None if row is None else referral_record(row)
 
 
+def recent_referrals(sessions: sessionmaker[Session], la_code: str, limit: int) -> list[ReferralRecord]:
+    """The LA's newest referrals, by the day received."""
+    with sessions() as session:
+        rows = session.scalars(
+            select(ReferralRow).where(ReferralRow.la_code == la_code)
+            .order_by(ReferralRow.received_on.desc(), ReferralRow.referral_id).limit(limit)
+        )
+        return [referral_record(row) for row in rows]
+
+
 def referral_record(row: ReferralRow) -> ReferralRecord:
     return ReferralRecord(
         row.referral_id, row.la_code, row.received_on, row.upn, row.forename, row.surname, row.date_of_birth,

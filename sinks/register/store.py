@@ -89,6 +89,9 @@ class Register:
     def referral(self, referral_id: str) -> ReferralRecord | None:
         return queries.referral(self._sessions, referral_id)
 
+    def recent_referrals(self, la_code: str, limit: int = 20) -> list[ReferralRecord]:
+        return queries.recent_referrals(self._sessions, la_code, limit)
+
     # regional enquiries and possible matches
 
     def lookup(self, asking_la: str, upn: str | None = None, surname: str | None = None,
