@@ -437,3 +437,38 @@ def test_lookup_answers_for_the_region_and_is_audited(
     finally:
         register.close()
     assert audited == [("D. Officer", DUDLEY, "cli lookup", UPN_AMELIA), ("C", CAMDEN, "cli lookup", UPN_AMELIA)]
+
+
+# --- register sync of cme.referrals -----------------------------------------------------------------------
+
+
+def test_the_register_feed_stores_referrals_once_and_skips_invalid_ones(register: Register) -> None:
+    from dataclasses import replace
+
+    from schemas.codec import AvroCodec
+    from sinks.register.feed import RegisterFeed
+
+    codec = AvroCodec()
+    feed = RegisterFeed(register, codec, "t.", "t.case.actions", referrals_topic="t.cme.referrals")
+    assert feed.handles("t.cme.referrals") and not feed.handles("t.cme.referrals.dlq")
+    fresh = replace(referral(), referral_id="66666666-6666-4666-8666-666666666666", upn=UPN_OTHER)
+    bad = replace(referral(), referral_id="77777777-7777-4777-8777-777777777777", upn="A331200001002")
+    messages = [("t.cme.referrals", 0, offset, codec.encode(item)) for offset, item in enumerate([fresh, bad])]
+    assert feed.feed(messages).referrals_new == 1
+    assert feed.feed(messages).referrals_new == 0
+    assert feed.stats.skipped == {"UPN_CHECK_LETTER": 2} and feed.stats.referrals == 2
+    stored = register.referral(fresh.referral_id)
+    assert stored is not None and (stored.upn, stored.la_code) == (UPN_OTHER, COVENTRY)
+    assert register.referral(bad.referral_id) is None
+
+
+def test_purge_keeps_a_referral_while_its_case_is_kept(register: Register) -> None:
+    from dataclasses import replace
+
+    from sinks.register import RetentionPolicy
+
+    caseless = replace(referral(), referral_id="88888888-8888-4888-8888-888888888888", received_on=date(2018, 1, 5))
+    register.record([caseless])
+    report = register.purge(date(2025, 3, 12), RetentionPolicy(), dry_run=False)
+    assert report.referrals == 1
+    assert register.referral(caseless.referral_id) is None and register.referral(REFERRAL_ID) is not None
