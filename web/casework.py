@@ -30,6 +30,7 @@ from sinks.register.audit import (
 )
 from sinks.register.engine import RegisterNotReady
 from sinks.register.intake import IntakeProblem, form_document, read_referral
+from sinks.register.lookup import audit_lookup
 from sinks.register.regions import region_of
 from web.dashboard import (
     LA_CODE,
@@ -343,8 +344,6 @@ class Casework:
         return _html(400 if problem else 200, body)
 
     def _lookup(self, principal: Principal, upn: str | None, surname: str | None, born: date | None) -> list[Any]:
-        from cli.commands.lookup import audit_lookup
-
         reader: Any = self.dashboard.reader()
         results = list(reader.lookup(principal.la_code, upn=upn, surname=surname, date_of_birth=born))
         audit_lookup(reader, principal.name, principal.la_code, principal.role, DASHBOARD_LOOKUP, upn, results)

@@ -71,25 +71,12 @@ def result_to_json(result: Any, show_upn: bool) -> dict[str, Any]:
     }
 
 
-def audit_lookup(
-    register: Any, principal: str, la_code: str, role: str, channel: str, upn: str | None, results: list[Any]
-) -> None:
-    """One audit row per child found (or one for the enquiry that found nothing), before anything is shown."""
-    from sinks.register.audit import events_for
-
-    how = "lookup by UPN" if upn is not None else "lookup by surname and date of birth"
-    if results:
-        shown = [(None, result.upn) for result in results]
-        register.record_audit(events_for(principal, la_code, role, channel, shown, detail=f"{how}: found"))
-    else:
-        register.record_audit(events_for(principal, la_code, role, channel, [(None, upn)], detail=f"{how}: none"))
-
-
 def run_lookup(args: argparse.Namespace, settings: Settings) -> int:
     from cli.commands.cases import _open
     from processors.identifiers import upn_problems
     from sinks.register.audit import CLI_LOOKUP, CLI_ROLE
     from sinks.register.engine import RegisterNotReady
+    from sinks.register.lookup import audit_lookup
     from sinks.register.regions import region_of
 
     if not re.fullmatch(r"\d{3}", args.la) or region_of(args.la) is None:

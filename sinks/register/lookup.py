@@ -13,6 +13,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from processors.identifiers import la_name
+from sinks.register.audit import AuditLog, events_for
 from sinks.register.regions import same_region_las
 from sinks.register.schema import AlertRow, CaseHolderRow, CaseRow, ChildRow, ReferralRow
 
@@ -173,3 +174,16 @@ def possible_matches(sessions: sessionmaker[Session], case_id: str, la_code: str
             matches.append(PossibleMatch(upn, their_forename, their_surname, born, score))
     matches.sort(key=lambda match: (-match.score, match.upn))
     return matches[:MAX_MATCHES]
+
+
+def audit_lookup(
+    register: AuditLog, principal: str, la_code: str, role: str, channel: str, upn: str | None,
+    results: list[LookupResult],
+) -> None:
+    """One audit row per child found (or one for the enquiry that found nothing), before anything is shown."""
+    how = "lookup by UPN" if upn is not None else "lookup by surname and date of birth"
+    if results:
+        shown = [(None, result.upn) for result in results]
+        register.record_audit(events_for(principal, la_code, role, channel, shown, detail=f"{how}: found"))
+    else:
+        register.record_audit(events_for(principal, la_code, role, channel, [(None, upn)], detail=f"{how}: none"))
