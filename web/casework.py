@@ -18,10 +18,11 @@ from typing import Any, cast
 
 from config.settings import PartnerCredential, Settings
 from processors.identifiers import la_name
-from processors.records import CaseAction, CMEReferral, ReferralConcern, ReferrerAgency
-from sinks.register.actions import ActionRefused, link_action
+from processors.records import CaseAction, CloseReason, CMEReferral, EnquiryKind, ReferralConcern, ReferrerAgency
+from sinks.register.actions import ActionRefused, assign_action, closing_action, link_action, note_action
 from sinks.register.audit import (
     DASHBOARD_CASE,
+    DASHBOARD_CASE_WORK,
     DASHBOARD_LINK,
     DASHBOARD_LOOKUP,
     DASHBOARD_REFERRAL,
@@ -268,6 +269,7 @@ class Casework:
         body = TEMPLATES.get_template("case.html").render(
             la=la_code, la_title=la_name(la_code) or f"LA {la_code}", principal=principal, details=details,
             summary=details.summary, referral=referral, matches=matches, csrf=self.csrf_token(principal, headers),
+            enquiry_kinds=[kind.value for kind in EnquiryKind], close_reasons=[reason.value for reason in CloseReason],
         )
         return _html(200, body)
 
@@ -285,11 +287,18 @@ class Casework:
     async def link_case(
         self, la_code: str, case_id: str, headers: Mapping[str, str], form: Mapping[str, str]
     ) -> WebReply:
+        return await self.case_work(la_code, case_id, headers, {**form, "work": "link"})
+
+    async def case_work(
+        self, la_code: str, case_id: str, headers: Mapping[str, str], form: Mapping[str, str]
+    ) -> WebReply:
+        """A form of the case view: `work` is link, note, assign or close; published to case.actions, audited,
+        then back to the case (303), which shows it once `register sync` has recorded it."""
         principal, refusal = self._officer(la_code, headers)
         if principal is None:
             return refusal or _message(401, "Sign-in required", "Sign in first.")
         if not self._form_allowed(principal, headers, form):
-            return _message(403, "Form expired", "Open the case again and resend the link.")
+            return _message(403, "Form expired", "Open the case again and resend the form.")
         try:
             reader: Any = self.dashboard.reader()
             summary = await asyncio.to_thread(reader.case, case_id)
@@ -297,17 +306,33 @@ class Casework:
             return _message(503, "Register not ready", "The CME register has not been set up yet.")
         if summary is None or la_code not in summary.holders:
             return _message(404, "No such case", "This LA holds no such case.")
+        work = form.get("work", "")
+        by = principal.name
         try:
-            action = link_action(summary, case_id, form.get("upn", ""), principal.name, la_code)
+            if work == "link":
+                action = link_action(summary, case_id, form.get("upn", ""), by, la_code)
+            elif work == "note":
+                action = note_action(summary, case_id, EnquiryKind(form.get("kind", "")), form.get("outcome", ""),
+                                     form.get("note", ""), by, la_code)
+            elif work == "assign":
+                action = assign_action(summary, case_id, form.get("to", ""), by, la_code)
+            elif work == "close":
+                action = closing_action(summary, case_id, form.get("note", ""), by,
+                                        close_reason=CloseReason(form.get("close_reason", "")), la_code=la_code)
+            else:
+                return _message(400, "Unknown action", "The form asked for no known case action.")
+        except ValueError:
+            return _message(400, "Not recorded", "Choose a kind or reason from the list.")
         except ActionRefused as error:
-            return _message(400, "Not linked", str(error))
+            return _message(400, "Not recorded", str(error))
         try:
             await asyncio.to_thread(self.publishers.case_action, action)
         except Exception:
-            log.exception("dashboard: a link of case %s could not be sent to case.actions", case_id)
-            return _message(503, "Not sent", "The link could not be sent; nothing was recorded. Try again.")
-        await asyncio.to_thread(self._audit, principal, DASHBOARD_LINK, case_id, action.upn,
-                                f"LINK {action.action_id}")
+            log.exception("dashboard: a case action on %s could not be sent to case.actions", case_id)
+            return _message(503, "Not sent", "The action could not be sent; nothing was recorded. Try again.")
+        channel = DASHBOARD_LINK if work == "link" else DASHBOARD_CASE_WORK
+        await asyncio.to_thread(self._audit, principal, channel, case_id, action.upn,
+                                f"{action.action.value} {action.action_id}")
         return WebReply(303, "", "text/html", {**SECURITY_HEADERS, "Location": f"/la/{la_code}/cases/{case_id}"})
 
     # --- regional search ----------------------------------------------------------------------------------
@@ -423,6 +448,12 @@ def install_casework(app: Any, settings: Settings, dashboard: LADashboard) -> Ca
         async def post(self, request: Request, la_code: str, case_id: str) -> Response:
             return respond(self, await casework.link_case(la_code, case_id, request.headers, await form_of(request)))
 
+    class CaseWork(View):
+        async def post(self, request: Request, la_code: str, case_id: str) -> Response:
+            if (declared_length(request) or 0) > MAX_BODY:
+                return respond(self, _message(413, "Too large", "The form is larger than a case action can be."))
+            return respond(self, await casework.case_work(la_code, case_id, request.headers, await form_of(request)))
+
     class Search(View):
         async def get(self, request: Request, la_code: str) -> Response:
             return respond(self, await casework.search(la_code, request.headers, request.query))
@@ -431,5 +462,6 @@ def install_casework(app: Any, settings: Settings, dashboard: LADashboard) -> Ca
     app.page("/la/{la_code}/referrals", name="la_partner_referrals")(PartnerReferrals)
     app.page("/la/{la_code}/cases/{case_id}", name="la_case")(CasePage)
     app.page("/la/{la_code}/cases/{case_id}/link", name="la_case_link")(CaseLink)
+    app.page("/la/{la_code}/cases/{case_id}/work", name="la_case_work")(CaseWork)
     app.page("/la/{la_code}/search", name="la_search")(Search)
     return casework

@@ -26,12 +26,14 @@ CLI_CASES_LINK = "cli cases link"
 CLI_LOOKUP = "cli lookup"
 DASHBOARD_CASE = "dashboard case"
 DASHBOARD_LINK = "dashboard link"
+DASHBOARD_CASE_WORK = "dashboard case work"
 DASHBOARD_LOOKUP = "dashboard lookup"
 DASHBOARD_REFERRAL = "dashboard referral"
 PARTNER_REFERRAL = "partner referral"
 CHANNELS = (
     DASHBOARD, DASHBOARD_JSON, CLI_CASES_LIST, CLI_CASES_SHOW, WEBHOOK, CLI_CASES_CLOSE, CLI_CASES_NOTE,
-    CLI_CASES_ASSIGN, CLI_CASES_LINK, CLI_LOOKUP, DASHBOARD_CASE, DASHBOARD_LINK, DASHBOARD_LOOKUP,
+    CLI_CASES_ASSIGN, CLI_CASES_LINK, CLI_LOOKUP, DASHBOARD_CASE, DASHBOARD_LINK, DASHBOARD_CASE_WORK,
+    DASHBOARD_LOOKUP,
     DASHBOARD_REFERRAL, PARTNER_REFERRAL,
 )
 #: The dashboard role whose work each recipient's alerts are; a webhook delivery is audited under it.

@@ -472,3 +472,33 @@ def test_purge_keeps_a_referral_while_its_case_is_kept(register: Register) -> No
     report = register.purge(date(2025, 3, 12), RetentionPolicy(), dry_run=False)
     assert report.referrals == 1
     assert register.referral(caseless.referral_id) is None and register.referral(REFERRAL_ID) is not None
+
+
+async def test_enquiries_assignment_and_closing_from_the_case_view(
+    casework: Casework, register: Register, sent: Sent
+) -> None:
+    officer = bearer(TOKENS["cme"])
+    page = await casework.case_page(COVENTRY, CASE_AMELIA, officer)
+    assert 'value="HOME_VISIT"' in page.body and 'value="LEFT_ENGLAND_CONFIRMED"' in page.body
+    forms = [
+        {"work": "note", "kind": "SCHOOL_CONTACTED", "outcome": "Not on roll", "note": "Rang the office."},
+        {"work": "assign", "to": "B. Officer"},
+        {"work": "close", "close_reason": "LOCATED_AT_SCHOOL", "note": "On roll at Hillside."},
+    ]
+    for fields in forms:
+        reply = await casework.case_work(COVENTRY, CASE_AMELIA, officer, form_for(casework, officer, **fields))
+        assert reply.status == 303, reply.body
+    assert [action.action for action in sent.actions] == [
+        CaseActionType.NOTE, CaseActionType.ASSIGN, CaseActionType.CLOSE
+    ]
+    assert all(action.by == "token cme" and action.la_code == COVENTRY for action in sent.actions)
+    bad = await casework.case_work(COVENTRY, CASE_AMELIA, officer,
+                                   form_for(casework, officer, work="note", kind="GUESSED", outcome="o", note="n"))
+    assert bad.status == 400 and len(sent.actions) == 3
+    assert (await casework.case_work(COVENTRY, CASE_AMELIA, bearer(TOKENS["care"]), {"work": "assign"})).status == 403
+    register.record(sent.actions)
+    shown = await casework.case_page(COVENTRY, CASE_AMELIA, officer)
+    assert "Rang the office." in shown.body and "B. Officer" in shown.body and "LOCATED_AT_SCHOOL" in shown.body
+    assert 'name="work" value="note"' not in shown.body  # closed: no more case-work forms
+    assert [event.detail.split()[0] for event in register.audit_events(COVENTRY)
+            if event.channel == "dashboard case work" and event.detail] == ["NOTE", "ASSIGN", "CLOSE"]
