@@ -14,11 +14,27 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pytest
 
 from config.settings import PartnerCredential, Settings
-from processors.records import CME_REFERRALS, Alert, AlertChild, CMEReferral, Recipient, Rule, Severity
+from processors.records import (
+    CASE_ACTIONS,
+    CME_REFERRALS,
+    Alert,
+    AlertChild,
+    CaseAction,
+    CaseActionType,
+    CMEReferral,
+    Recipient,
+    ReferralChild,
+    ReferralConcern,
+    Referrer,
+    ReferrerAgency,
+    Rule,
+    Severity,
+)
 from schemas.codec import AvroCodec
 from sinks.register import Register, create_register_engine, migrate
 from sinks.register.feed import consume_into_register
@@ -44,6 +60,8 @@ __all__ = ["browser"]
 PARTNER_TOKEN = "coventry-health-partner-token-5e8a1f"
 PARTNERS = {"health": PartnerCredential(la=COVENTRY, sha256=hashlib.sha256(PARTNER_TOKEN.encode()).hexdigest())}
 UPN = "G331200001001"
+REFERRAL_ID = "33333333-3333-4333-8333-333333333333"
+CASE_REFERRAL = "22222222-2222-5222-8222-222222222222"
 
 
 @dataclass
@@ -66,6 +84,16 @@ def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         recipient=Recipient.CME_OFFICER, la_code=COVENTRY, severity=Severity.HIGH, upn=UPN,
         child=AlertChild("Amelia", "Okafor", date(2014, 5, 2)), school_urn="140201", raised_on=date(2025, 3, 3),
         reason="Removed with no known destination.", case_id="11111111-1111-5111-8111-111111111111",
+    ), CMEReferral(
+        referral_id=REFERRAL_ID, received_on=date(2025, 3, 10), la_code=COVENTRY, upn=None,
+        child=ReferralChild("Amelia", "Okafour", date(2014, 5, 2)), concern=ReferralConcern.NOT_IN_SCHOOL,
+        referrer=Referrer(ReferrerAgency.HEALTH, "H. Visitor", "01234 567890"),
+    ), Alert(
+        # What the worker raises for that referral: a case with no UPN, keyed by the referral id.
+        alert_id="aaaaaaaa-0000-5000-8000-000000000002", rule=Rule.REFERRAL_NOT_ON_ROLL,
+        recipient=Recipient.CME_OFFICER, la_code=COVENTRY, severity=Severity.HIGH, upn=None, child=None,
+        school_urn=None, raised_on=date(2025, 3, 10), reason="Referred; on roll at no school.",
+        trigger_event_ids=(REFERRAL_ID,), case_id=CASE_REFERRAL, referral_id=REFERRAL_ID,
     )])
     register.close()
     port = free_port()
@@ -108,22 +136,28 @@ def post_referral(server: Server, la: str, token: str, document: object) -> tupl
 
 def published_referrals(settings: Settings) -> dict[str, tuple[bytes, CMEReferral]]:
     """Every referral on the deployment's cme.referrals, by id, with its message key."""
+    return {
+        referral.referral_id: (key, referral)
+        for key, referral in published(settings, CME_REFERRALS, CMEReferral)
+    }
+
+
+def published(settings: Settings, name: str, kind: type[Any]) -> list[tuple[bytes, Any]]:
+    """Every (key, record) on one of the deployment's input topics."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     try:
-        topic = settings.topic(CME_REFERRALS)
+        topic = settings.topic(name)
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        found: dict[str, tuple[bytes, CMEReferral]] = {}
+        found: list[tuple[bytes, Any]] = []
         deadline = time.monotonic() + 30
         while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    referral = AvroCodec().decode(record.value, CMEReferral)
-                    found[referral.referral_id] = (record.key, referral)
+                found.extend((record.key, AvroCodec().decode(record.value, kind)) for record in records)
         return found
     finally:
         consumer.close()
@@ -201,3 +235,27 @@ async def test_the_officers_form_sends_a_referral_the_register_then_shows(server
     data = base64.b64decode(str(captured["data"]))
     shot.write_bytes(data)
     assert png_size(data) == (1280, 900) and len(data) > 20_000, len(data)
+
+
+async def test_the_case_view_links_a_referral_case_to_a_possible_match(server: Server, browser: Browser) -> None:
+    base = server.base_url
+    await sign_in(browser, base, COVENTRY, TOKENS[COVENTRY])
+    page = await browser.open(f"{base}/la/{COVENTRY}/cases/{CASE_REFERRAL}", "case")
+    assert f'<tr data-upn="{UPN}">' in page and "01234 567890" in page and "Okafour" in page
+    await browser.evaluate("document.querySelector('table.matches form.link').submit(); true")
+    deadline = time.monotonic() + 60
+    while True:
+        links = [action for _, action in published(server.settings, CASE_ACTIONS, CaseAction)
+                 if action.action is CaseActionType.LINK and action.case_id == CASE_REFERRAL]
+        if links:
+            break
+        assert time.monotonic() < deadline, "no LINK action reached case.actions"
+        await asyncio.sleep(0.5)
+    (link,) = links
+    assert (link.upn, link.referral_id, link.la_code, link.by) == (UPN, REFERRAL_ID, COVENTRY, "token 331-cme")
+    assert consume_into_register(server.settings, once=True, timeout=60).caught_up
+    linked = await browser.open(f"{base}/la/{COVENTRY}/cases/{CASE_REFERRAL}", "case")
+    assert f"to UPN {UPN}" in linked and "Possible matches" not in linked
+    # Dudley's officer cannot open Coventry's case.
+    await sign_in(browser, base, DUDLEY, TOKENS[DUDLEY])
+    assert "No such case" in await browser.open(f"{base}/la/{DUDLEY}/cases/{CASE_REFERRAL}", "No such case")
