@@ -178,8 +178,11 @@ class Casework:
         except Exception:
             log.exception("dashboard: a referral for LA %s could not be sent to cme.referrals", la_code)
             return _message(503, "Not sent", "The referral could not be sent; nothing was recorded. Try again.")
-        await asyncio.to_thread(self._audit, principal, DASHBOARD_REFERRAL, None, referral.upn,
-                                f"referral {referral.referral_id} taken")
+        try:
+            await asyncio.to_thread(self._audit, principal, DASHBOARD_REFERRAL, None, referral.upn,
+                                    f"referral {referral.referral_id} taken")
+        except RegisterNotReady:
+            log.warning("dashboard: register not ready; referral %s sent but not audited", referral.referral_id)
         log.info("dashboard: %s took referral %s for LA %s", principal.name, referral.referral_id, la_code)
         return await self._render_referrals(principal, headers, 201, {}, [], referral.referral_id)
 
