@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "publish",
     "register",
     "cases",
+    "lookup",
     "audit",
     "run",
     "access",

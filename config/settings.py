@@ -93,7 +93,7 @@ def _is_loopback(host: str) -> bool:
 
 
 #: Settings that can hold a password without being typed SecretStr; they too can be read from a file.
-_ALSO_SECRET = frozenset({"database_url", "dashboard_tokens"})
+_ALSO_SECRET = frozenset({"database_url", "dashboard_tokens", "partner_tokens"})
 
 
 def _holds_secret(annotation: Any) -> bool:
@@ -210,6 +210,23 @@ class DashboardCredential(DashboardGrant):
         if len(value) != 64 or any(char not in "0123456789abcdef" for char in value):
             raise ValueError(f"sha256 takes 64 hex digits; {HASHING_HINT}")
         return value
+
+
+class PartnerCredential(BaseModel):
+    """A partner agency system's credential for one LA's referral endpoint, kept only as its hash."""
+
+    la: str = Field(description="Three-digit code of the one LA whose referrals the credential may send.")
+    sha256: str = Field(description="Lower-case hex SHA-256 of the token's UTF-8 bytes.")
+
+    @field_validator("la")
+    @classmethod
+    def _la_code(cls, value: str) -> str:
+        return DashboardGrant._la_code(value)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        return DashboardCredential._hex_digest(value)
 
 
 class Settings(BaseSettings):
@@ -378,6 +395,16 @@ class Settings(BaseSettings):
     )
     dashboard_alert_limit: int = Field(
         200, ge=1, le=5000, description="Most recent alerts the dashboard lists (the total is shown)."
+    )
+
+    partner_tokens: dict[str, PartnerCredential] = Field(
+        default_factory=dict,
+        description='Partner agencies\' credentials for POST /la/<LA>/referrals, by token id, as JSON: {"<token id>": '
+        '{"la": "330", "sha256": "<hex SHA-256 of the token>"}}. Only hashes are configured; a token sends '
+        "referrals to its own LA only.",
+    )
+    partner_requests_per_minute: int = Field(
+        60, ge=1, description="Most referrals one partner credential may send a minute; beyond it, 429."
     )
 
     # Webhook delivery

@@ -66,11 +66,11 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     if not events:
         print(f"no audit events for LA {args.la} since {args.since.isoformat()}")
         return 0
-    headers = ["WHEN (UTC)", "WHO", "ROLE", "THROUGH", "CASE", "UPN"]
+    headers = ["WHEN (UTC)", "WHO", "ROLE", "THROUGH", "CASE", "UPN", "WHAT"]
     rows = [
         [
             event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), event.principal, event.role, event.channel,
-            event.case_id or "-", event.upn or "-",
+            event.case_id or "-", event.upn or "-", event.detail or "-",
         ]
         for event in events
     ]

@@ -1,4 +1,4 @@
-"""The register's audit trail: who viewed which child's personal data, as which LA and role, when, through what."""
+"""The register's audit trail: who viewed or acted on which child's record, as which LA and role, when, how."""
 
 from __future__ import annotations
 
@@ -20,7 +20,23 @@ DASHBOARD_TRENDS = "dashboard-trends"
 CLI_CASES_LIST = "cli cases list"
 CLI_CASES_SHOW = "cli cases show"
 WEBHOOK = "webhook"
-CHANNELS = (DASHBOARD, DASHBOARD_JSON, DASHBOARD_TRENDS, CLI_CASES_LIST, CLI_CASES_SHOW, WEBHOOK)
+#: Case work and enquiries: each action taken, each regional lookup, each referral taken in.
+CLI_CASES_CLOSE = "cli cases close"
+CLI_CASES_NOTE = "cli cases note"
+CLI_CASES_ASSIGN = "cli cases assign"
+CLI_CASES_LINK = "cli cases link"
+CLI_LOOKUP = "cli lookup"
+DASHBOARD_CASE = "dashboard case"
+DASHBOARD_LINK = "dashboard link"
+DASHBOARD_CASE_WORK = "dashboard case work"
+DASHBOARD_LOOKUP = "dashboard lookup"
+DASHBOARD_REFERRAL = "dashboard referral"
+PARTNER_REFERRAL = "partner referral"
+CHANNELS = (
+    DASHBOARD, DASHBOARD_JSON, DASHBOARD_TRENDS, CLI_CASES_LIST, CLI_CASES_SHOW, WEBHOOK, CLI_CASES_CLOSE, CLI_CASES_NOTE,
+    CLI_CASES_ASSIGN, CLI_CASES_LINK, CLI_LOOKUP, DASHBOARD_CASE, DASHBOARD_LINK, DASHBOARD_CASE_WORK,
+    DASHBOARD_LOOKUP, DASHBOARD_REFERRAL, PARTNER_REFERRAL,
+)
 #: The dashboard role whose work each recipient's alerts are; a webhook delivery is audited under it.
 ROLE_OF_RECIPIENT = {
     Recipient.CME_OFFICER: "cme-officer",
@@ -33,7 +49,8 @@ CLI_ROLE = "register"
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """One child's record (a case, or an alert's UPN) shown to one principal."""
+    """One child's record (a case, or an alert's UPN) shown to or acted on by one principal; `detail` says what
+    was done or how a lookup searched, never with personal data."""
 
     principal: str
     la_code: str
@@ -42,6 +59,7 @@ class AuditEvent:
     case_id: str | None
     upn: str | None
     at: datetime
+    detail: str | None = None
 
     def as_json(self) -> dict[str, str | None]:
         return {
@@ -52,6 +70,7 @@ class AuditEvent:
             "channel": self.channel,
             "case_id": self.case_id,
             "upn": self.upn,
+            "detail": self.detail,
         }
 
 
@@ -61,7 +80,7 @@ def now_utc() -> datetime:
 
 def events_for(
     principal: str, la_code: str, role: str, channel: str, shown: Iterable[tuple[str | None, str | None]],
-    at: datetime | None = None,
+    at: datetime | None = None, detail: str | None = None,
 ) -> list[AuditEvent]:
     """One event per distinct (case id, UPN) shown, in the order shown."""
     when = at or now_utc()
@@ -71,7 +90,9 @@ def events_for(
         if (case_id, upn) in seen:
             continue
         seen.add((case_id, upn))
-        events.append(AuditEvent(principal[:200], la_code, role, channel, case_id, upn, when))
+        events.append(AuditEvent(
+            principal[:200], la_code, role, channel, case_id, upn, when, None if detail is None else detail[:200]
+        ))
     return events
 
 
@@ -82,7 +103,7 @@ def record_events(sessions: sessionmaker[Session], events: Sequence[AuditEvent])
         session.add_all(
             AuditEventRow(
                 at=event.at, principal=event.principal, la_code=event.la_code, role=event.role,
-                channel=event.channel, case_id=event.case_id, upn=event.upn,
+                channel=event.channel, case_id=event.case_id, upn=event.upn, detail=event.detail,
             )
             for event in events
         )
@@ -97,7 +118,9 @@ def audit_events(sessions: sessionmaker[Session], la_code: str | None, since: da
         statement = statement.where(AuditEventRow.at >= since)
     with sessions() as session:
         return [
-            AuditEvent(row.principal, row.la_code, row.role, row.channel, row.case_id, row.upn, _aware(row.at))
+            AuditEvent(
+                row.principal, row.la_code, row.role, row.channel, row.case_id, row.upn, _aware(row.at), row.detail
+            )
             for row in session.scalars(statement)
         ]
 

@@ -1,4 +1,4 @@
-"""Feeding the register from Kafka: the alert topics and case.actions, decoded and recorded batch by batch."""
+"""Feeding the register from Kafka: the alert topics, case.actions and cme.referrals, recorded batch by batch."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from processors.records import Alert, CaseAction
+from processors.records import Alert, CaseAction, CMEReferral
 from processors.validation import validate
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
-from sinks.register.writer import BatchResult, RegisterWriter
+from sinks.register.intake import referral_problems
+from sinks.register.writer import BatchResult, RegisterItem, RegisterWriter
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -34,6 +35,7 @@ class FeedStats:
     alerts_new: int = 0
     alerts_duplicate: int = 0
     actions: int = 0
+    referrals: int = 0
     cases_closed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
 
@@ -44,7 +46,8 @@ class FeedStats:
 
 
 class RegisterFeed:
-    """Turns a batch of consumed messages (alert topics and case.actions) into one register transaction.
+    """Turns a batch of consumed messages (alert topics, case.actions, cme.referrals) into one register
+    transaction.
 
     Kafka-free, so the consumer loop stays a thin shell: decode, validate, record. A message that cannot be
     decoded, or a case action that fails validation, is skipped and counted by error code; it is already on
@@ -58,24 +61,36 @@ class RegisterFeed:
         topic_prefix: str,
         case_actions_topic: str,
         webhook_las: Iterable[str] = (),
+        referrals_topic: str | None = None,
     ) -> None:
         self.register = register
         self.codec = codec
         self.alert_topics = alert_topic_regex(topic_prefix)
         self.case_actions_topic = case_actions_topic
+        self.referrals_topic = referrals_topic
         self.webhook_las = frozenset(webhook_las)
         self.stats = FeedStats()
 
     def handles(self, topic: str) -> bool:
-        return topic == self.case_actions_topic or self.alert_topics.match(topic) is not None
+        return (
+            topic in (self.case_actions_topic, self.referrals_topic) or self.alert_topics.match(topic) is not None
+        )
 
     def feed(self, messages: Sequence[tuple[str, int, int, bytes]]) -> BatchResult:
         """Records (topic, partition, offset, value) messages in one transaction."""
-        batch: list[Alert | CaseAction] = []
+        batch: list[RegisterItem] = []
         for topic, partition, offset, value in messages:
             self.stats.messages += 1
             try:
-                if topic == self.case_actions_topic:
+                if topic == self.referrals_topic:
+                    referral = self.codec.decode(value, CMEReferral)
+                    problems = referral_problems(referral)
+                    if problems:
+                        self._skip(str(problems[0].code), topic, partition, offset)
+                        continue
+                    batch.append(referral)
+                    self.stats.referrals += 1
+                elif topic == self.case_actions_topic:
                     action = self.codec.decode(value, CaseAction)
                     problems = validate(action)
                     if problems:
@@ -123,12 +138,13 @@ def consume_into_register(
     from kafka import KafkaConsumer, TopicPartition
 
     from config.kafka import client_options
-    from processors.records import CASE_ACTIONS
+    from processors.records import CASE_ACTIONS, CME_REFERRALS
     from sinks.register.store import open_register
 
     register = open_register(settings.database_url)
     feed = RegisterFeed(
-        register, AvroCodec(), settings.topic_prefix, settings.topic(CASE_ACTIONS), webhook_las=settings.webhooks.keys()
+        register, AvroCodec(), settings.topic_prefix, settings.topic(CASE_ACTIONS),
+        webhook_las=settings.webhooks.keys(), referrals_topic=settings.topic(CME_REFERRALS),
     )
     consumer = KafkaConsumer(
         group_id=settings.register_group,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -13,7 +13,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from processors.records import Alert, AlertChild, Recipient, Rule, Severity
 from sinks.register.deliveries import DeliveryRecord, deliveries
-from sinks.register.schema import TABLES, AlertRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow, alert_from_row
+from sinks.register.schema import (
+    CASEWORK_TABLES,
+    TABLES,
+    AlertRow,
+    CaseHolderRow,
+    CaseLinkRow,
+    CaseRow,
+    CaseStatus,
+    ChildRow,
+    EnquiryRow,
+    ReferralRow,
+    alert_from_row,
+)
 
 #: Most urgent first, as in the Severity enum: rank 0 is IMMEDIATE.
 SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
@@ -28,7 +40,7 @@ class CaseSummary:
     """A case as an officer sees it in a list: who, which LAs, since when, how urgent, where it stands."""
 
     case_id: str
-    upn: str
+    upn: str | None
     child: AlertChild | None
     holders: tuple[str, ...]
     opened_on: date | None
@@ -39,6 +51,54 @@ class CaseSummary:
     closed_on: date | None = None
     closing_reason: str | None = None
     closed_by: str | None = None
+    referral_id: str | None = None
+    close_reason: str | None = None
+    assignee: str | None = None
+    assigned_at: datetime | None = None
+    assigned_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnquiryRecord:
+    """One reasonable enquiry recorded on a case."""
+
+    action_id: str
+    kind: str
+    outcome: str
+    note: str
+    by: str
+    at: datetime
+    la_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """A referral case linked by an officer to a child's UPN."""
+
+    action_id: str
+    upn: str
+    by: str
+    at: datetime
+    la_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRecord:
+    """A referral as received. Personal data: only the referral LA's CME officer sees it."""
+
+    referral_id: str
+    la_code: str
+    received_on: date
+    upn: str | None
+    forename: str
+    surname: str
+    date_of_birth: date | None
+    postcode: str | None
+    concern: str
+    details: str | None
+    agency: str
+    referrer_name: str | None
+    referrer_contact: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +120,9 @@ class CaseDetails:
     summary: CaseSummary
     alerts: list[Alert]
     deliveries: dict[str, DeliveryRecord]
+    enquiries: list[EnquiryRecord] = field(default_factory=list)
+    links: list[LinkRecord] = field(default_factory=list)
+    referral: ReferralRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +205,51 @@ def case_details(sessions: sessionmaker[Session], case_id: str) -> CaseDetails |
         return None
     found = alerts(sessions, case_id=case_id)
     records = deliveries(sessions, (item.alert_id for item in found))
-    return CaseDetails(summary, found, {record.alert_id: record for record in records})
+    with sessions() as session:
+        enquiries = [
+            EnquiryRecord(row.action_id, row.kind, row.outcome, row.note, row.by, _aware(row.at), row.la_code)
+            for row in session.scalars(
+                select(EnquiryRow).where(EnquiryRow.case_id == case_id).order_by(EnquiryRow.at, EnquiryRow.id)
+            )
+        ]
+        links = [
+            LinkRecord(row.action_id, row.upn, row.by, _aware(row.at), row.la_code)
+            for row in session.scalars(
+                select(CaseLinkRow).where(CaseLinkRow.case_id == case_id).order_by(CaseLinkRow.at, CaseLinkRow.id)
+            )
+        ]
+    found_referral = None if summary.referral_id is None else referral(sessions, summary.referral_id)
+    return CaseDetails(
+        summary, found, {record.alert_id: record for record in records}, enquiries, links, found_referral
+    )
+
+
+def referral(sessions: sessionmaker[Session], referral_id: str) -> ReferralRecord | None:
+    with sessions() as session:
+        row = session.get(ReferralRow, referral_id)
+        return None if row is None else referral_record(row)
+
+
+def recent_referrals(sessions: sessionmaker[Session], la_code: str, limit: int) -> list[ReferralRecord]:
+    """The LA's newest referrals, by the day received."""
+    with sessions() as session:
+        rows = session.scalars(
+            select(ReferralRow).where(ReferralRow.la_code == la_code)
+            .order_by(ReferralRow.received_on.desc(), ReferralRow.referral_id).limit(limit)
+        )
+        return [referral_record(row) for row in rows]
+
+
+def referral_record(row: ReferralRow) -> ReferralRecord:
+    return ReferralRecord(
+        row.referral_id, row.la_code, row.received_on, row.upn, row.forename, row.surname, row.date_of_birth,
+        row.postcode, row.concern, row.details, row.agency, row.referrer_name, row.referrer_contact,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every action time is written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def cases(sessions: sessionmaker[Session], query: CaseQuery | None = None) -> list[CaseSummary]:
@@ -221,7 +328,7 @@ def _summaries(sessions: sessionmaker[Session], statement: Any) -> list[CaseSumm
                 .group_by(AlertRow.case_id)
             )
         }
-        upns = {row.upn for row in rows}
+        upns = {row.upn for row in rows if row.upn is not None}
         children = {
             child.upn: AlertChild(child.forename, child.surname, child.date_of_birth)
             for child in session.scalars(select(ChildRow).where(ChildRow.upn.in_(upns)))
@@ -235,7 +342,7 @@ def _summaries(sessions: sessionmaker[Session], statement: Any) -> list[CaseSumm
         summaries.append(CaseSummary(
             case_id=row.case_id,
             upn=row.upn,
-            child=children.get(row.upn),
+            child=None if row.upn is None else children.get(row.upn),
             holders=tuple(holders.get(row.case_id, ())),
             opened_on=row.opened_on,
             opening_rule=None if row.opening_rule is None else Rule(row.opening_rule),
@@ -245,6 +352,11 @@ def _summaries(sessions: sessionmaker[Session], statement: Any) -> list[CaseSumm
             closed_on=row.closed_on,
             closing_reason=row.closing_reason,
             closed_by=row.closed_by,
+            referral_id=row.referral_id,
+            close_reason=row.close_reason,
+            assignee=row.assignee,
+            assigned_at=None if row.assigned_at is None else _aware(row.assigned_at),
+            assigned_by=row.assigned_by,
         ))
     return summaries
 
@@ -365,4 +477,13 @@ def counts(sessions: sessionmaker[Session]) -> dict[str, int]:
         return {
             model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
             for model in TABLES
+        }
+
+
+def casework_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Rows of the referral and case-work tables."""
+    with sessions() as session:
+        return {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in CASEWORK_TABLES
         }

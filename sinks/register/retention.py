@@ -9,13 +9,13 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sinks.register.schema import AlertRow, AuditEventRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow
+from sinks.register.schema import AlertRow, AuditEventRow, CaseHolderRow, CaseRow, CaseStatus, ChildRow, ReferralRow
 
 
 @dataclass(frozen=True, slots=True)
 class PurgeItem:
     case_id: str | None
-    upn: str
+    upn: str | None
     la_codes: tuple[str, ...]
     ended_on: date
     kept_until: date
@@ -28,6 +28,7 @@ class PurgeReport:
     caseless_alerts: list[PurgeItem] = field(default_factory=list)
     children: int = 0
     audit_events: int = 0
+    referrals: int = 0
 
     @property
     def alert_count(self) -> int:
@@ -107,11 +108,29 @@ def purge(sessions: sessionmaker[Session], today: date, policy: RetentionPolicy,
             ~exists().where(AlertRow.upn == ChildRow.upn), ~exists().where(CaseRow.upn == ChildRow.upn)
         )
         report.children = session.execute(orphans).rowcount  # type: ignore[attr-defined]
+        report.referrals = _purge_referrals(session, today, policy)
         report.audit_events = _purge_audit_events(session, today, policy)
         if dry_run:
             # Deleting inside the transaction and rolling back counts exactly what a real run would.
             session.rollback()
     return report
+
+
+def _purge_referrals(session: Session, today: date, policy: RetentionPolicy) -> int:
+    """Referrals past their LA's retention period (from the day received) that no remaining case refers to:
+    a referral's case keeps it as long as the case is kept."""
+    stale = [
+        referral_id
+        for referral_id, la_code, received_on in session.execute(
+            select(ReferralRow.referral_id, ReferralRow.la_code, ReferralRow.received_on).where(
+                ~exists().where(CaseRow.referral_id == ReferralRow.referral_id)
+            )
+        )
+        if today > add_years(received_on, policy.years_for([la_code]))
+    ]
+    for chunk in _chunks(stale, 500):
+        session.execute(delete(ReferralRow).where(ReferralRow.referral_id.in_(chunk)))
+    return len(stale)
 
 
 def _purge_audit_events(session: Session, today: date, policy: RetentionPolicy) -> int:

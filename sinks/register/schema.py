@@ -55,7 +55,9 @@ class CaseRow(Base):
 
     __tablename__ = "cases"
     case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    upn: Mapped[str] = mapped_column(String(13), index=True)
+    #: None on a case opened by a referral without a UPN, until an officer links it to a child.
+    upn: Mapped[str | None] = mapped_column(String(13), index=True)
+    referral_id: Mapped[str | None] = mapped_column(String(36), index=True)
     opened_on: Mapped[date | None] = mapped_column(Date, index=True)
     opening_rule: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10), index=True)
@@ -63,6 +65,11 @@ class CaseRow(Base):
     closing_reason: Mapped[str | None] = mapped_column(Text)
     closed_by: Mapped[str | None] = mapped_column(String(200))
     closing_action_id: Mapped[str | None] = mapped_column(String(36))
+    #: The closing officer's reason code (CloseReason); closing_reason holds their note.
+    close_reason: Mapped[str | None] = mapped_column(String(40))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class CaseHolderRow(Base):
@@ -82,7 +89,7 @@ class AlertRow(Base):
     recipient: Mapped[str] = mapped_column(String(20))
     la_code: Mapped[str] = mapped_column(String(3), index=True)
     severity: Mapped[str] = mapped_column(String(10))
-    upn: Mapped[str] = mapped_column(ForeignKey("children.upn"), index=True)
+    upn: Mapped[str | None] = mapped_column(ForeignKey("children.upn"), index=True)
     child_forename: Mapped[str | None] = mapped_column(String(200))
     child_surname: Mapped[str | None] = mapped_column(String(200))
     child_date_of_birth: Mapped[date | None] = mapped_column(Date)
@@ -91,6 +98,55 @@ class AlertRow(Base):
     raised_on: Mapped[date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(Text)
     trigger_event_ids: Mapped[list[str]] = mapped_column(JSON)
+    referral_id: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class ReferralRow(Base):
+    """A referral as received on cme.referrals: personal data that only the referral LA's CME officer sees."""
+
+    __tablename__ = "referrals"
+    referral_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    la_code: Mapped[str] = mapped_column(String(3), index=True)
+    received_on: Mapped[date] = mapped_column(Date)
+    upn: Mapped[str | None] = mapped_column(String(13), index=True)
+    forename: Mapped[str] = mapped_column(String(200))
+    surname: Mapped[str] = mapped_column(String(200))
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    postcode: Mapped[str | None] = mapped_column(String(20))
+    concern: Mapped[str] = mapped_column(String(30))
+    details: Mapped[str | None] = mapped_column(Text)
+    agency: Mapped[str] = mapped_column(String(30))
+    referrer_name: Mapped[str | None] = mapped_column(String(200))
+    referrer_contact: Mapped[str | None] = mapped_column(String(254))
+
+
+class EnquiryRow(Base):
+    """One reasonable enquiry an officer recorded on a case (a NOTE case action)."""
+
+    __tablename__ = "case_enquiries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(String(36), unique=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    la_code: Mapped[str | None] = mapped_column(String(3))
+
+
+class CaseLinkRow(Base):
+    """A case without a UPN linked by an officer to a child's UPN (a LINK case action)."""
+
+    __tablename__ = "case_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(String(36), unique=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), index=True)
+    upn: Mapped[str] = mapped_column(String(13))
+    note: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    la_code: Mapped[str | None] = mapped_column(String(3))
 
 
 class DeliveryRow(Base):
@@ -119,9 +175,13 @@ class AuditEventRow(Base):
     channel: Mapped[str] = mapped_column(String(30))
     case_id: Mapped[str | None] = mapped_column(String(36))
     upn: Mapped[str | None] = mapped_column(String(13))
+    #: What was done or asked, without personal data: an action's kind, or how a regional lookup searched.
+    detail: Mapped[str | None] = mapped_column(String(200))
 
 
 TABLES = (ChildRow, CaseRow, CaseHolderRow, AlertRow, DeliveryRow)
+#: The case-work tables, counted apart so the original counts keep their shape.
+CASEWORK_TABLES = (ReferralRow, EnquiryRow, CaseLinkRow)
 
 
 def insert_for(session: Session) -> Any:

@@ -8,15 +8,24 @@ from datetime import date, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from processors.records import Alert, CaseAction, Recipient, Rule, Severity
-from sinks.register import audit, deliveries, queries, retention, writer
+from processors.records import Alert, Recipient, Rule, Severity
+from sinks.register import audit, deliveries, lookup, queries, retention, writer
 from sinks.register.audit import AuditEvent
 from sinks.register.deliveries import DeliveryRecord, PendingDelivery
 from sinks.register.engine import check_schema, create_register_engine
-from sinks.register.queries import TREND_WEEKS, CaseDetails, CaseQuery, CaseSummary, LARegisterView, LATrends
+from sinks.register.lookup import LookupResult, PossibleMatch
+from sinks.register.queries import (
+    TREND_WEEKS,
+    CaseDetails,
+    CaseQuery,
+    CaseSummary,
+    LARegisterView,
+    LATrends,
+    ReferralRecord,
+)
 from sinks.register.retention import PurgeReport, RetentionPolicy
 from sinks.register.schema import DeliveryOutcome
-from sinks.register.writer import BatchResult
+from sinks.register.writer import BatchResult, RegisterItem
 
 
 class Register:
@@ -36,7 +45,7 @@ class Register:
 
     # writing
 
-    def record(self, batch: Sequence[Alert | CaseAction], webhook_las: Iterable[str] = ()) -> BatchResult:
+    def record(self, batch: Sequence[RegisterItem], webhook_las: Iterable[str] = ()) -> BatchResult:
         return writer.record(self._sessions, batch, webhook_las)
 
     def record_delivery(
@@ -86,6 +95,24 @@ class Register:
 
     def counts(self) -> dict[str, int]:
         return queries.counts(self._sessions)
+
+    def casework_counts(self) -> dict[str, int]:
+        return queries.casework_counts(self._sessions)
+
+    def referral(self, referral_id: str) -> ReferralRecord | None:
+        return queries.referral(self._sessions, referral_id)
+
+    def recent_referrals(self, la_code: str, limit: int = 20) -> list[ReferralRecord]:
+        return queries.recent_referrals(self._sessions, la_code, limit)
+
+    # regional enquiries and possible matches
+
+    def lookup(self, asking_la: str, upn: str | None = None, surname: str | None = None,
+               date_of_birth: date | None = None) -> list[LookupResult]:
+        return lookup.lookup(self._sessions, asking_la, upn, surname, date_of_birth)
+
+    def possible_matches(self, case_id: str, la_code: str) -> list[PossibleMatch]:
+        return lookup.possible_matches(self._sessions, case_id, la_code)
 
     # audit
 

@@ -11,11 +11,27 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, text
 
 from cli.main import main
 from config.settings import DashboardCredential
-from processors.records import Alert, AlertChild, CaseAction, CaseActionType, Recipient, Rule, Severity
+from processors.records import (
+    Alert,
+    AlertChild,
+    CaseAction,
+    CaseActionType,
+    CaseEnquiry,
+    CloseReason,
+    CMEReferral,
+    EnquiryKind,
+    Recipient,
+    ReferralChild,
+    ReferralConcern,
+    Referrer,
+    ReferrerAgency,
+    Rule,
+    Severity,
+)
 from sinks.register import (
     Base,
     CaseQuery,
@@ -80,6 +96,44 @@ def close(case_id: str, by: str = "A. Officer", at: datetime = datetime(2025, 3,
     )
 
 
+REFERRAL = "44444444-4444-4444-8444-444444444444"
+CASE_R = "55555555-5555-5555-8555-555555555555"
+
+
+def referral(la: str = "331", forename: str = "Zoe Marie", surname: str = "OConnor") -> CMEReferral:
+    return CMEReferral(
+        referral_id=REFERRAL, received_on=date(2025, 3, 10), la_code=la, upn=None,
+        child=ReferralChild(forename, surname, date(2014, 8, 17), "CV1 1AA"), concern=ReferralConcern.NOT_IN_SCHOOL,
+        referrer=Referrer(ReferrerAgency.HEALTH, "H. Visitor", "01234 567890"), details="Seen at the clinic.",
+    )
+
+
+def referral_alert(number: int = 90, la: str = "331") -> Alert:
+    return Alert(
+        alert_id=f"aaaaaaaa-0000-5000-8000-{number:012d}", rule=Rule.REFERRAL_NOT_ON_ROLL,
+        recipient=Recipient.CME_OFFICER, la_code=la, severity=Severity.HIGH, upn=None, child=None, school_urn=None,
+        raised_on=date(2025, 3, 10), reason="Referred; on roll at no school.", trigger_event_ids=(REFERRAL,),
+        case_id=CASE_R, referral_id=REFERRAL,
+    )
+
+
+def case_work(
+    number: int, kind: CaseActionType, case_id: str = CASE_R, upn: str | None = None, **fields: object
+) -> CaseAction:
+    base: dict[str, object] = {
+        "action_id": f"dddddddd-0000-4000-8000-{number:012d}", "upn": upn, "case_id": case_id, "action": kind,
+        "reason": "Visited the address; nobody home.", "by": "A. Officer",
+        "at": datetime(2025, 3, 11, 10, number % 60, tzinfo=UTC),
+        "referral_id": REFERRAL if case_id == CASE_R else None, "la_code": "331",
+    }
+    base.update(fields)
+    return CaseAction(**base)  # type: ignore[arg-type]
+
+
+def note(case_id: str = CASE_R, number: int = 1) -> CaseAction:
+    return case_work(number, CaseActionType.NOTE, case_id, enquiry=CaseEnquiry(EnquiryKind.HOME_VISIT, "No answer"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def register_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -105,8 +159,8 @@ def test_migrations_from_empty_build_exactly_the_models(register_url: str) -> No
     engine = create_register_engine(register_url)
     try:
         assert inspect(engine).get_table_names() == []
-        assert migrate(engine) == head_revision() == "0003"
-        assert migrate(engine) == "0003"  # a second run changes nothing
+        assert migrate(engine) == head_revision() == "0004"
+        assert migrate(engine) == "0004"  # a second run changes nothing
         with engine.connect() as connection:
             differences = compare_metadata(
                 MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
@@ -114,6 +168,7 @@ def test_migrations_from_empty_build_exactly_the_models(register_url: str) -> No
         assert differences == []
         assert set(inspect(engine).get_table_names()) == {
             "alembic_version", "children", "cases", "case_holders", "alerts", "deliveries", "audit_events",
+            "referrals", "case_enquiries", "case_links",
         }
     finally:
         engine.dispose()
@@ -398,14 +453,54 @@ def test_purge_removes_children_nothing_refers_to(register: Register) -> None:
     assert register.counts() == {"children": 0, "cases": 0, "case_holders": 0, "alerts": 0, "deliveries": 0}
 
 
-def test_a_register_at_the_first_schema_migrates_to_this_release(register_url: str) -> None:
+def _old_rows(engine: Engine, revision: str) -> None:
+    """A child, a case held by LA 331 and its alert, written as the release at `revision` wrote them (this
+    release's models know columns the older schemas lack)."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO children VALUES (:upn, 'Amelia', 'Okafor', :born)"),
+            {"upn": UPN_A, "born": date(2014, 5, 2)},
+        )
+        connection.execute(
+            text("INSERT INTO cases (case_id, upn, opened_on, opening_rule, status) "
+                 "VALUES (:case, :upn, :opened, 'MISSING_NO_DESTINATION', 'open')"),
+            {"case": CASE_1, "upn": UPN_A, "opened": date(2025, 3, 3)},
+        )
+        connection.execute(text("INSERT INTO case_holders VALUES (:case, '331')"), {"case": CASE_1})
+        connection.execute(
+            text("INSERT INTO alerts VALUES ('aaaaaaaa-0000-5000-8000-000000000001', 'MISSING_NO_DESTINATION', "
+                 "'CME_OFFICER', '331', 'HIGH', :upn, 'Amelia', 'Okafor', :born, '140201', :case, :raised, "
+                 "'Removed.', '[]')"),
+            {"upn": UPN_A, "born": date(2014, 5, 2), "case": CASE_1, "raised": date(2025, 3, 3)},
+        )
+        if revision >= "0002":
+            connection.execute(
+                text("INSERT INTO audit_events (at, principal, la_code, role, channel, case_id, upn) "
+                     "VALUES (:at, 'A. Officer', '331', 'register', 'cli cases show', :case, :upn)"),
+                {"at": datetime(2025, 3, 4, tzinfo=UTC), "case": CASE_1, "upn": UPN_A},
+            )
+
+
+@pytest.mark.parametrize("revision", ["0001", "0003"])
+def test_an_older_register_with_data_migrates_to_this_release_and_keeps_its_rows(
+    register_url: str, revision: str
+) -> None:
     engine = create_register_engine(register_url)
     try:
-        assert migrate(engine, "0001") == "0001"
-        Register(engine).record([alert(1, Rule.MISSING_NO_DESTINATION)])
-        assert migrate(engine) == "0003"
-        assert Register(engine).counts()["alerts"] == 1
-        assert "audit_events" in inspect(engine).get_table_names()
+        assert migrate(engine, revision) == revision
+        _old_rows(engine, revision)
+        assert migrate(engine) == "0004"
+        register = Register(engine)
+        assert register.counts() == {"children": 1, "cases": 1, "case_holders": 1, "alerts": 1, "deliveries": 0}
+        assert len(register.audit_events("331")) == (1 if revision >= "0002" else 0)
+        summary = register.case(CASE_1)
+        assert summary is not None and summary.upn == UPN_A and summary.holders == ("331",)
+        assert summary.referral_id is None and summary.assignee is None
+        # The migrated register takes the new records: a referral case without a UPN and its case work.
+        register.record([referral_alert(), note(CASE_R)])
+        details = register.case_details(CASE_R)
+        assert details is not None and details.summary.upn is None and details.summary.referral_id == REFERRAL
+        assert [enquiry.kind for enquiry in details.enquiries] == ["HOME_VISIT"]
     finally:
         engine.dispose()
 
@@ -460,3 +555,78 @@ async def test_a_dashboard_view_and_cases_show_leave_audit_rows_that_audit_list_
 
     purged = register.purge(date(2099, 1, 1), RetentionPolicy(), dry_run=False)
     assert purged.audit_events == 2 and register.audit_events() == []
+
+
+# --- referrals and case work -----------------------------------------------------------------------------
+
+
+def test_a_referral_case_without_a_upn_and_its_case_work_are_recorded_once(register: Register) -> None:
+    batch = [
+        referral(), referral_alert(), note(),
+        case_work(2, CaseActionType.ASSIGN, assignee="B. Officer", reason="assigned to B. Officer"),
+        case_work(3, CaseActionType.ASSIGN, assignee="C. Officer", reason="assigned to C. Officer"),
+    ]
+    first = register.record(batch)
+    assert (first.referrals_new, first.alerts_new, first.actions_recorded) == (1, 1, 1)
+    again = register.record(batch)
+    assert (again.referrals_new, again.alerts_new, again.actions_recorded) == (0, 0, 0)
+    # An older assignment arriving late does not undo the newer one.
+    register.record([case_work(2, CaseActionType.ASSIGN, assignee="B. Officer")])
+    details = register.case_details(CASE_R)
+    assert details is not None
+    summary = details.summary
+    assert (summary.upn, summary.referral_id, summary.holders, summary.status) == (None, REFERRAL, ("331",),
+                                                                                   CaseStatus.OPEN)
+    assert (summary.assignee, summary.assigned_by) == ("C. Officer", "A. Officer")
+    assert [(e.kind, e.outcome, e.note) for e in details.enquiries] == [
+        ("HOME_VISIT", "No answer", "Visited the address; nobody home.")
+    ]
+    assert details.referral is not None and details.referral.referrer_contact == "01234 567890"
+    assert details.alerts[0].upn is None and details.alerts[0].referral_id == REFERRAL
+    assert register.casework_counts() == {"referrals": 1, "case_enquiries": 1, "case_links": 0}
+
+
+def test_closing_with_a_reason_code_and_linking_a_referral_case(register: Register) -> None:
+    register.record([referral(), referral_alert()])
+    register.record([case_work(4, CaseActionType.LINK, upn=UPN_A, reason=f"linked to UPN {UPN_A}")] * 2)
+    details = register.case_details(CASE_R)
+    assert details is not None and details.summary.upn == UPN_A
+    assert [(link.upn, link.by) for link in details.links] == [(UPN_A, "A. Officer")]
+    register.record([case_work(5, CaseActionType.CLOSE, upn=UPN_A, close_reason=CloseReason.LOCATED_AT_SCHOOL,
+                               reason="On roll at Hillside Primary.")])
+    closed = register.case(CASE_R)
+    assert closed is not None and closed.status is CaseStatus.CLOSED
+    assert (closed.close_reason, closed.closing_reason) == ("LOCATED_AT_SCHOOL", "On roll at Hillside Primary.")
+
+
+def test_lookup_answers_within_the_region_only(register: Register) -> None:
+    # 331 Coventry and 330 Birmingham are West Midlands; 201 City of London is not.
+    register.record([
+        alert(1, Rule.MISSING_NO_DESTINATION, la="330"),
+        alert(2, Rule.MISSING_NO_DESTINATION, la="201", case_id=CASE_2, raised_on=date(2025, 4, 1)),
+    ])
+    found = register.lookup("331", upn=UPN_A)
+    assert [(h.la_code, h.status, h.opened_on) for r in found for h in r.holdings] == [
+        ("330", "open", date(2025, 3, 4))
+    ]
+    assert found[0].last_school_urn == "140201" and found[0].last_school_seen_on == date(2025, 3, 4)
+    by_name = register.lookup("331", surname="o'connor", date_of_birth=date(2014, 8, 17))
+    assert [r.upn for r in by_name] == [UPN_A]
+    london = register.lookup("202", upn=UPN_A)
+    assert [h.la_code for r in london for h in r.holdings] == ["201"]
+    assert register.lookup("331", surname="O'Connor", date_of_birth=date(2014, 8, 18)) == []
+
+
+def test_possible_matches_are_the_las_children_of_that_birthday_with_a_close_name(register: Register) -> None:
+    register.record([
+        alert(1, Rule.MISSING_NO_DESTINATION),
+        alert(2, Rule.MISSING_NO_DESTINATION, upn=UPN_B, child=AlertChild("Zoe", "Connors", date(2014, 8, 17)),
+              case_id=CASE_2),
+        alert(3, Rule.MISSING_NO_DESTINATION, la="330", upn=UPN_C, child=CHILD_A, case_id=CASE_3),
+        referral(), referral_alert(),
+    ])
+    matches = register.possible_matches(CASE_R, "331")
+    assert [match.upn for match in matches][:1] == [UPN_A]
+    assert UPN_C not in [match.upn for match in matches]  # known to Birmingham only
+    assert all(match.date_of_birth == date(2014, 8, 17) and match.score >= 80 for match in matches)
+    assert register.possible_matches(CASE_1, "331") == []  # a case with a UPN needs none

@@ -123,7 +123,20 @@ def test_a_register_at_the_first_schema_gains_the_audit_table(tmp_path: Path) ->
     register = Register.from_url(f"sqlite:///{tmp_path}/old.db")
     try:
         assert migrate(register.engine, "0001") == "0001"
-        register.record([opening_alert()])
+        # Written as that release wrote it: this release's models know columns the first schema lacks.
+        with register.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO children VALUES (?, 'Amelia', 'Okafor', '2014-05-02')", (UPN,)
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO cases (case_id, upn, status) VALUES (?, ?, 'open')", (CASE, UPN)
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO alerts VALUES ('aaaaaaaa-0000-5000-8000-000000000001', 'MISSING_NO_DESTINATION', "
+                "'CME_OFFICER', '331', 'HIGH', ?, 'Amelia', 'Okafor', '2014-05-02', '140201', ?, '2025-03-03', "
+                "'Removed.', '[]')",
+                (UPN, CASE),
+            )
         assert "audit_events" not in inspect(register.engine).get_table_names()
         assert migrate(register.engine) == head_revision()
         assert register.counts()["alerts"] == 1
