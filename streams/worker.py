@@ -35,6 +35,7 @@ from streams.tables import (
 )
 from streams.topics import mark_batches_topic, wait_until_served
 from streams.tracing import TracedAlerts, TracedDeadLetters, install_tracing
+from web.casework import install_casework
 from web.dashboard import install_dashboard
 from web.views import KafkaBrokerProbe, install_views
 
@@ -157,7 +158,9 @@ def build_worker(
                 message.topic, message.partition, message.offset, message.key, event.value, message.timestamp
             )
 
-    install_dashboard(app, settings)
+    dashboard = install_dashboard(app, settings)
+    if dashboard is not None:
+        install_casework(app, settings, dashboard)
 
     if settings.live_clock:
         ticks_topic = app.topic(settings.topic(CLOCK_TICKS), key_serializer="raw", value_serializer="raw")

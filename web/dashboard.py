@@ -595,7 +595,4 @@ def install_dashboard(app: faust.App, settings: Settings) -> LADashboard | None:
     app.page("/la/{la_code}/sign-in", name="la_dashboard_sign_in")(LADashboardSignIn)
     app.page("/la/{la_code}/sign-out", name="la_dashboard_sign_out")(LADashboardSignOut)
     app.page("/la/{la_code}", name="la_dashboard_slashless")(LADashboardSlashless)
-    from web.casework import install_casework
-
-    install_casework(app, settings, dashboard)
     return dashboard

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from processors.cases import CHILD_LOCATED_REASON, action_closes_case, closes_case, holds_case, opens_case
-from processors.records import Alert, CaseAction, CaseActionType, CMEReferral, Recipient, Rule
+from processors.records import Alert, CaseAction, CaseActionType, CMEReferral
 from sinks.register.deliveries import WEBHOOK_CHANNEL
 from sinks.register.schema import (
     AlertRow,
@@ -179,12 +179,10 @@ def _shape_case(
         return
     row = _case_row(session, cases, alert.case_id, alert.upn, alert.referral_id)
     # The removal that opened the case is the first one, whatever order the LAs' topics arrive in.
-    if _opens(alert.rule) and (row.opened_on is None or alert.raised_on < row.opened_on):
+    if opens_case(alert.rule) and (row.opened_on is None or alert.raised_on < row.opened_on):
         row.opened_on = alert.raised_on
         row.opening_rule = alert.rule.value
-    if holds_case(alert.rule, alert.recipient) or (
-        _opens(alert.rule) and alert.recipient is Recipient.CME_OFFICER
-    ):
+    if holds_case(alert.rule, alert.recipient):
         holders.add((alert.case_id, alert.la_code))
     if closes_case(alert.rule) and row.status == CaseStatus.OPEN:
         row.status = CaseStatus.CLOSED.value
@@ -192,12 +190,6 @@ def _shape_case(
         row.closing_reason = CHILD_LOCATED_REASON
         row.closed_by = ENGINE_CLOSER
         result.cases_closed += 1
-
-
-def _opens(rule: Rule) -> bool:
-    # design.md: REFERRAL_NOT_ON_ROLL opens a case (or adds the referral LA to the open one) as a removal does;
-    # said here too until processors.cases lists it, so the register holds referral cases either way.
-    return opens_case(rule) or rule is Rule.REFERRAL_NOT_ON_ROLL
 
 
 def _apply_action(session: Session, action: CaseAction, cases: dict[str, CaseRow], result: BatchResult) -> None:
