@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-#: Okabe-Ito's colour-blind-safe eight first, then Paul Tol's muted set: one colour each for all 16 rules,
+#: Okabe-Ito's colour-blind-safe eight first, then Paul Tol's muted set: one colour each for all 18 rules,
 #: the most distinct going to the rules present first.
 PALETTE = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
