@@ -25,6 +25,14 @@ READS = (
 )
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__, which costs as much as reading the
+# mark: each mark is made with its slots' own setters instead, which set the same fields to the same values.
+_new = object.__new__
+_set_upn = AttendanceMark.__dict__["upn"].__set__
+_set_am = AttendanceMark.__dict__["am"].__set__
+_set_pm = AttendanceMark.__dict__["pm"].__set__
+
+
 class _Unusual(Exception):
     """The body is not of the shape read here."""
 
@@ -94,7 +102,11 @@ def read_register(data: bytes, start: int) -> AttendanceRegister | None:
                     raise _Unusual
                 begin = pos + 1
                 pos = begin + (length >> 1)
-                append(AttendanceMark(upn.decode(), am.decode(), data[begin:pos].decode()))
+                mark = _new(AttendanceMark)
+                _set_upn(mark, upn.decode())
+                _set_am(mark, am.decode())
+                _set_pm(mark, data[begin:pos].decode())
+                append(mark)
         if pos != len(data):
             raise _Unusual
         return AttendanceRegister(
