@@ -184,6 +184,8 @@ class RecordOutbox:
         """Holds a message of the record in hand. With `join`, its transaction may send it joined with its
         others of the same topic and partition (in staging order, under the first one's key): one message
         for the consumer to handle instead of many. Without a transaction it goes out as it is."""
+        if join is not None and on_delivered is not None:
+            raise ValueError("a message that may be joined with others has no delivery of its own to hear of")
         self.staged.append(Staged(topic, key, value, partition, on_delivered, latest_only, join))
 
     def note_write(self, store: Any, key: bytes) -> None:

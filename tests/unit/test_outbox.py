@@ -429,3 +429,9 @@ async def test_only_a_store_that_keeps_changelog_offsets_hears_of_each_delivered
     [staged] = outbox.pending[TRANSACTION].messages.values()
     assert staged.topic == table.changelog_topic.get_topic_name()
     assert (staged.on_delivered is not None) == keeps_offsets
+
+
+def test_a_joinable_message_cannot_ask_to_hear_of_its_own_delivery() -> None:
+    outbox, _lock, _driver = outbox_with(FakeProducer())
+    with pytest.raises(ValueError, match="joined"):
+        outbox.stage("app-mark-batches", None, b"batch", 0, lambda _delivery: None, join=b"".join)
