@@ -75,7 +75,18 @@ def split_by_partition(
     register: AttendanceRegister, marks: Iterable[tuple[int, AttendanceMark]], partition_of: Callable[[str], int]
 ) -> dict[int, MarkBatch]:
     """One batch per partition that holds a child of the register, keyed by that partition."""
-    groups: dict[int, list[tuple[int, AttendanceMark]]] = {}
+    # Marks and indexes gathered apart, as a batch holds them: no pair per mark to build and take apart again.
+    groups: dict[int, tuple[list[AttendanceMark], list[int]]] = {}
     for index, mark in marks:
-        groups.setdefault(partition_of(mark.upn), []).append((index, mark))
-    return {partition: batch_of(register, group) for partition, group in sorted(groups.items())}
+        partition = partition_of(mark.upn)
+        group = groups.get(partition)
+        if group is None:
+            group = groups[partition] = ([], [])
+        group[0].append(mark)
+        group[1].append(index)
+    return {
+        partition: MarkBatch(
+            register.register_id, register.school, register.date, register.recorded_at, tuple(chosen), tuple(indexes)
+        )
+        for partition, (chosen, indexes) in sorted(groups.items())
+    }

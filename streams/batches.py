@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -17,8 +18,12 @@ from streams.runtime.tablewrites import ChangelogWrites
 #: A batch as stored on the batch topic: a 0x01 version byte, then MessagePack (the topic is the worker's own,
 #: read only by the worker, so it needs no schema registry; the version byte leaves room to change it).
 _BATCH_VERSION = b"\x01"
+#: Several registers' batches for one partition, joined as their transaction commits: a 0x02 byte, then a
+#: MessagePack array of the batches.
+_JOINED_VERSION = b"\x02"
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(MarkBatch).decode
+_decode_joined = msgspec.msgpack.Decoder(list[MarkBatch]).decode
 
 #: Namespace of the ids given to a dead-lettered mark's one-mark register, so that a republished mark is not
 #: taken for the register it came from (which the worker has already applied).
@@ -33,6 +38,31 @@ def decode_batch(data: bytes) -> MarkBatch:
     if data[:1] != _BATCH_VERSION:
         raise ValueError(f"mark batch starts with byte {data[:1].hex() or 'none'}, not a version this worker reads")
     return _decode(memoryview(data)[1:])
+
+
+def decode_batches(data: bytes) -> list[MarkBatch]:
+    """The batches of a message on the batch topic: one, or several joined."""
+    if data[:1] == _JOINED_VERSION:
+        return _decode_joined(memoryview(data)[1:])
+    return [decode_batch(data)]
+
+
+def join_batches(values: Sequence[bytes]) -> bytes:
+    """Encoded batches for one partition as one message. A MessagePack array is its length, then its items
+    one after the other, so each batch's own encoding goes in as it is, encoded once."""
+    if len(values) == 1:
+        return values[0]
+    for value in values:
+        if value[:1] != _BATCH_VERSION:
+            raise ValueError(f"mark batch starts with byte {value[:1].hex() or 'none'}, not one this worker joins")
+    count = len(values)
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 0x10000:
+        header = struct.pack(">BH", 0xDC, count)
+    else:
+        header = struct.pack(">BI", 0xDD, count)
+    return b"".join([_JOINED_VERSION, header, *(memoryview(value)[1:] for value in values)])
 
 
 def partitioner(partitions: int) -> Callable[[str], int]:
@@ -83,14 +113,15 @@ class BatchSink(Protocol):
 
 class OutboxBatchSink:
     """Stages each batch in the register's outbox, so batches, the ledger entry and the register's offset
-    commit together (exactly once)."""
+    commit together (exactly once); the batches of a transaction's registers for one partition are joined."""
 
     def __init__(self, outbox: Any, topic: str) -> None:
         self.outbox = outbox
         self.topic = topic
 
     def send(self, partition: int, key: bytes, value: bytes) -> None:
-        self.outbox.stage(self.topic, key, value, partition)
+        # A transaction's batches for one partition go out as one message: one event to apply them by.
+        self.outbox.stage(self.topic, key, value, partition, join=join_batches)
 
 
 class MemoryBatchSink:

@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from aiokafka.errors import KafkaError
@@ -16,20 +17,22 @@ from processors.apply import apply_record, check
 from processors.failures import UNPROCESSABLE, Rejected, describe_error
 from processors.records import (
     INPUT_RECORD_TYPES,
+    Alert,
     AttendanceRegister,
     CaseAction,
     DeadLetter,
     InputRecord,
+    MarkBatch,
     RollEvent,
     SafeguardingStatus,
 )
 from processors.registers import MarkRejection, check_marks, split_by_partition
-from processors.timeline import RegisterLedger, Timeline
+from processors.timeline import Applied, RegisterLedger, Timeline
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
 from sinks.alerts import AlertSink, DeadLetterSink
 from sinks.metrics import MeasuredFrom, MetricsRecorder, NoMetrics, count_calendar_fallbacks
-from streams.batches import BatchSink, batch_register, decode_batch, encode_batch, one_mark_register
+from streams.batches import BatchSink, batch_register, decode_batches, encode_batch, one_mark_register
 from streams.tables import MemoryPartitionCounts, PartitionCounts
 
 log = logging.getLogger(__name__)
@@ -159,12 +162,7 @@ class RecordHandler:
             return await self._split(route, topic, partition, offset, key, raw)
         try:
             if route is not None and topic == route.batches_topic:
-                # A batch's records are the register's: refusals and metrics name the registers' topic.
-                batch = decode_batch(raw)
-                applied = self.timeline_for(partition).apply_batch(batch)
-                self.metrics.marks_handled(route.registers_topic, len(batch.marks) - len(applied.refused_marks))
-                await self._refuse_marks(route.registers_topic, partition, offset, applied.refused_marks,
-                                         batch.register_id, lambda i: batch_register(batch, i))
+                applied = await self._apply_batches(route, partition, offset, decode_batches(raw))
                 record: InputRecord | None = None
             else:
                 record = self.codec.decode(raw, self.record_types[topic])
@@ -197,6 +195,21 @@ class RecordHandler:
         self.metrics.record_applied(topic, applied.new)
         count_calendar_fallbacks(self.metrics, self.timeline_for(partition).config)
         return HandledRecord(applied=True, alerts=len(applied.alerts))
+
+    async def _apply_batches(
+        self, route: RegisterRoute, partition: int, offset: int, batches: Sequence[MarkBatch]
+    ) -> Applied:
+        """The batches of one message on the children's partition, in order; their alerts, together."""
+        timeline = self.timeline_for(partition)
+        alerts: list[Alert] = []
+        for batch in batches:
+            applied = timeline.apply_batch(batch)
+            # A batch's records are the register's: refusals and metrics name the registers' topic.
+            self.metrics.marks_handled(route.registers_topic, len(batch.marks) - len(applied.refused_marks))
+            await self._refuse_marks(route.registers_topic, partition, offset, applied.refused_marks,
+                                     batch.register_id, partial(batch_register, batch))
+            alerts.extend(applied.alerts)
+        return Applied(tuple(alerts), True)
 
     async def _split(
         self, route: RegisterRoute, topic: str, partition: int, offset: int, key: bytes | None, raw: bytes

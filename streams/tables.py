@@ -47,16 +47,37 @@ class TableChildStore:
 class TableAttendanceStore:
     """Children's attendance states in a changelog-backed table keyed by UPN."""
 
+    #: States kept decoded: a pupil is marked every school day, mostly present, which leaves the state as it
+    #: was. Each is used only while the stored value is the one it was decoded from (or encoded to).
+    CACHED_STATES = 65_536
+
     def __init__(self, table: TableT, writes: ChangelogWrites) -> None:
         self.table = table
         self.writes = writes
+        self.cache: dict[bytes, tuple[bytes, AttendanceState]] = {}
 
     def get(self, upn: str) -> AttendanceState | None:
-        raw = self.table.data.get(upn.encode())
-        return decode_attendance(raw) if raw is not None else None
+        key = upn.encode()
+        raw = self.table.data.get(key)
+        if raw is None:
+            return None
+        cached = self.cache.get(key)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            return cached[1]
+        state = decode_attendance(raw)
+        self._keep(key, raw, state)
+        return state
 
     def put(self, state: AttendanceState) -> None:
-        self.writes.set(self.table, state.upn.encode(), encode_attendance(state))
+        key = state.upn.encode()
+        raw = encode_attendance(state)
+        self.writes.set(self.table, key, raw)
+        self._keep(key, raw, state)
+
+    def _keep(self, key: bytes, raw: bytes, state: AttendanceState) -> None:
+        if len(self.cache) >= self.CACHED_STATES:
+            self.cache.clear()
+        self.cache[key] = (raw, state)
 
 
 class TablePresentDays:

@@ -17,6 +17,7 @@ FAUST_PRIVATE_MEMBERS: dict[str, str] = {
     "_acked": "consumer.py: WorkerConsumer._new_offset reads the acknowledged offsets of a held partition",
     "_getmany": "consumer.py: WorkerConsumer overrides it to note the seek count of the fetch in hand",
     "_commit_handler": "consumer.py: WorkerConsumer overrides the commit timer (interval from start to start)",
+    "_commit_livelock_detector": "consumer.py: WorkerConsumer overrides Faust's stalled-partition check's timer",
     "_new_offset": "consumer.py: WorkerConsumer overrides it to notice partitions whose commits are held",
     "_commit_offsets": "consumer.py: WorkerConsumer overrides it to confirm sent messages first (at_least_once)",
     "_thread": "consumer.py: WorkerConsumer.commit rewinds held partitions through its consumer thread",

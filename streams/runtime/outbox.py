@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Collection, Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
@@ -22,6 +22,12 @@ def transactional_id(app: AppT, tp: TP) -> str:
 
 
 Delivered = Callable[["asyncio.Future[Any]"], None]
+#: Makes one message value of several, in the order they were staged.
+Join = Callable[[Sequence[bytes]], bytes]
+
+#: A joined message grows to about this many bytes at most, far below the producers' max_request_size (1 MB)
+#: and the brokers' message.max.bytes; a message bigger on its own is sent as it is.
+JOIN_LIMIT = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,22 +40,56 @@ class Staged:
     on_delivered: Delivered | None
     #: A changelog write: only the latest value of its key in a transaction needs sending.
     latest_only: bool = False
+    #: Set for messages that may go out as one with the transaction's others of their topic and partition:
+    #: how to join their values.
+    join: Join | None = None
 
 
 class PendingSends:
-    """What a transaction will send at its commit: every alert and dead letter, and each changelog key's
-    latest value, in the order they were first staged."""
+    """What a transaction will send at its commit: every alert and dead letter, each changelog key's latest
+    value, and joinable messages joined per topic and partition (up to JOIN_LIMIT bytes each), in the order
+    they were first staged."""
 
     def __init__(self, producer: Any) -> None:
         #: The transactional producer they are meant for; a partition that comes back gets a new one.
         self.producer = producer
         self.messages: dict[Hashable, Staged] = {}
         self.numbers = itertools.count()
+        #: Per slot of a joined message, the values joined into it so far.
+        self.joined: dict[Hashable, list[bytes]] = {}
+        #: Per topic and partition, the slot of the joined message still taking values, and its size.
+        self.joining: dict[tuple[str, int | None], tuple[Hashable, int]] = {}
 
     def add(self, staged: list[Staged]) -> None:
         for message in staged:
+            if message.join is not None:
+                self._join(message)
+                continue
             slot = (message.topic, message.partition, message.key) if message.latest_only else next(self.numbers)
             self.messages[slot] = message
+
+    def _join(self, message: Staged) -> None:
+        place = (message.topic, message.partition)
+        value = message.value or b""
+        open_slot = self.joining.get(place)
+        if open_slot is not None and open_slot[1] + len(value) <= JOIN_LIMIT:
+            slot, size = open_slot
+            self.joined[slot].append(value)
+        else:
+            slot, size = next(self.numbers), 0
+            self.messages[slot] = message
+            self.joined[slot] = [value]
+        self.joining[place] = (slot, size + len(value))
+
+    def to_send(self) -> list[Staged]:
+        """The messages to send, joined ones with their values joined."""
+        sends = []
+        for slot, message in self.messages.items():
+            values = self.joined.get(slot)
+            if values is not None and message.join is not None and len(values) > 1:
+                message = replace(message, value=message.join(values))
+            sends.append(message)
+        return sends
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -139,8 +179,14 @@ class RecordOutbox:
         on_delivered: Delivered | None = None,
         *,
         latest_only: bool = False,
+        join: Join | None = None,
     ) -> None:
-        self.staged.append(Staged(topic, key, value, partition, on_delivered, latest_only))
+        """Holds a message of the record in hand. With `join`, its transaction may send it joined with its
+        others of the same topic and partition (in staging order, under the first one's key): one message
+        for the consumer to handle instead of many. Without a transaction it goes out as it is."""
+        if join is not None and on_delivered is not None:
+            raise ValueError("a message that may be joined with others has no delivery of its own to hear of")
+        self.staged.append(Staged(topic, key, value, partition, on_delivered, latest_only, join))
 
     def note_write(self, store: Any, key: bytes) -> None:
         """Keeps a table key's value from before the record in hand first writes it, for `discard`."""
@@ -225,7 +271,7 @@ class RecordOutbox:
         if producer is not pending.producer:
             return
         async with driver._trn_locks[transaction]:
-            await _send_all(producer, list(pending.messages.values()), self.known_topics)
+            await _send_all(producer, pending.to_send(), self.known_topics)
 
 
 def put_back(store: Any, key: bytes, value: bytes | None, partition: int) -> None:

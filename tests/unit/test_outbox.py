@@ -16,7 +16,7 @@ from faust.types import TP
 from config.settings import Settings
 from sinks.kafka import _TopicCache
 from streams.app import create_app
-from streams.runtime.outbox import DeliveryFailed, RecordOutbox
+from streams.runtime.outbox import JOIN_LIMIT, DeliveryFailed, RecordOutbox
 from streams.runtime.tablewrites import ChangelogWrites
 
 TRANSACTION = "rollwatch-0-2"
@@ -151,6 +151,41 @@ async def test_a_deleted_key_is_sent_as_its_tombstone() -> None:
     await outbox.send_pending(TRANSACTION)
 
     assert producer.sent == [("children-changelog", None, 2)]
+
+
+async def test_joinable_messages_of_a_transaction_go_out_as_one_per_partition_in_order() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    for value, partition in ((b"a", 0), (b"b", 1), (b"c", 0), (b"d", 0)):
+        outbox.stage("app-mark-batches", value, value, partition, join=lambda values: b"+".join(values))
+        outbox.stage("la.330.alerts.cme-officer", b"upn", b"alert-" + value)
+        await outbox.flush()
+
+    await outbox.send_pending(TRANSACTION)
+
+    # each joined message where its first part was staged
+    assert [(topic, value) for topic, value, _partition in producer.sent] == [
+        ("app-mark-batches", b"a+c+d"), ("la.330.alerts.cme-officer", b"alert-a"), ("app-mark-batches", b"b"),
+        ("la.330.alerts.cme-officer", b"alert-b"), ("la.330.alerts.cme-officer", b"alert-c"),
+        ("la.330.alerts.cme-officer", b"alert-d"),
+    ]
+
+
+async def test_a_joined_message_stops_growing_at_the_limit() -> None:
+    producer = FakeProducer()
+    outbox, _lock, _driver = outbox_with(producer)
+    event = Event(2)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    big = b"x" * (JOIN_LIMIT // 2)
+    for _ in range(5):
+        outbox.stage("app-mark-batches", None, big, 0, join=b"".join)
+    await outbox.flush()
+
+    await outbox.send_pending(TRANSACTION)
+
+    assert [len(value or b"") for value in values(producer)] == [2 * len(big), 2 * len(big), len(big)]
 
 
 async def test_records_handled_during_a_commit_wait_for_the_next_one() -> None:
@@ -394,3 +429,9 @@ async def test_only_a_store_that_keeps_changelog_offsets_hears_of_each_delivered
     [staged] = outbox.pending[TRANSACTION].messages.values()
     assert staged.topic == table.changelog_topic.get_topic_name()
     assert (staged.on_delivered is not None) == keeps_offsets
+
+
+def test_a_joinable_message_cannot_ask_to_hear_of_its_own_delivery() -> None:
+    outbox, _lock, _driver = outbox_with(FakeProducer())
+    with pytest.raises(ValueError, match="joined"):
+        outbox.stage("app-mark-batches", None, b"batch", 0, lambda _delivery: None, join=b"".join)

@@ -9,11 +9,12 @@ from dataclasses import replace
 from processors.calendar import default_calendar
 from processors.config import RuleConfig
 from processors.records import ATTENDANCE_REGISTERS, AttendanceMark, AttendanceRegister
+from processors.registers import batch_of
 from processors.timeline import MemoryRegisterLedger, memory_timeline
 from schemas.codec import AvroCodec
 from schemas.jsonformat import parse_line
 from sinks.alerts import MemoryAlertSink, MemoryDeadLetterSink
-from streams.batches import MemoryBatchSink, decode_batch, partitioner
+from streams.batches import MemoryBatchSink, decode_batch, decode_batches, encode_batch, join_batches, partitioner
 from streams.handler import RECORD_TYPES, RecordHandler, RegisterRoute
 from tests.shared import SHARED_SCENARIOS
 
@@ -77,3 +78,26 @@ def test_a_register_that_is_not_one_is_dead_lettered_whole() -> None:
     asyncio.run(handler.handle(ATTENDANCE_REGISTERS, 0, 3, b"140501", b"not avro"))
     assert [letter.error_code for letter in letters.letters] == ["BAD_MARKER"]
     assert sink.sent == []
+
+
+def test_batches_joined_into_one_message_are_applied_as_if_sent_one_by_one() -> None:
+    handler, sink, letters, alerts = make()
+    for offset, register in enumerate(registers()):
+        asyncio.run(handler.handle(ATTENDANCE_REGISTERS, 0, offset, b"140501", CODEC.encode(register)))
+    [partition] = {partition for partition, _key, _value in sink.sent}
+    joined = join_batches([value for _partition, _key, value in sink.sent])
+    assert decode_batches(joined) == [decode_batch(value) for _partition, _key, value in sink.sent]
+
+    asyncio.run(handler.handle(BATCHES, partition, 0, b"key", joined))
+
+    assert [(a.rule.value, a.la_code) for a in alerts.alerts] == [("ABSENCE_ENQUIRIES_DUE", "334")]
+    assert letters.letters == []
+
+
+def test_a_joined_message_of_many_batches_holds_them_all_in_order() -> None:
+    register = registers()[0]
+    encoded = [encode_batch(batch_of(replace(register, register_id=f"r{n}"), [(0, register.marks[0])]))
+               for n in range(3)]
+    for count in (2, 15, 16, 65_536):  # each size of MessagePack's array header
+        joined = join_batches([encoded[n % 3] for n in range(count)])
+        assert [batch.register_id for batch in decode_batches(joined)] == [f"r{n % 3}" for n in range(count)]

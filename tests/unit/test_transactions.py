@@ -16,7 +16,7 @@ from faust.types import TP
 
 from config.settings import Settings
 from streams.app import create_app
-from streams.runtime.consumer import WorkerConsumerThread, seek_to_committed_or_start
+from streams.runtime.consumer import WorkerConsumer, WorkerConsumerThread, seek_to_committed_or_start
 from streams.runtime.transactions import RevocationSafeTransactionManager, drain
 
 
@@ -445,3 +445,11 @@ async def test_offsets_are_committed_without_a_transaction_only_once_sent_messag
     monkeypatch.setattr(app.outbox, "confirm_sent", lambda: asyncio.sleep(0))
     assert await consumer._commit_offsets({tp: 41})
     assert committed == [{tp: 41}]
+
+
+def test_the_stalled_partition_check_runs_on_a_timer_of_its_own_not_four_times_a_second() -> None:
+    # Faust times the check by the commit interval (2.5 of them: 0.25 s at ours); the worker's runs in its place.
+    tasks = WorkerConsumer._tasks[WorkerConsumer._get_class_id()]  # type: ignore[index]
+    assert "_commit_livelock_detector" in tasks
+    assert "_commit_livelock_detector" in vars(WorkerConsumer)
+    assert WorkerConsumer.livelock_check_interval >= 5.0
