@@ -22,13 +22,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from config.access import DLQ_REPUBLISHED
 from config.settings import Settings
 from processors.records import INPUT_TOPICS, DeadLetter, InputRecord, dead_letter_topic
 
 log = logging.getLogger(__name__)
 
 #: The compacted topic (under the deployment's prefix) that records every republished dead letter.
-REPUBLISHED = "dlq.republished"
+REPUBLISHED = DLQ_REPUBLISHED
 #: Dead letters a tick could not check a child with: every later tick checks it again, so none is republished.
 NOT_REPUBLISHED_CODES = frozenset({"DEADLINE_CHECK_FAILED"})
 #: How many bytes of an undecodable record `--show` prints, as hex.
@@ -296,10 +297,13 @@ def _kafka_errors() -> tuple[type[BaseException], ...]:
     return (DlqError, KafkaAccessError, KafkaError, OSError)
 
 
-def _check(settings: Settings, topics: Sequence[str]) -> None:
+def _check(settings: Settings, topics: Sequence[str], write: Sequence[str] = ()) -> None:
     from config.kafka import check_access
 
-    check_access(settings, topics if settings.security_protocol != "PLAINTEXT" else ())
+    if settings.security_protocol == "PLAINTEXT":
+        check_access(settings)
+    else:
+        check_access(settings, topics, write_topics=write)
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -451,6 +455,10 @@ def run_republish(args: argparse.Namespace, settings: Settings) -> int:
             )
         entries = [entry for entry in entries if entry not in refused]
         replacements = read_replacements(args.replace, entries, settings) if args.replace else None
+        if not args.dry_run and entries:
+            # Refused in one line before anything is sent, rather than by the producer's own errors midway.
+            targets = sorted({entry.letter.source_topic for entry in entries})
+            _check(settings, [], write=[*targets, settings.topic(REPUBLISHED)])
         ensure_republished_topic(settings)
         done = republished_ids(settings)
     except _kafka_errors() as error:
