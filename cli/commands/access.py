@@ -33,7 +33,7 @@ EPILOG = textwrap.dedent(
       rollwatch --env-file officer330.env alerts --la 330 --recipient CME_OFFICER
       rollwatch access list
       rollwatch access grant --role ops --user ops-anna --output ops-anna.env
-      rollwatch access grant --role ops-metrics --user rollwatch-ops --output dlq-exporter.env
+      rollwatch access grant --role ops-metrics --user rollwatch-dlq-exporter --output dlq-exporter.env
       rollwatch access revoke --user officer330
     """
 )

@@ -35,6 +35,8 @@ NOT_REPUBLISHED_CODES = frozenset({"DEADLINE_CHECK_FAILED"})
 #: How many bytes of an undecodable record `--show` prints, as hex.
 HEX_PREFIX = 32
 SCAN_TIMEOUT = 60.0
+#: Where `rollwatch dlq exporter` serves its metrics unless told otherwise.
+EXPORTER_PORT = 9110
 
 
 class DlqError(Exception):
@@ -278,7 +280,10 @@ def register(subparsers: Any) -> None:
     exporter = commands.add_parser(
         "exporter", help="serve rollwatch_dead_letters{topic,error_code} for Prometheus, refreshed every N s"
     )
-    exporter.add_argument("--port", type=int, default=9109, help="metrics port (default 9109)")
+    # Not register sync's 9109, so that both can run on one host with their usual ports.
+    exporter.add_argument(
+        "--port", type=int, default=EXPORTER_PORT, help=f"metrics port on ROLLWATCH_WEB_HOST (default {EXPORTER_PORT})"
+    )
     exporter.add_argument("--every", type=float, default=60.0, help="seconds between refreshes (default 60)")
     exporter.add_argument("--once", action="store_true", help="refresh once, print the samples and exit")
     exporter.set_defaults(handler=run_exporter)
@@ -545,7 +550,7 @@ def run_exporter(args: argparse.Namespace, settings: Settings) -> int:
     if args.once:
         sys.stdout.write(generate_latest(metrics.registry).decode())
         return 0
-    start_http_server(args.port, registry=metrics.registry)
+    start_http_server(args.port, addr=settings.web_host, registry=metrics.registry)
     log.info("serving rollwatch_dead_letters on port %d, refreshed every %.0f s", args.port, args.every)
     try:
         while True:

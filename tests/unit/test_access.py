@@ -11,11 +11,11 @@ import pytest
 
 from cli.main import build_parser, load_env_file
 from config.access import ROLES, AccessError, Binding, env_file_text, role_bindings
-from processors.records import INPUT_TOPICS
 from config.kafka import connection_options
 from config.settings import Settings
 from localbroker.certificates import ensure_tls_files
 from localbroker.config import ClusterLayout, internal_port, secure_server_properties, server_properties
+from processors.records import INPUT_TOPICS
 
 
 def test_an_officer_reads_only_their_las_one_alert_topic_and_groups_named_after_it() -> None:
