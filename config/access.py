@@ -36,16 +36,20 @@ LA_ROLES = {
 }
 #: What an MIS (or the EHE service, social care's system, the scheduler) sends: never case.actions.
 MIS_TOPICS = (ROLL_EVENTS, EHE_NOTIFICATIONS, SAFEGUARDING_STATUS, CLOCK_TICKS, ATTENDANCE_REGISTERS)
-ROLES = (*LA_ROLES, "mis", "worker", "register", "ops")
+#: The compacted topic (under the deployment's prefix) where `rollwatch dlq republish` records what it sent.
+DLQ_REPUBLISHED = "dlq.republished"
+ROLES = (*LA_ROLES, "mis", "worker", "register", "ops", "ops-metrics")
 ROLE_HELP = {
     "cme-officer": "read the LA's la.<LA>.alerts.cme-officer topic",
     "social-care": "read the LA's la.<LA>.alerts.social-care topic",
     "ehe-service": "read the LA's la.<LA>.alerts.ehe-service topic",
-    "mis": "write the input topics roll.events, ehe.notifications, safeguarding.status, clock.ticks",
+    "mis": "write the input topics " + ", ".join(MIS_TOPICS),
     "worker": "the stream worker: read inputs, write alerts and dead letters, its changelogs, group and transactions",
-    "register": "register sync, case work and referral intake: read every alert topic and case.actions, write "
-    "case.actions and cme.referrals",
-    "ops": "read the dead-letter topics (<input>.dlq)",
+    "register": "register sync, case work and referral intake: read every alert topic, case.actions and "
+    "cme.referrals, write case.actions and cme.referrals",
+    "ops": "work dead letters (rollwatch dlq list, show, republish): read <input>.dlq, read and write "
+    "dlq.republished, write the input topics",
+    "ops-metrics": "the dead-letter exporter (rollwatch dlq exporter): read <input>.dlq and dlq.republished only",
 }
 
 
@@ -117,12 +121,23 @@ def role_bindings(
         bindings += _grant("TOPIC", topic("la."), "PREFIXED", "READ", "DESCRIBE")
         bindings += _grant("TOPIC", topic(CASE_ACTIONS), "LITERAL", "READ", "WRITE", "DESCRIBE")
         # The LA's own intake (the dashboard's referral form and the partners' endpoint) publishes referrals
-        # for the worker to decide; partner agencies never reach Kafka themselves.
-        bindings += _grant("TOPIC", topic(CME_REFERRALS), "LITERAL", "WRITE", "DESCRIBE")
+        # for the worker to decide, and register sync keeps them for the case view; partner agencies never
+        # reach Kafka themselves.
+        bindings += _grant("TOPIC", topic(CME_REFERRALS), "LITERAL", "READ", "WRITE", "DESCRIBE")
         bindings += _grant("GROUP", register_group, "LITERAL", "READ", "DESCRIBE")
     else:
+        # `rollwatch dlq` reads by partition with no consumer group (it commits nothing), so neither role has
+        # a group; the exporter's role may only read, so a long-running process holds no right to write.
         for name in INPUT_TOPICS:
             bindings += _grant("TOPIC", topic(dead_letter_topic(name)), "LITERAL", "READ", "DESCRIBE")
+        bindings += _grant("TOPIC", topic(DLQ_REPUBLISHED), "LITERAL", "READ", "DESCRIBE")
+        if role == "ops":
+            # Republishing sends each letter back to its input and records it; the first run creates the record
+            # topic. An idempotent producer needs no IDEMPOTENT_WRITE on the cluster since Kafka 3.0 (KIP-679):
+            # WRITE on a topic is enough.
+            bindings += _grant("TOPIC", topic(DLQ_REPUBLISHED), "LITERAL", "WRITE", "CREATE")
+            for name in INPUT_TOPICS:
+                bindings += _grant("TOPIC", topic(name), "LITERAL", "WRITE", "DESCRIBE")
     return sorted(set(bindings))
 
 

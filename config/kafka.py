@@ -108,8 +108,11 @@ def principal_of(settings: Settings) -> str:
     return "an anonymous client"
 
 
-def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: float = 5.0) -> None:
-    """Fails fast, with a message naming the cause, when the settings cannot log in or may not read a topic.
+def check_access(
+    settings: Settings, read_topics: Sequence[str] = (), timeout: float = 5.0, write_topics: Sequence[str] = ()
+) -> None:
+    """Fails fast, with a message naming the cause, when the settings cannot log in or may not read a topic of
+    `read_topics` or write one of `write_topics` (one that does not exist yet is left to whoever creates it).
 
     kafka-python retries a refused login until its bootstrap timeout and then only reports that it could not
     bootstrap; this connects once with a short timeout and tells a refused login from an unreachable cluster.
@@ -192,13 +195,17 @@ def check_access(settings: Settings, read_topics: Sequence[str] = (), timeout: f
         raise failure
     admin = outcome["admin"]
     try:
-        if read_topics:
-            for described in admin.describe_topics(list(read_topics)):
+        for operation, topics in (("READ", read_topics), ("WRITE", write_topics)):
+            if not topics:
+                continue
+            for described in admin.describe_topics(list(topics)):
                 allowed = described.get("authorized_operations")
                 if described.get("error_code") == TopicAuthorizationFailedError.errno or (
-                    isinstance(allowed, list) and "READ" not in allowed
+                    isinstance(allowed, list) and operation not in allowed
                 ):
-                    raise KafkaAccessError(refusal_message("READ", "topic", str(described.get("name")), settings))
+                    raise KafkaAccessError(
+                        refusal_message(operation, "topic", str(described.get("name")), settings)
+                    )
     finally:
         admin.close()
 

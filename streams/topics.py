@@ -16,7 +16,9 @@ from kafka.errors import (
     GroupIdNotFoundError,
     KafkaError,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
     TransactionalIdNotFoundError,
+    UnknownTopicOrPartitionError,
 )
 
 from config.kafka import client_options
@@ -38,6 +40,14 @@ TABLES = ("children", "deadlines", "clocks", "totals", "registers", "attendance"
 #: Input topics where only the latest record per child matters (design.md: latest status wins).
 COMPACTED_INPUTS = frozenset({SAFEGUARDING_STATUS})
 COMPACT = {"cleanup.policy": "compact"}
+#: Partitions one admin request names at most. kafka-python reads a request's whole answer in one step of its
+#: network loop, and a ListOffsets request is retried whole while any one partition in it is not served yet:
+#: every LA's alert topics in one request (nearly 1,900 partitions at 4 each) took 0.1-0.2 s a step on an idle
+#: machine and 0.5-1.1 s on a busy one, logged as "blocking the event loop" at a worker's first start.
+PARTITIONS_PER_REQUEST = 200
+#: What describing a topic answers when it does not exist, or exists but this user may not see it: to the
+#: user both are topics to create, as they are absent from a listing.
+_ABSENT = frozenset({UnknownTopicOrPartitionError.errno, TopicAuthorizationFailedError.errno})
 
 
 class TopicLayoutError(RuntimeError):
@@ -121,25 +131,31 @@ def ensure_topics(
     `coordinators`, until the worker's group and transaction coordinators answer; an existing topic of
     `copartitioned` (by default all of them) with another partition count is refused."""
     must_match = set(wanted if copartitioned is None else copartitioned)
+    batches = _batches(sorted(wanted), settings.topic_partitions)
     admin = KafkaAdminClient(**client_options(settings))
     try:
-        existing = set(admin.list_topics())
+        # Only the wanted topics are described, never the whole cluster's, whose metadata may be far larger.
+        existing = {
+            topic["name"] for topic in _describe(admin, batches) if topic["error_code"] not in _ABSENT
+        }
         missing = [name for name in wanted if name not in existing]
         if missing:
-            new = [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication_factor, topic_configs=wanted[name])
-                for name in missing
-            ]
-            try:
-                admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker or publisher created them at the same moment
-            except KafkaError as error:
-                raise TopicLayoutError(f"cannot create topics {', '.join(missing)}: {error}") from error
+            for batch in _batches(missing, settings.topic_partitions):
+                new = [
+                    NewTopic(name, settings.topic_partitions, settings.topic_replication_factor,
+                             topic_configs=wanted[name])
+                    for name in batch
+                ]
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # another worker or publisher created them at the same moment
+                except KafkaError as error:
+                    raise TopicLayoutError(f"cannot create topics {', '.join(batch)}: {error}") from error
             log.info("created %d topics with %d partitions", len(missing), settings.topic_partitions)
         deadline = time.monotonic() + timeout
         while True:
-            described = admin.describe_topics(sorted(wanted))
+            described = _describe(admin, batches)
             wrong = [
                 f"{t['name']} has {len(t['partitions'])}"
                 for t in described
@@ -155,7 +171,8 @@ def ensure_topics(
                 )
             if all(_has_leaders(t, in_sync=t["name"] in missing) for t in described):
                 if missing:
-                    _wait_for_leaders_to_serve(admin, described, deadline)
+                    created = set(missing)
+                    _wait_for_leaders_to_serve(admin, [t for t in described if t["name"] in created], deadline)
                     if coordinators:
                         _wait_for_coordinators(admin, settings, deadline)
                 return TopicReport(
@@ -168,6 +185,16 @@ def ensure_topics(
             time.sleep(0.2)
     finally:
         admin.close()
+
+
+def _batches(names: list[str], partitions: int) -> list[list[str]]:
+    """Topic names in groups of about PARTITIONS_PER_REQUEST partitions, for one admin request each."""
+    size = max(1, PARTITIONS_PER_REQUEST // max(1, partitions))
+    return [names[start : start + size] for start in range(0, len(names), size)]
+
+
+def _describe(admin: KafkaAdminClient, batches: list[list[str]]) -> list[dict[str, Any]]:
+    return [topic for batch in batches for topic in admin.describe_topics(batch)]
 
 
 def wait_until_served(settings: Settings, names: Collection[str], timeout: float = 30.0) -> None:
@@ -245,14 +272,17 @@ def _wait_for_leaders_to_serve(admin: KafkaAdminClient, described: list[dict[str
     its metadata before that leader has made the partition's log, and hundreds of topics created at once
     (every LA's alert topics) keep it busy for seconds; a client sending meanwhile is turned away with
     NotLeaderForPartition on every try, and logs each."""
-    partitions = {
-        TopicPartition(topic["name"], partition["partition_index"]): OffsetSpec.LATEST
+    partitions = [
+        TopicPartition(topic["name"], partition["partition_index"])
         for topic in described
         for partition in topic["partitions"]
-    }
-    remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
+    ]
+    remaining_ms = 0
     try:
-        admin.list_partition_offsets(partitions, timeout_ms=remaining_ms)
+        for start in range(0, len(partitions), PARTITIONS_PER_REQUEST):
+            remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
+            batch = partitions[start : start + PARTITIONS_PER_REQUEST]
+            admin.list_partition_offsets(dict.fromkeys(batch, OffsetSpec.LATEST), timeout_ms=remaining_ms)
     except KafkaError as error:
         raise TopicLayoutError(
             f"new topics' partition leaders did not serve them within {remaining_ms / 1000:.0f} s ({error}); "

@@ -23,12 +23,17 @@ EPILOG = textwrap.dedent(
 
     roles:
     """
-) + "".join(f"  {role:<12} {text}\n" for role, text in ROLE_HELP.items()) + textwrap.dedent(
+) + "".join(
+    textwrap.fill(text, width=100, initial_indent=f"  {role:<12} ", subsequent_indent=" " * 15) + "\n"
+    for role, text in ROLE_HELP.items()
+) + textwrap.dedent(
     """
     examples:
       rollwatch access grant --role cme-officer --la 330 --user officer330 --output officer330.env
       rollwatch --env-file officer330.env alerts --la 330 --recipient CME_OFFICER
       rollwatch access list
+      rollwatch access grant --role ops --user ops-anna --output ops-anna.env
+      rollwatch access grant --role ops-metrics --user rollwatch-dlq-exporter --output dlq-exporter.env
       rollwatch access revoke --user officer330
     """
 )

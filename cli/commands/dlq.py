@@ -22,18 +22,21 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from config.access import DLQ_REPUBLISHED
 from config.settings import Settings
 from processors.records import INPUT_TOPICS, DeadLetter, InputRecord, dead_letter_topic
 
 log = logging.getLogger(__name__)
 
 #: The compacted topic (under the deployment's prefix) that records every republished dead letter.
-REPUBLISHED = "dlq.republished"
+REPUBLISHED = DLQ_REPUBLISHED
 #: Dead letters a tick could not check a child with: every later tick checks it again, so none is republished.
 NOT_REPUBLISHED_CODES = frozenset({"DEADLINE_CHECK_FAILED"})
 #: How many bytes of an undecodable record `--show` prints, as hex.
 HEX_PREFIX = 32
 SCAN_TIMEOUT = 60.0
+#: Where `rollwatch dlq exporter` serves its metrics unless told otherwise.
+EXPORTER_PORT = 9110
 
 
 class DlqError(Exception):
@@ -277,7 +280,10 @@ def register(subparsers: Any) -> None:
     exporter = commands.add_parser(
         "exporter", help="serve rollwatch_dead_letters{topic,error_code} for Prometheus, refreshed every N s"
     )
-    exporter.add_argument("--port", type=int, default=9109, help="metrics port (default 9109)")
+    # Not register sync's 9109, so that both can run on one host with their usual ports.
+    exporter.add_argument(
+        "--port", type=int, default=EXPORTER_PORT, help=f"metrics port on ROLLWATCH_WEB_HOST (default {EXPORTER_PORT})"
+    )
     exporter.add_argument("--every", type=float, default=60.0, help="seconds between refreshes (default 60)")
     exporter.add_argument("--once", action="store_true", help="refresh once, print the samples and exit")
     exporter.set_defaults(handler=run_exporter)
@@ -296,10 +302,13 @@ def _kafka_errors() -> tuple[type[BaseException], ...]:
     return (DlqError, KafkaAccessError, KafkaError, OSError)
 
 
-def _check(settings: Settings, topics: Sequence[str]) -> None:
+def _check(settings: Settings, topics: Sequence[str], write: Sequence[str] = ()) -> None:
     from config.kafka import check_access
 
-    check_access(settings, topics if settings.security_protocol != "PLAINTEXT" else ())
+    if settings.security_protocol == "PLAINTEXT":
+        check_access(settings)
+    else:
+        check_access(settings, topics, write_topics=write)
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -451,6 +460,10 @@ def run_republish(args: argparse.Namespace, settings: Settings) -> int:
             )
         entries = [entry for entry in entries if entry not in refused]
         replacements = read_replacements(args.replace, entries, settings) if args.replace else None
+        if not args.dry_run and entries:
+            # Refused in one line before anything is sent, rather than by the producer's own errors midway.
+            targets = sorted({entry.letter.source_topic for entry in entries})
+            _check(settings, [], write=[*targets, settings.topic(REPUBLISHED)])
         ensure_republished_topic(settings)
         done = republished_ids(settings)
     except _kafka_errors() as error:
@@ -537,7 +550,7 @@ def run_exporter(args: argparse.Namespace, settings: Settings) -> int:
     if args.once:
         sys.stdout.write(generate_latest(metrics.registry).decode())
         return 0
-    start_http_server(args.port, registry=metrics.registry)
+    start_http_server(args.port, addr=settings.web_host, registry=metrics.registry)
     log.info("serving rollwatch_dead_letters on port %d, refreshed every %.0f s", args.port, args.every)
     try:
         while True:

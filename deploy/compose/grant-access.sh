@@ -27,3 +27,4 @@ grant() {
 }
 grant worker rollwatch-worker /run/rollwatch/worker
 grant register rollwatch-register /run/rollwatch/register
+grant ops-metrics rollwatch-dlq-exporter /run/rollwatch/dlq-exporter

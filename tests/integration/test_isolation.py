@@ -240,11 +240,11 @@ def test_access_list_shows_users_and_revoke_removes_them(secure_broker: SecureBr
     ops_env = grant(secure_broker, "ops", "ops-team")
     listed = rollwatch("--env-file", str(secure_broker.admin_env), "access", "list")
     assert listed.returncode == 0, listed.stderr
-    assert "ops-team: SCRAM credentials, 12 ACL(s)" in listed.stdout
+    assert "ops-team: SCRAM credentials, 32 ACL(s)" in listed.stdout
     assert "ALLOW READ topic roll.events.dlq" in listed.stdout
     revoked = rollwatch("--env-file", str(secure_broker.admin_env), "access", "revoke", "--user", "ops-team")
     assert revoked.returncode == 0, revoked.stderr
-    assert "Revoked ops-team: 12 ACL(s) and 1 credential(s) deleted." in revoked.stdout
+    assert "Revoked ops-team: 32 ACL(s) and 1 credential(s) deleted." in revoked.stdout
     assert "ops-team" not in rollwatch("--env-file", str(secure_broker.admin_env), "access", "list").stdout
     result = rollwatch("--env-file", str(ops_env), "alerts", "--la", "330", "--recipient", "CME_OFFICER")
     assert result.returncode == 2
@@ -254,6 +254,68 @@ def test_access_list_shows_users_and_revoke_removes_them(secure_broker: SecureBr
     assert "refused the login of user ops-team" in line or (
         "as user ops-team" in line and "check the user name and password (the user may have been revoked)" in line
     ), line
+
+
+def test_ops_works_dead_letters_and_the_exporter_only_counts_them(
+    secure_broker: SecureBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ops` lists, shows and republishes dead letters and reads no alert; `ops-metrics`, the exporter's
+    role, counts them but may not republish one."""
+    from processors.records import DeadLetter
+    from schemas.codec import AvroCodec
+
+    admin_settings = _admin_settings(secure_broker.admin_env)
+    admin = KafkaAdminClient(client_id="isolation-dlq", **client_options(admin_settings))
+    try:
+        admin.create_topics([NewTopic("roll.events.dlq", 1, 1)])
+    finally:
+        admin.close()
+    codec = AvroCodec()
+    producer = KafkaProducer(acks="all", **client_options(admin_settings))
+    try:
+        for offset in (7, 8):
+            letter = DeadLetter(f"raw {offset}".encode(), "roll.events", 0, offset, "DATE_IMPLAUSIBLE", "a date")
+            producer.send("roll.events.dlq", key=b"W330215224052", value=codec.encode(letter)).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    ops_env = grant(secure_broker, "ops", "ops-dlq")
+    exporter_env = grant(secure_broker, "ops-metrics", "dlq-exporter")
+
+    counted = rollwatch("--env-file", str(exporter_env), "dlq", "exporter", "--once")
+    assert counted.returncode == 0, counted.stderr
+    assert 'rollwatch_dead_letters{error_code="DATE_IMPLAUSIBLE",topic="roll.events.dlq"} 2.0' in counted.stdout
+
+    listed = rollwatch("--env-file", str(ops_env), "dlq", "list", "--topic", "roll.events")
+    assert listed.returncode == 0, listed.stderr
+    assert "roll.events.dlq:0:0" in listed.stdout and "roll.events.dlq:0:1" in listed.stdout
+    shown = rollwatch("--env-file", str(ops_env), "dlq", "show", "roll.events.dlq:0:0")
+    assert shown.returncode == 0, shown.stderr
+    assert f"raw (5 bytes): {b'raw 7'.hex()}" in shown.stdout
+    republished = rollwatch("--env-file", str(ops_env), "dlq", "republish", "roll.events.dlq:0:0")
+    assert republished.returncode == 0, republished.stderr
+    assert "roll.events.dlq:0:0: sent to roll.events:0:" in republished.stdout
+    again = rollwatch("--env-file", str(ops_env), "dlq", "republish", "roll.events.dlq:0:0")
+    assert again.returncode == 0 and "already republished by ops-dlq" in again.stdout, again.stderr
+
+    # The exporter reads what was republished and counts only the letter still waiting.
+    counted = rollwatch("--env-file", str(exporter_env), "dlq", "exporter", "--once")
+    assert counted.returncode == 0, counted.stderr
+    assert 'rollwatch_dead_letters{error_code="DATE_IMPLAUSIBLE",topic="roll.events.dlq"} 1.0' in counted.stdout
+    # But may not send it back: the long-running exporter holds no right to write.
+    refused = rollwatch("--env-file", str(exporter_env), "dlq", "republish", "roll.events.dlq:0:1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "not allowed to WRITE" in refused.stderr and "as user dlq-exporter" in refused.stderr, refused.stderr
+    assert "sent to" not in refused.stdout
+
+    ops = settings_from(ops_env, monkeypatch)
+    exporter = settings_from(exporter_env, monkeypatch)
+    for user, settings in (("ops-dlq", ops), ("dlq-exporter", exporter)):
+        for topic in [*ALERT_TOPICS, "case.actions", "roll.events"]:
+            with pytest.raises(KafkaAccessError, match=f"not allowed to READ topic {topic} as user {user}"):
+                check_access(settings, [topic])
+    result = rollwatch("--env-file", str(ops_env), "alerts", "--la", "330", "--recipient", "CME_OFFICER")
+    assert result.returncode == 2
+    assert "not allowed to READ topic la.330.alerts.cme-officer as user ops-dlq" in result.stderr
 
 
 def test_env_file_settings_reach_the_process(secure_broker: SecureBroker, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from config.kafka import connection_options
 from config.settings import Settings
 from localbroker.certificates import ensure_tls_files
 from localbroker.config import ClusterLayout, internal_port, secure_server_properties, server_properties
+from processors.records import INPUT_TOPICS
 
 
 def test_an_officer_reads_only_their_las_one_alert_topic_and_groups_named_after_it() -> None:
@@ -63,16 +64,37 @@ def test_worker_register_and_ops_get_what_they_run_on() -> None:
     assert Binding("TOPIC", "la.", "PREFIXED", "READ") in register
     assert Binding("TOPIC", "case.actions", "LITERAL", "WRITE") in register
     assert Binding("TOPIC", "cme.referrals", "LITERAL", "WRITE") in register
-    assert not any(b.operation == "READ" and b.name == "cme.referrals" for b in register)
+    assert Binding("TOPIC", "cme.referrals", "LITERAL", "READ") in register
     assert Binding("TOPIC", "p.cme.referrals", "LITERAL", "READ") in worker
     assert Binding("TOPIC", "p.cme.referrals.dlq", "LITERAL", "WRITE") in worker
     assert Binding("GROUP", "reg", "LITERAL", "READ") in register
     assert not any(b.operation == "WRITE" and b.name.startswith("la.") for b in register)
-    ops = role_bindings("ops")
-    assert {b.name for b in ops} == {f"{t}.dlq" for t in
-                                     ("roll.events", "ehe.notifications", "safeguarding.status", "clock.ticks",
-                                      "case.actions", "attendance.registers", "cme.referrals")}
-    assert {b.operation for b in ops} == {"READ", "DESCRIBE"}
+
+
+def test_ops_works_dead_letters_and_the_exporters_role_only_reads_them() -> None:
+    dead_letters = {f"p.{t}.dlq" for t in INPUT_TOPICS}
+    ops = role_bindings("ops", topic_prefix="p.")
+    grants = {(b.name, b.operation) for b in ops}
+    assert all(b.resource == "TOPIC" and b.pattern == "LITERAL" for b in ops)
+    # list and show read the .dlq topics and what was republished; republish writes each input and the record.
+    assert grants >= {(name, op) for name in dead_letters for op in ("READ", "DESCRIBE")}
+    assert grants >= {("p.dlq.republished", op) for op in ("READ", "DESCRIBE", "WRITE", "CREATE")}
+    assert grants >= {(f"p.{t}", op) for t in INPUT_TOPICS for op in ("WRITE", "DESCRIBE")}
+    assert {b.name for b in ops} == dead_letters | {f"p.{t}" for t in INPUT_TOPICS} | {"p.dlq.republished"}
+    # Never an input's or an alert's data: no READ beyond the dead letters and their record.
+    assert {b.name for b in ops if b.operation == "READ"} == dead_letters | {"p.dlq.republished"}
+    metrics = role_bindings("ops-metrics", topic_prefix="p.")
+    assert {(b.name, b.operation) for b in metrics} == {
+        (name, op) for name in [*dead_letters, "p.dlq.republished"] for op in ("READ", "DESCRIBE")
+    }
+
+
+def test_access_help_names_every_role() -> None:
+    from cli.commands.access import EPILOG
+
+    for role in ROLES:
+        assert f"  {role} " in EPILOG
+    assert "dlq.republished" in EPILOG
 
 
 @pytest.mark.parametrize(

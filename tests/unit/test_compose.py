@@ -31,7 +31,9 @@ KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
 WORKERS = ("worker-1", "worker-2")
 #: The Rollwatch services that talk to Kafka, and the Kafka user each runs as.
 KAFKA_CLIENTS = {"worker-1": "rollwatch-worker", "worker-2": "rollwatch-worker", "register-sync": "rollwatch-register",
-                 "kafka-access": "admin"}
+                 "dlq-exporter": "rollwatch-dlq-exporter", "kafka-access": "admin"}
+#: The dead-letter exporter's service.
+EXPORTER = "dlq-exporter"
 #: `${NAME:?message}` and `${NAME:-default}` as compose interpolates them; the tests fill in a stand-in value.
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z_]+)(?::(?P<op>[?-])(?P<arg>[^}]*))?\}")
 
@@ -197,10 +199,11 @@ def test_kafka_access_grants_the_roles_under_the_names_the_services_use(monkeypa
         assert access["depends_on"] and all_services[name]["depends_on"]["kafka-access"] == {
             "condition": "service_completed_successfully"
         }
-    assert {role for role, _ in granted.values()} == {"worker", "register"}
+    assert {role for role, _ in granted.values()} == {"worker", "register", "ops-metrics"}
+    assert granted["rollwatch-dlq-exporter"][0] == "ops-metrics"
     # The ACLs name the app id and the register's group: the granting admin and the services agree on them.
     admin = settings_of(access, monkeypatch)
-    for name in ("worker-1", "register-sync"):
+    for name in ("worker-1", "register-sync", EXPORTER):
         client = settings_of(all_services[name], monkeypatch)
         assert (client.app_id, client.register_group, client.topic_prefix) == (
             admin.app_id, admin.register_group, admin.topic_prefix
@@ -344,6 +347,11 @@ def test_prometheus_scrapes_the_services_that_serve_metrics(monkeypatch: pytest.
     deliver = settings_of(all_services["register-deliver"], monkeypatch)
     assert deliver.deliver_metrics_port > 0
     assert targets["rollwatch-deliver"] == [f"register-deliver:{deliver.deliver_metrics_port}"]
+    sync = settings_of(all_services["register-sync"], monkeypatch)
+    assert targets["rollwatch-sync"] == [f"register-sync:{sync.sync_metrics_port}"]
+    assert targets["rollwatch-dlq"] == [f"{EXPORTER}:{exporter_command().port}"]
+    # The rules' tests name the exporter's job as the config does.
+    assert 'job="rollwatch-dlq"' in (ROOT / "deploy" / "prometheus" / "rules.test.yml").read_text()
     prometheus = all_services["prometheus"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
@@ -371,6 +379,8 @@ def test_health_checks_use_the_real_endpoints(monkeypatch: pytest.MonkeyPatch) -
     deliver_check = " ".join(all_services["register-deliver"]["healthcheck"]["test"])
     deliver_port = settings_of(all_services["register-deliver"], monkeypatch).deliver_metrics_port
     assert f"http://127.0.0.1:{deliver_port}/metrics" in deliver_check
+    exporter_check = " ".join(all_services[EXPORTER]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{exporter_command().port}/metrics" in exporter_check
     long_running = [name for name, service in all_services.items() if service.get("restart") == "unless-stopped"]
     without = [name for name in long_running if "healthcheck" not in all_services[name]]
     # register sync exposes nothing to probe: it is the container's only process, so its exit is its failure.
@@ -378,6 +388,32 @@ def test_health_checks_use_the_real_endpoints(monkeypatch: pytest.MonkeyPatch) -
     for name in KAFKA_NODES:
         check = " ".join(all_services[name]["healthcheck"]["test"])
         assert "--command-config /etc/kafka/tls/internal-client.properties" in check and ":9094" in check
+
+
+def exporter_command() -> Any:
+    """The exporter service's command as `rollwatch` parses it."""
+    from cli.main import build_parser
+
+    return build_parser().parse_args(services()[EXPORTER]["command"])
+
+
+def test_the_dead_letter_exporter_runs_the_real_command_and_may_read_only_what_it_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cli.commands.dlq import REPUBLISHED, dlq_topics, run_exporter
+    from config.access import role_bindings
+
+    command = exporter_command()
+    assert command.handler is run_exporter and not command.once
+    service = services()[EXPORTER]
+    assert service["restart"] == "unless-stopped"
+    settings = settings_of(service, monkeypatch)
+    assert settings.web_host == "0.0.0.0"  # noqa: S104 - scraped from the prometheus container
+    # Not register sync's port, though each has its own address on the compose network.
+    assert command.port != settings_of(services()["register-sync"], monkeypatch).sync_metrics_port
+    bindings = role_bindings("ops-metrics", topic_prefix=settings.topic_prefix)
+    assert {b.name for b in bindings if b.operation == "READ"} == {*dlq_topics(settings), settings.topic(REPUBLISHED)}
+    assert {b.operation for b in bindings} == {"READ", "DESCRIBE"}
 
 
 def test_dependencies_volumes_and_image_build_line_up() -> None:

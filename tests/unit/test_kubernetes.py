@@ -25,10 +25,12 @@ KUBERNETES_VERSION = "1.30"
 #: The Dockerfile's user.
 IMAGE_UID = 10001
 WORKER = "rollwatch-worker"
+EXPORTER = "rollwatch-dlq-exporter"
 #: Secrets and ConfigMaps the operator creates (README, "Deploying on Kubernetes"), and the keys each holds.
 OPERATOR_OBJECTS = {
     "rollwatch-kafka-worker": {"sasl_password"},
     "rollwatch-kafka-register": {"sasl_password"},
+    "rollwatch-kafka-dlq-exporter": {"sasl_password"},
     "rollwatch-database": {"database_url"},
     "rollwatch-webhooks": {"webhooks"},
     "rollwatch-dashboard": {"dashboard_tokens"},
@@ -268,23 +270,27 @@ def test_each_workload_builds_valid_settings(
     for document in workloads(documents):
         (container,) = document["spec"]["template"]["spec"]["containers"]
         settings = settings_of(documents, container, monkeypatch, tmp_path)
-        commands[" ".join(container["args"])] = settings
-        assert settings.database_url.startswith("postgresql+psycopg://")
-    assert set(commands) == {"worker", "register sync", "register deliver", "register migrate"}
-    worker, sync = commands["worker"], commands["register sync"]
-    for client, user in ((worker, "rollwatch-worker"), (sync, "rollwatch-register")):
+        commands[" ".join(container["args"][:2])] = settings
+        if container["args"][0] != "dlq":
+            assert settings.database_url.startswith("postgresql+psycopg://")
+    assert set(commands) == {"worker", "register sync", "register deliver", "register migrate", "dlq exporter"}
+    worker, sync, exporter = commands["worker"], commands["register sync"], commands["dlq exporter"]
+    for client, user in (
+        (worker, "rollwatch-worker"), (sync, "rollwatch-register"), (exporter, "rollwatch-dlq-exporter")
+    ):
         assert client.security_protocol == "SASL_SSL" and client.sasl_mechanism == "SCRAM-SHA-512"
         assert client.sasl_username == user and client.sasl_password is not None
         assert client.ssl_cafile is not None
-    # Worker and register read the same topics from the same cluster under the names the ACLs give.
+    # Worker, register and exporter read the same topics from the same cluster under the names the ACLs give.
     shared = ("bootstrap_servers", "topic_prefix", "app_id", "register_group")
     assert {f: getattr(worker, f) for f in shared} == {f: getattr(sync, f) for f in shared}
+    assert {f: getattr(worker, f) for f in shared} == {f: getattr(exporter, f) for f in shared}
     assert worker.processing_guarantee == "exactly_once"
     assert worker.store == "rocksdb://"
     assert worker.web_enabled and worker.web_host == "0.0.0.0"  # noqa: S104 - probed and scraped from outside
     assert worker.topic_replication_factor == 3
     assert commands["register deliver"].webhooks and commands["register deliver"].deliver_metrics_port > 0
-    # Only the worker and register sync talk to Kafka.
+    # Only the worker, register sync and the exporter talk to Kafka.
     for command in ("register deliver", "register migrate"):
         assert commands[command].sasl_username is None
 
@@ -350,6 +356,37 @@ def test_probes_use_the_real_endpoints_on_the_web_port(
     deliver_ports = {port["name"]: port["containerPort"] for port in sender["ports"]}
     assert sender["livenessProbe"]["httpGet"]["path"] == "/metrics"
     assert deliver_ports[sender["livenessProbe"]["httpGet"]["port"]] == deliver_settings.deliver_metrics_port
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda d: d.name)
+def test_the_dead_letter_exporter_runs_the_real_command_on_the_port_it_is_scraped_and_probed_on(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cli.commands.dlq import REPUBLISHED, dlq_topics, run_exporter
+    from cli.main import build_parser
+    from config.access import role_bindings
+
+    documents = render(directory)
+    exporter = named(documents, "Deployment", EXPORTER)
+    assert exporter["spec"]["replicas"] == 1
+    (container,) = containers(exporter)
+    args = build_parser().parse_args(container["args"])
+    assert args.handler is run_exporter and not args.once
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"metrics": args.port}
+    annotations = exporter["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (str(args.port), "/metrics")
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert (get["path"], ports.get(get["port"], get["port"])) == ("/metrics", args.port)
+    settings = settings_of(documents, container, monkeypatch, tmp_path)
+    assert settings.web_host == "0.0.0.0"  # noqa: S104 - scraped and probed from outside the pod
+    # Its user's role reads every topic it counts from, and writes nothing.
+    bindings = role_bindings("ops-metrics", topic_prefix=settings.topic_prefix)
+    readable = {b.name for b in bindings if b.operation == "READ"}
+    assert readable == {*dlq_topics(settings), settings.topic(REPUBLISHED)}
+    assert {b.operation for b in bindings} == {"READ", "DESCRIBE"}
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda d: d.name)
