@@ -43,8 +43,8 @@ ROLE_HELP = {
     "ehe-service": "read the LA's la.<LA>.alerts.ehe-service topic",
     "mis": "write the input topics roll.events, ehe.notifications, safeguarding.status, clock.ticks",
     "worker": "the stream worker: read inputs, write alerts and dead letters, its changelogs, group and transactions",
-    "register": "register sync, case work and referral intake: read every alert topic and case.actions, write "
-    "case.actions and cme.referrals",
+    "register": "register sync, case work and referral intake: read every alert topic, case.actions and "
+    "cme.referrals, write case.actions and cme.referrals",
     "ops": "read the dead-letter topics (<input>.dlq)",
 }
 
@@ -117,8 +117,9 @@ def role_bindings(
         bindings += _grant("TOPIC", topic("la."), "PREFIXED", "READ", "DESCRIBE")
         bindings += _grant("TOPIC", topic(CASE_ACTIONS), "LITERAL", "READ", "WRITE", "DESCRIBE")
         # The LA's own intake (the dashboard's referral form and the partners' endpoint) publishes referrals
-        # for the worker to decide; partner agencies never reach Kafka themselves.
-        bindings += _grant("TOPIC", topic(CME_REFERRALS), "LITERAL", "WRITE", "DESCRIBE")
+        # for the worker to decide, and register sync reads them back to keep the referrer's details, which
+        # alerts never carry; partner agencies never reach Kafka themselves.
+        bindings += _grant("TOPIC", topic(CME_REFERRALS), "LITERAL", "READ", "WRITE", "DESCRIBE")
         bindings += _grant("GROUP", register_group, "LITERAL", "READ", "DESCRIBE")
     else:
         for name in INPUT_TOPICS:
