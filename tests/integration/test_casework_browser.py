@@ -300,3 +300,17 @@ def test_cases_close_ends_a_referral_case_without_a_upn_in_the_worker_and_the_re
     assert (case.close_reason, case.closed_by, case.closing_reason) == (
         "LEFT_ENGLAND_CONFIRMED", "officer.331", "On roll in Wales",
     )
+
+
+def test_the_readme_example_request_works_as_written(server: Server) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(part for part in readme.split("```")[1::2] if "curl -X POST" in part)
+    *command, answer_line = block.strip().splitlines()
+    example_answer = json.loads(answer_line.replace("5d0f...", "x"))
+    shell = "\n".join(command).replace("http://127.0.0.1:6066", server.base_url)
+    ran = subprocess.run(["bash", "-c", shell], env={"PATH": "/usr/bin:/bin", "PARTNER_TOKEN": PARTNER_TOKEN},
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert set(answer) == set(example_answer) and answer["la_code"] == example_answer["la_code"] == COVENTRY
+    assert alert_about(server.settings, COVENTRY, answer["referral_id"])[1].rule is Rule.REFERRAL_NOT_ON_ROLL
