@@ -121,8 +121,8 @@ def role_bindings(
         bindings += _grant("TOPIC", topic("la."), "PREFIXED", "READ", "DESCRIBE")
         bindings += _grant("TOPIC", topic(CASE_ACTIONS), "LITERAL", "READ", "WRITE", "DESCRIBE")
         # The LA's own intake (the dashboard's referral form and the partners' endpoint) publishes referrals
-        # for the worker to decide, and register sync keeps them for the case view; partner agencies never
-        # reach Kafka themselves.
+        # for the worker to decide, and register sync reads them back to keep the referrer's details, which
+        # alerts never carry; partner agencies never reach Kafka themselves.
         bindings += _grant("TOPIC", topic(CME_REFERRALS), "LITERAL", "READ", "WRITE", "DESCRIBE")
         bindings += _grant("GROUP", register_group, "LITERAL", "READ", "DESCRIBE")
     else:

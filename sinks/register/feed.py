@@ -13,7 +13,6 @@ from processors.records import Alert, CaseAction, CMEReferral
 from processors.validation import validate
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
-from sinks.register.intake import referral_problems
 from sinks.register.writer import BatchResult, RegisterItem, RegisterWriter
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ class RegisterFeed:
             try:
                 if topic == self.referrals_topic:
                     referral = self.codec.decode(value, CMEReferral)
-                    problems = referral_problems(referral)
+                    problems = validate(referral)
                     if problems:
                         self._skip(str(problems[0].code), topic, partition, offset)
                         continue

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from processors.identifiers import Problem, ProblemCode, is_current_la, upn_problems
 from processors.records import CMEReferral, ReferralChild, ReferralConcern, Referrer, ReferrerAgency
 from processors.validation import validate
 
@@ -19,19 +17,6 @@ if TYPE_CHECKING:
 #: Codes of what is wrong with a submission before it is a referral at all; the topic's own codes follow.
 FIELD_MISSING = "FIELD_MISSING"
 FIELD_INVALID = "FIELD_INVALID"
-#: Longest text each referral field may hold, in characters, as the topic's rules for other records have it.
-REFERRAL_TEXT_LIMITS = {
-    "child.forename": 100,
-    "child.surname": 100,
-    "child.postcode": 10,
-    "details": 2000,
-    "referrer.name": 200,
-    "referrer.contact": 254,
-}
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-_EARLIEST = date(1990, 1, 1)
-_LATEST = date(2100, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,56 +31,16 @@ class IntakeProblem:
         return {"code": self.code, "field": self.field, "message": self.message}
 
 
-def referral_problems(referral: CMEReferral) -> list[Problem]:
-    """The topic's rules for a referral, as processors.validation holds them; until that module knows
-    referrals, the interim checks below (identifiers, text bounds, dates), so nothing unchecked is sent."""
-    try:
-        # processors.validation.validate types its argument as the input records it knew before referrals.
-        return validate(cast(Any, referral))
-    except TypeError:
-        return _interim_problems(referral)
-
-
-def _interim_problems(referral: CMEReferral) -> list[Problem]:
-    problems: list[Problem] = []
-    if not _UUID.fullmatch(referral.referral_id):
-        problems.append(Problem(ProblemCode.EVENT_ID_FORMAT, "referral_id must be a UUID", "referral_id"))
-    if not is_current_la(referral.la_code):
-        problems.append(Problem(ProblemCode.LA_CODE_UNKNOWN, "la_code is not a current English LA", "la_code"))
-    if referral.upn is not None:
-        problems += upn_problems(referral.upn, "upn")
-    child, referrer = referral.child, referral.referrer
-    texts = (
-        ("child.forename", child.forename, True), ("child.surname", child.surname, True),
-        ("child.postcode", child.postcode, False), ("details", referral.details, False),
-        ("referrer.name", referrer.name, False), ("referrer.contact", referrer.contact, False),
-    )
-    for field, value, required in texts:
-        if value is None:
-            continue
-        if required and not value.strip():
-            problems.append(Problem(ProblemCode.TEXT_EMPTY, f"{field} must say something", field))
-        elif len(value) > REFERRAL_TEXT_LIMITS[field]:
-            problems.append(Problem(
-                ProblemCode.TEXT_TOO_LONG, f"{field} is longer than {REFERRAL_TEXT_LIMITS[field]} characters", field
-            ))
-        elif _NOT_TEXT.search(value):
-            problems.append(Problem(ProblemCode.TEXT_INVALID, f"{field} holds control characters", field))
-    for field, day in (("received_on", referral.received_on), ("child.date_of_birth", child.date_of_birth)):
-        if day is not None and not _EARLIEST <= day <= _LATEST:
-            problems.append(Problem(ProblemCode.DATE_IMPLAUSIBLE, f"{field} is not a plausible date", field))
-    return problems
-
-
 def _text(value: Any, field: str, problems: list[IntakeProblem], required: bool = False) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """The text as sent: blank, overlong or odd text is the topic's rules' to judge, so it is not trimmed here."""
+    if value is None:
         if required:
             problems.append(IntakeProblem(FIELD_MISSING, field, f"{field} is required"))
         return None
     if not isinstance(value, str):
         problems.append(IntakeProblem(FIELD_INVALID, field, f"{field} must be text"))
         return None
-    return value.strip()
+    return value
 
 
 def _day(value: Any, field: str, problems: list[IntakeProblem]) -> date | None:
@@ -141,7 +86,7 @@ def read_referral(
     given_la = document.get("la_code")
     if given_la is not None and given_la != la_code:
         problems.append(IntakeProblem(FIELD_INVALID, "la_code", "la_code must be the LA the referral is sent to"))
-    referral_id = _text(document.get("referral_id"), "referral_id", problems) or str(uuid.uuid4())
+    referral_id = _text(document.get("referral_id"), "referral_id", problems)
     received_on = _day(document.get("received_on"), "received_on", problems) or today
     upn = _text(document.get("upn"), "upn", problems)
     child = _object(document.get("child"), "child", problems)
@@ -158,18 +103,17 @@ def read_referral(
     if problems or forename is None or surname is None or concern is None or agency is None:
         return None, problems
     referral = CMEReferral(
-        referral_id=referral_id,
+        referral_id=str(uuid.uuid4()) if referral_id is None else referral_id,
         received_on=received_on,
         la_code=la_code,
-        upn=None if upn is None else upn.upper(),
-        child=ReferralChild(forename, surname, born, None if postcode is None else postcode.upper()),
+        upn=upn,
+        child=ReferralChild(forename, surname, born, postcode),
         concern=concern,
         referrer=Referrer(agency, name, contact),
         details=details,
     )
-    found = [
-        IntakeProblem(str(problem.code), problem.field, problem.message) for problem in referral_problems(referral)
-    ]
+    # The worker's own rules for cme.referrals, so nothing taken in here is dead-lettered there.
+    found = [IntakeProblem(str(problem.code), problem.field, problem.message) for problem in validate(referral)]
     return (None, found) if found else (referral, [])
 
 
@@ -185,15 +129,22 @@ FORM_FIELDS = {
 }
 
 
+#: Form fields an officer may type in lower case; the topic holds them in capitals.
+FORM_CAPITALS = frozenset({"upn", "postcode"})
+
+
 def form_document(form: Mapping[str, str]) -> dict[str, Any]:
-    """The nested submission of the dashboard's referral form, so form and endpoint are read alike."""
+    """The nested submission of the dashboard's referral form, so form and endpoint are read alike. A browser
+    sends every field, so an empty one is absent (an anonymous referrer leaves name and contact empty); what
+    an officer typed is trimmed, and a field of spaces alone is kept for the topic's rules to refuse."""
     document: dict[str, Any] = {"child": {}, "referrer": {}}
-    for name in ("upn", "concern", "details", "received_on"):
-        if form.get(name):
-            document[name] = form[name]
-    for name, (part, key) in FORM_FIELDS.items():
-        if form.get(name):
-            document[part][key] = form[name]
+    places = {name: (document, name) for name in ("upn", "concern", "details", "received_on")}
+    places |= {name: (document[part], key) for name, (part, key) in FORM_FIELDS.items()}
+    for name, (into, key) in places.items():
+        value = form.get(name, "")
+        if value:
+            value = value.strip() or value
+            into[key] = value.upper() if name in FORM_CAPITALS else value
     return document
 
 

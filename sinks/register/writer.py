@@ -98,14 +98,20 @@ def record(
             statement = insert(ChildRow).values([{"upn": upn} for upn in unnamed])
             session.execute(statement.on_conflict_do_nothing(index_elements=["upn"]))
         case_ids = {item.case_id for item in batch if not isinstance(item, CMEReferral) and item.case_id is not None}
+        links = _load_links(session, {
+            item.upn for item in batch if item.upn is not None and (
+                (isinstance(item, Alert) and closes_case(item.rule))
+                or (isinstance(item, CaseAction) and action_closes_case(item)))
+        })
+        case_ids |= {case_id for linked in links.values() for case_id in linked}
         cases = _load_cases(session, case_ids)
         holders = _load_holders(session, case_ids)
         known_holders = set(holders)
         for item in batch:
             if isinstance(item, Alert):
-                _shape_case(session, item, cases, holders, result)
+                _shape_case(session, item, cases, holders, result, links)
             elif isinstance(item, CaseAction):
-                _apply_action(session, item, cases, result)
+                _apply_action(session, item, cases, result, links)
         result.cases_touched = len(case_ids)
         session.flush()
         # After the cases: with no relationship() between them, the flush would not order these after.
@@ -155,6 +161,31 @@ def _load_holders(session: Session, case_ids: set[str]) -> set[tuple[str, str]]:
     return {(row.case_id, row.la_code) for row in rows}
 
 
+def _load_links(session: Session, upns: set[str]) -> dict[str, list[str]]:
+    """The referral cases linked to each of these children, oldest link first."""
+    links: dict[str, list[str]] = {}
+    if upns:
+        rows = session.execute(select(CaseLinkRow.upn, CaseLinkRow.case_id).where(
+            CaseLinkRow.upn.in_(upns)
+        ).order_by(CaseLinkRow.at))
+        for row in rows:
+            links.setdefault(row.upn, []).append(row.case_id)
+    return links
+
+
+def _close_linked(row: CaseRow, links: dict[str, list[str]], cases: dict[str, CaseRow], result: BatchResult) -> None:
+    """Closes the open referral cases linked to the child whose case `row` just closed, as the worker ends them
+    with it (docs/decisions/015): the same day, reason and closer."""
+    for case_id in links.get(row.upn or "", ()):
+        linked = cases.get(case_id)
+        if linked is None or linked is row or linked.status != CaseStatus.OPEN:
+            continue
+        linked.status = CaseStatus.CLOSED.value
+        linked.closed_on, linked.closing_reason, linked.closed_by = row.closed_on, row.closing_reason, row.closed_by
+        linked.close_reason, linked.closing_action_id = row.close_reason, row.closing_action_id
+        result.cases_closed += 1
+
+
 def _case_row(
     session: Session, cases: dict[str, CaseRow], case_id: str, upn: str | None, referral_id: str | None
 ) -> CaseRow:
@@ -174,6 +205,7 @@ def _shape_case(
     cases: dict[str, CaseRow],
     holders: set[tuple[str, str]],
     result: BatchResult,
+    links: dict[str, list[str]],
 ) -> None:
     if alert.case_id is None:
         return
@@ -190,9 +222,14 @@ def _shape_case(
         row.closing_reason = CHILD_LOCATED_REASON
         row.closed_by = ENGINE_CLOSER
         result.cases_closed += 1
+        # The child is on roll: the worker has closed its case and every referral case linked into it.
+        _close_linked(row, links, cases, result)
 
 
-def _apply_action(session: Session, action: CaseAction, cases: dict[str, CaseRow], result: BatchResult) -> None:
+def _apply_action(
+    session: Session, action: CaseAction, cases: dict[str, CaseRow], result: BatchResult,
+    links: dict[str, list[str]],
+) -> None:
     # A LINK's UPN is the child's the case is linked to, not the case's own: the case row keeps none until
     # the link is applied below.
     own_upn = None if action.action is CaseActionType.LINK else action.upn
@@ -208,6 +245,7 @@ def _apply_action(session: Session, action: CaseAction, cases: dict[str, CaseRow
     if action.action is CaseActionType.LINK:
         if row.upn is None and action.upn is not None:
             row.upn = action.upn
+            links.setdefault(action.upn, []).append(row.case_id)
         return
     if not action_closes_case(action) or row.status != CaseStatus.OPEN:
         if action.action is CaseActionType.CLOSE:
@@ -220,6 +258,10 @@ def _apply_action(session: Session, action: CaseAction, cases: dict[str, CaseRow
     row.closed_by = action.by
     row.closing_action_id = action.action_id
     result.cases_closed += 1
+    if row.case_id not in links.get(row.upn or "", ()):
+        # The child's own case: the worker ends the referral cases linked into it too. A linked referral's
+        # case closed on its own leaves the child's case open.
+        _close_linked(row, links, cases, result)
 
 
 def _record_case_work(session: Session, actions: Sequence[CaseAction], result: BatchResult) -> None:

@@ -64,6 +64,7 @@ def test_worker_register_and_ops_get_what_they_run_on() -> None:
     assert Binding("TOPIC", "la.", "PREFIXED", "READ") in register
     assert Binding("TOPIC", "case.actions", "LITERAL", "WRITE") in register
     assert Binding("TOPIC", "cme.referrals", "LITERAL", "WRITE") in register
+    # register sync keeps each referral (the referrer's details go nowhere else).
     assert Binding("TOPIC", "cme.referrals", "LITERAL", "READ") in register
     assert Binding("TOPIC", "p.cme.referrals", "LITERAL", "READ") in worker
     assert Binding("TOPIC", "p.cme.referrals.dlq", "LITERAL", "WRITE") in worker
