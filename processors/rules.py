@@ -571,6 +571,9 @@ def apply_status(state: ChildState, status: SafeguardingStatus, config: RuleConf
             trigger=case.case_id,
             trigger_ids=_case_trigger_ids(case),
             case_id=case.case_id,
+            # A case a referral opened (or an officer linked) may be all that is known of the child, and a
+            # referral without a date of birth names no child: the alert goes out without one.
+            named=False,
         )
         decision.state = replace(
             state, case=replace(case, social_care_alerted=merge_las(case.social_care_alerted, [entry.la_code]))

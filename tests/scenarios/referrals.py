@@ -314,3 +314,14 @@ def officer_closes_referral_case_with_upn(p: str) -> Scenario:
         action("CLOSE", referral_case_id(rid), pupil=p, close_reason="HOME_EDUCATION_CONFIRMED"),
         added(p, COV_A, "2025-03-17"),
     ], [(RNOR, CME, "331", p)])
+
+
+@scenario("A referral that gives no date of birth opens a case; the child then goes on a protection plan: "
+          "OPEN_CASE_PROTECTED to social care (an alert naming no child), and the child's ADDED tells social "
+          "care too.")
+def referral_case_without_birth_date_then_protected(p: str) -> Scenario:
+    return Scenario("", "", [
+        referral(p, "331", "2025-03-03", date_of_birth=None),
+        status(p, "336", cp=True, at="2025-03-04"),
+        added(p, COV_A, "2025-03-10"),
+    ], [(RNOR, CME, "331", p), (OCP, SC, "336", p), (LOCATED, CME, "331", p), (LOCATED, SC, "336", p)])
