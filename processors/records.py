@@ -244,7 +244,8 @@ class Referrer:
 
     @property
     def anonymous(self) -> bool:
-        return not self.name and not self.contact
+        """Neither name nor contact given; blank counts as not given."""
+        return not (self.name or "").strip() and not (self.contact or "").strip()
 
 
 @dataclass(frozen=True, slots=True)

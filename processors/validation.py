@@ -476,10 +476,9 @@ def _referral_problems(referral: CMEReferral) -> list[Problem]:
             ))
         problems += born
     referrer = referral.referrer
-    for value, field in ((referrer.name, "referrer.name"), (referrer.contact, "referrer.contact")):
-        if value is not None:
-            # Blank is not anonymous: an anonymous referral leaves name and contact out.
-            problems += _required_text(value, field)
+    # A blank name or contact is read as not given (an anonymous referral), never refused: a referral lost to
+    # how a form sent an empty field would be a child no one looks for.
+    problems += _texts_problems((referrer.name, "referrer.name"), (referrer.contact, "referrer.contact"))
     return problems
 
 

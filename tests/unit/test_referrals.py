@@ -110,13 +110,20 @@ def test_a_full_referral_and_an_anonymous_one_without_upn_or_birth_date_are_vali
         ({"child": ReferralChild("Amir", "Khan", date(1995, 1, 1))}, "DATE_IMPLAUSIBLE"),
         ({"details": "x" * 2001}, "TEXT_TOO_LONG"),
         ({"details": "bell\x07"}, "TEXT_INVALID"),
-        ({"referrer": Referrer(ReferrerAgency.POLICE, name="  ")}, "TEXT_EMPTY"),
         ({"referrer": Referrer(ReferrerAgency.POLICE, contact="x" * 255)}, "TEXT_TOO_LONG"),
         ({"referrer": Referrer(ReferrerAgency.POLICE, name="N" * 201)}, "TEXT_TOO_LONG"),
     ],
 )
 def test_a_bad_referral_is_refused_with_a_code(changes: dict[str, object], code: str) -> None:
     assert code in codes(referral(**changes))
+
+
+def test_a_blank_referrer_name_and_contact_are_read_as_an_anonymous_referral() -> None:
+    blank = referral(referrer=Referrer(ReferrerAgency.PUBLIC, name="  ", contact=""))
+    assert codes(blank) == []
+    assert blank.referrer.anonymous
+    [alert] = apply_record(timeline(), blank).alerts
+    assert "anonymous" in alert.reason
 
 
 def test_details_of_exactly_2000_characters_over_several_lines_are_valid() -> None:
