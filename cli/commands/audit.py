@@ -6,9 +6,10 @@ import argparse
 import json
 import re
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
+from cli.arguments import iso_day
 from config.settings import Settings
 
 
@@ -26,16 +27,9 @@ def register(subparsers: Any) -> None:
         "through what, which case and UPN.",
     )
     listing.add_argument("--la", metavar="CODE", required=True, help="3-digit LA code")
-    listing.add_argument("--since", type=_day, metavar="YYYY-MM-DD", required=True, help="from this date on (UTC)")
+    listing.add_argument("--since", type=iso_day, metavar="YYYY-MM-DD", required=True, help="from this date on (UTC)")
     listing.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
     listing.set_defaults(handler=run_list)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
 
 
 def _fail(message: str) -> int:

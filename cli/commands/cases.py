@@ -12,6 +12,7 @@ import textwrap
 from datetime import date
 from typing import Any
 
+from cli.arguments import iso_day
 from config.settings import Settings
 from processors.records import CloseReason, EnquiryKind, Rule, Severity
 
@@ -61,8 +62,8 @@ def register(subparsers: Any) -> None:
         choices=[severity.value for severity in Severity],
         help="the case's severity: the most urgent of its alerts",
     )
-    listing.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="opened on or after this date")
-    listing.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="opened on or before this date")
+    listing.add_argument("--since", type=iso_day, metavar="YYYY-MM-DD", help="opened on or after this date")
+    listing.add_argument("--until", type=iso_day, metavar="YYYY-MM-DD", help="opened on or before this date")
     listing.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
     listing.add_argument("--by", help="who is looking, for the audit trail (default: your OS user name)")
     listing.set_defaults(handler=run_list)
@@ -134,13 +135,6 @@ def register(subparsers: Any) -> None:
     link.add_argument("--by", required=True, help="who links it: your name or user id")
     link.add_argument("--la", metavar="CODE", help="your LA, when more than one LA holds the case")
     link.set_defaults(handler=run_link)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
 
 
 def _fail(message: str) -> int:

@@ -7,9 +7,9 @@ import json
 import re
 import sys
 import textwrap
-from datetime import date
 from typing import Any
 
+from cli.arguments import iso_day
 from config.settings import Settings
 
 EPILOG = textwrap.dedent(
@@ -36,17 +36,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--la", required=True, metavar="CODE", help="your LA's 3-digit code: sets the region")
     parser.add_argument("--upn", help="the child's unique pupil number")
     parser.add_argument("--surname", help="the child's surname (with --dob), when the UPN is not known")
-    parser.add_argument("--dob", type=_day, metavar="YYYY-MM-DD", help="the child's date of birth (with --surname)")
+    parser.add_argument("--dob", type=iso_day, metavar="YYYY-MM-DD", help="the child's date of birth (with --surname)")
     parser.add_argument("--by", required=True, help="who is asking: your name or user id, for the audit trail")
     parser.add_argument("--json", action="store_true", help="one JSON object a line instead of text")
     parser.set_defaults(handler=run_lookup)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
 
 
 def _fail(message: str) -> int:
