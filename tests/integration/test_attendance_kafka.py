@@ -6,31 +6,24 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import murmur2
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
-from cli.commands.publish import connection_of
 from config.settings import Settings
 from processors.records import DeadLetter
-from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from schemas.codec import AvroCodec
 from schemas.jsonfields import alert_to_json
-from streams.topics import ensure_worker_topics
 from tests.integration.test_scenarios_kafka import (
     Case,
-    read_alerts,
     replayed,
     scenario_cases,
-    segments_of,
-    send_in_rounds,
+    through_one_worker,
 )
-from tests.integration.workers import WorkerProcess
 from tests.scenarios.attendance import ATTENDANCE_SCENARIOS
 from tests.scenarios.builder import upn
 from tests.shared import SHARED_SCENARIOS
@@ -86,28 +79,11 @@ def attendance_run(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[list[tuple[Case, int]], list[Any], Settings]]:
     placed = pinned(_cases())
-    assert len(placed) <= PARTITIONS
-    run_id = uuid.uuid4().hex[:8]
+    scripts = [lines for (_name, lines, _expected), _partition in placed]
     tmp = tmp_path_factory.mktemp("attendance")
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=f"att{run_id}.", app_id=f"att-{run_id}",
-        topic_partitions=PARTITIONS, broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False,
-        broker_session_timeout=10, broker_rebalance_timeout=10, log_level="WARNING",
-    )
-    ensure_worker_topics(settings)
-    worker = WorkerProcess(settings, tmp / "worker.log").start()
-    codec = AvroCodec()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
-    applied = AppliedOffsets(connection_of(settings), settings.app_id)
-    sender = OrderedSender(producer.flush, applied, timeout=180)
-    runs = [segments_of(lines, settings, codec) for (_name, lines, _expected), _partition in placed]
-    try:
-        send_in_rounds(runs, [partition for _case, partition in placed], producer, sender, worker)
-        yield placed, read_alerts(settings), settings
-    finally:
-        producer.close()
-        applied.close()
-        worker.stop()
+    pinned_to = [partition for _case, partition in placed]
+    with through_one_worker(kafka_bootstrap, tmp, "att", PARTITIONS, scripts, pinned_to) as (settings, _worker, alerts):
+        yield placed, alerts, settings
 
 
 def test_every_attendance_scenario_through_kafka_gives_its_expected_alerts(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -11,23 +10,17 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from cli.commands.publish import connection_of
 from config.settings import Settings
 from processors.records import CMEReferral, DeadLetter
-from rollwatch_client.ordering import AppliedOffsets, OrderedSender
 from schemas.codec import AvroCodec
 from schemas.jsonfields import alert_to_json
 from schemas.jsonformat import parse_line
-from streams.topics import ensure_worker_topics
 from tests.integration.test_scenarios_kafka import (
     Case,
-    read_alerts,
     replayed,
     scenario_cases,
-    segments_of,
-    send_in_rounds,
+    through_one_worker,
 )
-from tests.integration.workers import WorkerProcess
 from tests.scenarios.referrals import REFERRAL_SCENARIOS
 from tests.shared import SHARED_SCENARIOS
 
@@ -55,28 +48,12 @@ def referral_run(
 ) -> Iterator[tuple[list[Case], list[Any], Settings]]:
     """All referral scenarios at once in one worker, each pinned to a partition of its own, in file order."""
     cases = _cases()
-    assert len(cases) <= PARTITIONS
-    run_id = uuid.uuid4().hex[:8]
+    scripts = [lines for _name, lines, _expected in cases]
     tmp = tmp_path_factory.mktemp("referrals")
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=f"ref{run_id}.", app_id=f"ref-{run_id}",
-        topic_partitions=PARTITIONS, broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False,
-        broker_session_timeout=10, broker_rebalance_timeout=10, log_level="WARNING",
-    )
-    ensure_worker_topics(settings)
-    worker = WorkerProcess(settings, tmp / "worker.log").start()
-    codec = AvroCodec()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
-    applied = AppliedOffsets(connection_of(settings), settings.app_id)
-    sender = OrderedSender(producer.flush, applied, timeout=180)
-    runs = [segments_of(lines, settings, codec) for _name, lines, _expected in cases]
-    try:
-        send_in_rounds(runs, list(range(len(runs))), producer, sender, worker)
-        yield cases, read_alerts(settings), settings
-    finally:
-        producer.close()
-        applied.close()
-        worker.stop()
+    with through_one_worker(kafka_bootstrap, tmp, "ref", PARTITIONS, scripts, list(range(len(scripts)))) as (
+        settings, _worker, alerts
+    ):
+        yield cases, alerts, settings
 
 
 def test_every_referral_scenario_through_kafka_gives_its_expected_alerts(

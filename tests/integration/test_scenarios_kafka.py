@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,38 +120,48 @@ def send_in_rounds(
         sender.barrier()
 
 
-@pytest.fixture(scope="module")
-def scenario_run(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[list[Any], list[Alert], WorkerProcess]]:
-    """Runs all scenarios at once in one worker: each pinned to its own partition, so each keeps its own
-    business date, with its ticks sent only there; records go in file order (OrderedSender)."""
-    import uuid
-
-    cases = all_scenarios()
+@contextlib.contextmanager
+def through_one_worker(
+    kafka_bootstrap: str, tmp: Path, name: str, partitions: int, scripts: list[list[str]], pinned_to: list[int]
+) -> Iterator[tuple[Settings, WorkerProcess, list[Alert]]]:
+    """Sends each script (replay lines) to its own partition of a fresh deployment, in file order and all at once
+    (OrderedSender), with one worker applying them; yields the settings, the worker and every alert it raised."""
     run_id = uuid.uuid4().hex[:8]
-    tmp = tmp_path_factory.mktemp("scenarios")
     settings = Settings(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=f"scn{run_id}.", app_id=f"scn-{run_id}",
-        topic_partitions=64, broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False,
+        bootstrap_servers=kafka_bootstrap, topic_prefix=f"{name}{run_id}.", app_id=f"{name}-{run_id}",
+        topic_partitions=partitions, broker_commit_interval=0.1, data_dir=tmp / "worker", web_enabled=False,
         broker_session_timeout=10, broker_rebalance_timeout=10, log_level="WARNING",
     )
-    assert len(cases) <= settings.topic_partitions
+    assert len(scripts) <= partitions
     ensure_worker_topics(settings)
     worker = WorkerProcess(settings, tmp / "worker.log").start()
     codec = AvroCodec()
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=2)
     applied = AppliedOffsets(connection_of(settings), settings.app_id)
     sender = OrderedSender(producer.flush, applied, timeout=180)
-    runs = [segments_of(lines, settings, codec) for _name, lines, _expected in cases]
+    runs = [segments_of(lines, settings, codec) for lines in scripts]
     try:
-        send_in_rounds(runs, list(range(len(runs))), producer, sender, worker)
-        alerts = read_alerts(settings)
-        yield cases, alerts, worker
+        send_in_rounds(runs, pinned_to, producer, sender, worker)
+        yield settings, worker, read_alerts(settings)
     finally:
         producer.close()
         applied.close()
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def scenario_run(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[list[Any], list[Alert], WorkerProcess]]:
+    """Runs all scenarios at once in one worker: each pinned to its own partition, so each keeps its own
+    business date, with its ticks sent only there; records go in file order (OrderedSender)."""
+    cases = all_scenarios()
+    scripts = [lines for _name, lines, _expected in cases]
+    tmp = tmp_path_factory.mktemp("scenarios")
+    with through_one_worker(kafka_bootstrap, tmp, "scn", 64, scripts, list(range(len(scripts)))) as (
+        _settings, worker, alerts
+    ):
+        yield cases, alerts, worker
 
 
 def test_every_scenario_through_kafka_gives_its_expected_alerts(
