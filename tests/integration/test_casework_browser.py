@@ -46,9 +46,9 @@ from tests.integration.test_dashboard_browser import (
     Browser,
     browser,
     free_port,
-    http_status,
     png_size,
     sign_in,
+    wait_for_dashboard,
 )
 from tests.integration.workers import ROOT, WorkerProcess, worker_env
 from tests.scenarios.builder import COV_A, COV_B, added, removed, upn
@@ -97,16 +97,7 @@ def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     worker = WorkerProcess(settings, tmp / "worker.log").start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert worker.alive(), worker.log()
-            try:
-                if http_status(f"{base_url}/la/{COVENTRY}/") == 401:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the dashboard never answered:\n{worker.log()}"
-            time.sleep(0.5)
+        wait_for_dashboard(base_url, worker)
         send(settings, amelia(removed(UPN, COV_A, "2025-03-03", "I_CONTINUOUS_ABSENCE")))
         sync_until(settings, lambda register: case_of(register, UPN), "the child's MISSING_NO_DESTINATION case")
         yield Server(base_url, settings, worker)

@@ -107,6 +107,20 @@ def http_status(url: str, token: str | None = None) -> int:
         return error.code
 
 
+def wait_for_dashboard(base_url: str, worker: WorkerProcess, timeout: float = 120) -> None:
+    """Until the worker's dashboard answers (asking for credentials), failing with its log if it dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert worker.alive(), worker.log()
+        try:
+            if http_status(f"{base_url}/la/{COVENTRY}/") == 401:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"the dashboard never answered:\n{worker.log()}"
+        time.sleep(0.5)
+
+
 @dataclass
 class DashboardServer:
     base_url: str
@@ -134,16 +148,7 @@ def dashboard_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
     worker = WorkerProcess(settings, tmp / "worker.log").start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert worker.alive(), worker.log()
-            try:
-                if http_status(f"{base_url}/la/{COVENTRY}/") == 401:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the dashboard never answered:\n{worker.log()}"
-            time.sleep(0.5)
+        wait_for_dashboard(base_url, worker)
         yield DashboardServer(base_url, worker)
         assert worker.alive(), worker.log()
     finally:
